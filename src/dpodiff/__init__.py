@@ -1,0 +1,3 @@
+"""dpodiff: discrete prompt optimisation for text-to-image diffusion models."""
+
+__version__ = "0.1.0"
