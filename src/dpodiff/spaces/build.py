@@ -1,0 +1,293 @@
+"""Build the search space of one prompt from one source (or `auto`, a tuned mix of the offline ones).
+
+Every offline source proposes base forms for a word's lemma and part of speech;
+this module ranks them, puts them back into the word's form and capitalisation,
+drops the word itself and its other forms, and keeps `per_word` of them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from dpodiff.errors import UsageError
+from dpodiff.spaces import cache as space_cache
+from dpodiff.spaces import embedding, thesaurus, vocab, wordnet
+from dpodiff.spaces import llm as llm_source
+from dpodiff.spaces.nplib import nplib_slots
+from dpodiff.spaces.space import SearchSpace, Slot, Span
+from dpodiff.spaces.words import Word, content_words, inflect, match_case, same_lemma
+
+KINDS = ("synonym", "antonym")
+SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
+TASKS = ("improve", "attack")
+BUILDER_VERSION = 1  # bump when the choices a source gives change, so old cache entries are not reused
+
+_CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """How `auto` ranks synonyms; the defaults were picked on benchmarks/space_quality.py."""
+
+    wordnet_senses: int = 2  # synonyms from the first (used, drawable) senses only
+    moby: bool = True  # add words one WordNet link away that Moby also lists, and reward agreement
+    sense_step: float = 0.2  # penalty per later WordNet sense
+    agreement_bonus: float = 1.0  # WordNet synonym that Moby lists too
+    related_penalty: float = 1.0  # a hypernym/hyponym/similar word rather than a synonym
+    commonness_weight: float = 0.15  # times log(CLIP vocabulary rank)
+    single_token_bonus: float = 1.0  # prefer words that are one token of the CLIP vocabulary
+
+
+AUTO = AutoSettings()
+
+
+@dataclass
+class Resources:
+    """What the model-dependent sources need; built once per space."""
+
+    tokenizer: object = None
+    text_encoder: object = None
+    llm: llm_source.LLMConfig | None = None
+    neighbours: embedding.Neighbours | None = None
+
+    def nearest(self, word: str, k: int) -> list[str]:
+        if self.neighbours is None:
+            embedding.require(self.tokenizer, self.text_encoder)
+            self.neighbours = embedding.neighbour_function(self.tokenizer, self.text_encoder)
+        return self.neighbours(word, k)
+
+    @property
+    def has_embeddings(self) -> bool:
+        return self.neighbours is not None or (self.tokenizer is not None and self.text_encoder is not None)
+
+
+def check_choice(kind: str, source: str, per_word: int) -> None:
+    if kind not in KINDS:
+        raise UsageError(f"Unknown space kind {kind!r}: use one of {', '.join(KINDS)}.")
+    if source not in SOURCES:
+        raise UsageError(f"Unknown space source {source!r}: use one of {', '.join(SOURCES)}.")
+    if kind == "antonym" and source == "thesaurus":
+        raise UsageError("The Moby thesaurus lists no opposites: for --kind antonym use --source wordnet, embedding, llm or auto.")
+    if not isinstance(per_word, int) or per_word < 1:
+        raise UsageError(f"--per-word must be a positive whole number, got {per_word!r}.")
+
+
+def prompt_words(prompt: str) -> list[Word]:
+    if not prompt or not prompt.strip():
+        raise UsageError("The prompt is empty: give the text you would type into the image generator.")
+    words = content_words(prompt)
+    if not words:
+        raise UsageError(
+            f"The prompt {prompt!r} has no content words to substitute (only stopwords, numbers or punctuation). "
+            "Give a prompt that describes something, e.g. 'a red car in the snow'."
+        )
+    return words
+
+
+# -- candidates per source: base forms, best first ----------------------------------------------
+
+
+def _commonness(word: str) -> float:
+    return math.log(vocab.rank(word))
+
+
+def _fits_pos(candidate: str, pos: str) -> bool:
+    return bool(wordnet.base_forms(candidate, pos))
+
+
+def wordnet_synonyms(w: Word, senses: int = 3) -> list[str]:
+    return wordnet.synonyms(w.lemma, w.pos, senses)
+
+
+def thesaurus_synonyms(w: Word) -> list[str]:
+    """Moby's words that WordNet allows in the word's part of speech, ranked: also linked in WordNet,
+    then listed back by Moby, then the rest; common words first within each group."""
+    found = [c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)]
+    linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, 99) + wordnet.related(w.lemma, w.pos, 99)}
+    back = {c for c in found if w.lemma in {x.lower() for x in thesaurus.synonyms(c)}}
+    return sorted(found, key=lambda c: (c.lower() not in linked, c not in back, _commonness(c)))
+
+
+def auto_synonyms(w: Word, settings: AutoSettings = AUTO) -> list[str]:
+    """WordNet synonyms of the first used senses, then words one WordNet link away that Moby confirms;
+    ranked by source agreement, sense order and how common (one CLIP token) the word is."""
+    wn = wordnet.synonyms(w.lemma, w.pos, settings.wordnet_senses)
+    moby = {c.lower() for c in thesaurus.synonyms(w.lemma)} if settings.moby else set()
+    scored: dict[str, float] = {}
+    for i, c in enumerate(wn):
+        scored[c] = i * settings.sense_step - (settings.agreement_bonus if c.lower() in moby else 0.0)
+    if settings.moby:
+        pool = wordnet.synonyms(w.lemma, w.pos, 99) + wordnet.related(w.lemma, w.pos, settings.wordnet_senses)
+        for c in pool:
+            if c not in scored and c.lower() in moby:
+                scored[c] = settings.related_penalty
+    for c in scored:
+        single = vocab.token_id(c) is not None
+        scored[c] += settings.commonness_weight * _commonness(c) - (settings.single_token_bonus if single else 0.0)
+    return sorted(scored, key=lambda c: scored[c])
+
+
+def wordnet_opposites(w: Word) -> list[str]:
+    """Direct antonyms first, then sister terms ranked by commonness (adjectives without antonyms that are
+    also nouns, like colours and materials, take the noun's), then the antonyms of similar adjectives."""
+    out = wordnet.antonyms(w.lemma, w.pos)
+    sister_pos = w.pos
+    if w.pos == "a" and not out and wordnet.entry(w.lemma, "n"):
+        sister_pos = "n"
+    for group in wordnet.sister_terms(w.lemma, sister_pos, senses=3):
+        out += sorted(group, key=_commonness)
+    return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos), key=_commonness)
+
+
+def embedding_neighbours(w: Word, kind: str, res: Resources, k: int = 60) -> list[str]:
+    """Nearest whole-word tokens of the same part of speech; for opposites, minus the word's WordNet synonyms."""
+    near = res.nearest(w.lemma, k)
+    if w.known:
+        near = [c for c in near if _fits_pos(c, w.pos)]
+    if kind == "antonym":
+        synonyms = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, 99)}
+        near = [c for c in near if c.lower() not in synonyms]
+    return near
+
+
+def candidates(w: Word, kind: str, source: str, res: Resources) -> list[str]:
+    if kind == "synonym":
+        if source == "wordnet":
+            return wordnet_synonyms(w)
+        if source == "thesaurus":
+            return thesaurus_synonyms(w)
+        if source == "embedding":
+            return embedding_neighbours(w, kind, res)
+        return auto_synonyms(w)
+    if source == "wordnet":
+        return wordnet_opposites(w)
+    if source == "embedding":
+        return embedding_neighbours(w, kind, res)
+    return wordnet_opposites(w) + (embedding_neighbours(w, kind, res) if res.has_embeddings else [])
+
+
+def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> list[str]:
+    """Inflect like the original, copy its capitalisation, drop junk, the word itself and repeats."""
+    out: list[str] = []
+    seen = {w.text.lower()}
+    for c in found:
+        c = " ".join(c.split())
+        if not _CHOICE.match(c) or len(c) < 2 or len(c.split()) > 3 or same_lemma(c, w.lemma) or same_lemma(c, w.text):
+            continue
+        if reinflect and w.form != "base" and c.lower() == c:
+            c = inflect(c, w.pos, w.form)
+        c = match_case(w.text, c)
+        if c.lower() in seen:
+            continue
+        seen.add(c.lower())
+        out.append(c)
+        if len(out) == per_word:
+            break
+    return out
+
+
+# -- spaces ---------------------------------------------------------------------------------------
+
+
+def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Resources) -> list[tuple[Word, list[str]]]:
+    words = prompt_words(prompt)
+    if source == "llm":
+        if res.llm is None:
+            raise UsageError("The llm source needs an endpoint: give --llm-url and --llm-model (library: llm=LLMConfig(...)).")
+        asked = list(dict.fromkeys(w.text for w in words))
+        answer = llm_source.substitutes(res.llm, prompt, asked, kind, per_word)
+        return [(w, finish(w, answer.get(w.text, []), per_word, reinflect=False)) for w in words]
+    return [(w, finish(w, candidates(w, kind, source, res), per_word)) for w in words]
+
+
+def _assemble(prompt: str, kind: str, source: str, found: list[tuple[Word, list[str]]]) -> SearchSpace:
+    keywords = list(dict.fromkeys(w.text for w, _ in found))
+    if kind == "synonym":
+        spans = [Span(w.start, w.end, [w.text] + subs, source) for w, subs in found if subs]
+        return SearchSpace(prompt, positive=spans, keywords=keywords)
+    slots, named = [], set()
+    for w, subs in found:
+        if subs and w.text.lower() not in named:
+            named.add(w.text.lower())
+            slots.append(Slot(w.text, subs, source))
+    return SearchSpace(prompt, negative=slots, keywords=keywords)
+
+
+def build_space(
+    prompt: str,
+    kind: str,
+    source: str = "auto",
+    per_word: int = 5,
+    tokenizer=None,
+    text_encoder=None,
+    llm: llm_source.LLMConfig | None = None,
+    cache_dir=None,
+    neighbours: embedding.Neighbours | None = None,
+) -> SearchSpace:
+    """The synonym space (positive spans) or antonym space (negative slots, one per keyword) of a prompt.
+
+    `tokenizer`/`text_encoder` are the target pipeline's (`pipe.tokenizer`, `pipe.text_encoder`), needed by
+    the embedding source; `llm` configures the llm source; `neighbours` replaces the embedding table by
+    another nearest-word function (benchmarks). Results are cached under `cache_dir`.
+    """
+    check_choice(kind, source, per_word)
+    prompt_words(prompt)
+    res = Resources(tokenizer, text_encoder, llm, neighbours)
+    if source == "embedding" and neighbours is None:
+        embedding.require(tokenizer, text_encoder)
+    uses_encoder = source == "embedding" or (source == "auto" and kind == "antonym" and res.has_embeddings)
+    key = {
+        "builder": BUILDER_VERSION,
+        "prompt": prompt,
+        "kind": kind,
+        "source": source,
+        "per_word": per_word,
+        "encoder": (embedding.fingerprint(text_encoder) if text_encoder is not None else "custom") if uses_encoder and neighbours is None else None,
+        "neighbours": getattr(neighbours, "__name__", "custom") if uses_encoder and neighbours is not None else None,
+        "llm": [llm.endpoint, llm.model] if source == "llm" and llm is not None else None,
+    }
+    cached = space_cache.read(key, cache_dir)
+    if cached is not None:
+        return cached
+    space = _assemble(prompt, kind, source, choices_per_word(prompt, kind, source, per_word, res))
+    space_cache.write(key, space, cache_dir)
+    return space
+
+
+def build_task_space(
+    prompt: str,
+    task: str,
+    with_positive: bool = False,
+    source: str = "auto",
+    per_word: int = 5,
+    nplib: bool = True,
+    tokenizer=None,
+    text_encoder=None,
+    llm: llm_source.LLMConfig | None = None,
+    cache_dir=None,
+) -> SearchSpace:
+    """The space a task searches: improve = antonym slots (+ NPLib slots) and optionally synonym spans;
+    attack = synonym spans only."""
+    if task not in TASKS:
+        raise UsageError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
+    common = dict(source=source, per_word=per_word, tokenizer=tokenizer, text_encoder=text_encoder, llm=llm, cache_dir=cache_dir)
+    positive: list[Span] = []
+    negative: list[Slot] = []
+    keywords: list[str] = []
+    if task == "attack" or with_positive:
+        synonyms = build_space(prompt, "synonym", **common)
+        positive, keywords = synonyms.positive, synonyms.keywords
+    if task == "improve":
+        antonyms = build_space(prompt, "antonym", **common)
+        negative = antonyms.negative + (nplib_slots(per_word) if nplib else [])
+        keywords = keywords or antonyms.keywords
+    space = SearchSpace(prompt, positive=positive, negative=negative, keywords=keywords)
+    if space.size() <= 1:
+        what = "synonyms" if task == "attack" else "opposites"
+        raise UsageError(
+            f"Found no {what} for any word of {prompt!r} with source {source!r}; try another --source "
+            "(llm, or embedding with the model's text encoder), or write a space file by hand."
+        )
+    return space

