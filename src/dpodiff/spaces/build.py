@@ -176,8 +176,11 @@ def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> 
         c = " ".join(c.split())
         if not _CHOICE.match(c) or len(c) < 2 or len(c.split()) > 3 or same_lemma(c, w.lemma) or same_lemma(c, w.text):
             continue
-        if reinflect and w.form != "base" and c.lower() == c:
-            c = inflect(c, w.pos, w.form)
+        if reinflect:  # offline sources: proper names ("Newfoundland" for "dog") change what is drawn
+            if c.lower() != c:
+                continue
+            if w.form != "base":
+                c = inflect(c, w.pos, w.form)
         c = match_case(w.text, c)
         if c.lower() in seen:
             continue

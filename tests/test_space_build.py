@@ -1,0 +1,119 @@
+"""Spaces built per prompt: what they contain, the task spaces, the cache, bad input."""
+
+import pytest
+
+from dpodiff.errors import UsageError
+from dpodiff.spaces import build as build_module
+from dpodiff.spaces.build import build_space, build_task_space
+from dpodiff.spaces.reference import to_reference
+from dpodiff.spaces.space import SearchSpace
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPODIFF_CACHE", str(tmp_path / "cache"))
+
+
+def _spans(space):
+    return {s.original: s.choices[1:] for s in space.positive}
+
+
+def _slots(space):
+    return {s.name: s.choices[1:] for s in space.negative}
+
+
+def test_antonym_space_of_colours_and_sizes():
+    slots = _slots(build_space("a red car next to a huge tree", "antonym"))
+    assert {"blue", "green"} <= set(slots["red"])
+    assert "little" in slots["huge"] or "small" in slots["huge"]
+    assert all(len(c) <= 5 for c in slots.values())
+
+
+def test_synonyms_keep_plural_case_and_skip_stopwords():
+    space = build_space("Two Dogs in the snow", "synonym")
+    spans = _spans(space)
+    assert "Dogs" in spans and spans["Dogs"]
+    assert all(c[0].isupper() and c.endswith("s") for c in spans["Dogs"])
+    assert "Puppies" in spans["Dogs"]
+    assert not {"Two", "in", "the"} & set(spans)
+    assert space.keywords == ["Dogs", "snow"]
+    text, _ = space.render(tuple(1 for _ in space.positive), negative=False)
+    assert text.startswith("Two ") and " in the " in text
+
+
+def test_verb_synonyms_keep_third_person():
+    spans = _spans(build_space("a red car flies over the city", "synonym"))
+    assert spans["flies"] and all(c.endswith("s") for c in spans["flies"])
+    assert "soars" in spans["flies"]
+
+
+def test_multi_word_expression_is_one_span():
+    space = build_space("a fire hydrant on a street", "synonym", source="wordnet")
+    assert "fire hydrant" in _spans(space)
+    assert "fireplug" in _spans(space)["fire hydrant"]
+
+
+def test_word_itself_and_repeats_are_dropped_and_per_word_respected():
+    for source in ("auto", "wordnet", "thesaurus"):
+        space = build_space("a happy dog running on the beach", "synonym", source=source, per_word=3)
+        for span in space.positive:
+            lowered = [c.lower() for c in span.choices]
+            assert len(lowered) == len(set(lowered)) <= 4
+            assert span.original.lower() not in lowered[1:]
+
+
+def test_task_spaces():
+    improve = build_task_space("a red car in the snow", "improve")
+    names = [s.name for s in improve.negative]
+    assert "red" in names and any(s.source == "nplib" for s in improve.negative)
+    assert improve.positive == []
+    with_positive = build_task_space("a red car in the snow", "improve", with_positive=True, nplib=False)
+    assert with_positive.positive and all(s.source != "nplib" for s in with_positive.negative)
+    attack = build_task_space("a red car in the snow", "attack")
+    assert attack.positive and attack.negative == []
+
+
+def test_reference_round_trip():
+    space = build_task_space("a red car in the snow", "improve", with_positive=True)
+    data = to_reference(space)
+    back = SearchSpace.from_dict(data)
+    assert back.prompt == space.prompt and back.keywords == space.keywords
+    assert _spans(back) == _spans(space)
+    assert _slots(back) == {k: v for k, v in _slots(space).items() if not k.startswith("nplib:")}
+
+
+def test_cache_hit_does_not_call_the_source(tmp_path, monkeypatch):
+    first = build_space("a red car in the snow", "synonym", cache_dir=tmp_path / "c")
+    assert len(list((tmp_path / "c").glob("*.json"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("the source was called despite the cache")
+
+    monkeypatch.setattr(build_module, "choices_per_word", boom)
+    second = build_space("a red car in the snow", "synonym", cache_dir=tmp_path / "c")
+    assert second.to_dict() == first.to_dict()
+    with pytest.raises(AssertionError):  # other settings are another key
+        build_space("a red car in the snow", "synonym", per_word=2, cache_dir=tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("", "synonym"), "empty"),
+        (("   ", "antonym"), "empty"),
+        (("a of the, and 42!", "synonym"), "no content words"),
+        (("a red car", "opposite"), "Unknown space kind"),
+        (("a red car", "synonym", "bing"), "Unknown space source"),
+        (("a red car", "antonym", "thesaurus"), "no opposites"),
+        (("a red car", "synonym", "embedding"), "text encoder"),
+        (("a red car", "synonym", "llm"), "--llm-url"),
+    ],
+)
+def test_bad_input(args, message):
+    with pytest.raises(UsageError, match=message):
+        build_space(*args)
+
+
+def test_unknown_task():
+    with pytest.raises(UsageError, match="Unknown task"):
+        build_task_space("a red car", "enhance")
