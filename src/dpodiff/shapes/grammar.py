@@ -1,0 +1,302 @@
+"""Caption grammar of the shapes world: scenes, their wordings, and parsing back.
+
+A :class:`Scene` is the meaning (canonical words); a caption is one wording of
+it. Every concept has a common word and synonyms drawn at deliberately uneven
+frequencies during training, so that rare wordings are understood worse by the
+trained models: that gap is what prompt attacks exploit and what prompt
+improvement repairs. The parser accepts every synonym (even ones never used in
+training), so the judge can check any wording.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Canonical colours and their RGB values; all pairwise far apart so that a
+# nearest-palette rule separates them even on blurry generated images.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "orange": (245, 145, 30),
+    "yellow": (245, 225, 50),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "purple": (140, 60, 190),
+    "white": (245, 245, 245),
+    "black": (25, 25, 25),
+}
+COLOURS: tuple[str, ...] = tuple(PALETTE)
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+SIZES: tuple[str, ...] = ("small", "large")
+RELATIONS: tuple[str, ...] = ("above", "below", "left of", "right of")
+
+# Wordings of each canonical concept with their relative training weight.
+# Weight 0 means "never seen in training" (still parsed and judged).
+SYNONYMS: dict[str, dict[str, float]] = {
+    "red": {"red": 1.0, "crimson": 0.05, "scarlet": 0.01},
+    "orange": {"orange": 1.0, "tangerine": 0.02},
+    "yellow": {"yellow": 1.0, "golden": 0.05},
+    "green": {"green": 1.0, "emerald": 0.02},
+    "blue": {"blue": 1.0, "azure": 0.02, "cobalt": 0.0},
+    "purple": {"purple": 1.0, "violet": 0.08},
+    "white": {"white": 1.0, "ivory": 0.02},
+    "black": {"black": 1.0, "ebony": 0.01},
+    "circle": {"circle": 1.0, "disk": 0.04, "disc": 0.0},
+    "square": {"square": 1.0, "box": 0.04},
+    "triangle": {"triangle": 1.0},
+    "small": {"small": 1.0, "tiny": 0.15, "little": 0.03},
+    "large": {"large": 1.0, "big": 0.3, "huge": 0.03},
+    "above": {"above": 1.0, "over": 0.1},
+    "below": {"below": 1.0, "under": 0.1, "beneath": 0.02},
+    "left of": {"to the left of": 1.0, "left of": 0.1},
+    "right of": {"to the right of": 1.0, "right of": 0.1},
+}
+
+# Scene-type mix of the training distribution.
+P_SINGLE, P_AND, P_RELATION = 0.45, 0.2, 0.35
+P_SIZE_WORD = 0.4  # single-shape captions that name a size
+P_BACKGROUND_WORD = 0.5  # captions that name the background
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """One object: canonical shape, colour and optional size word."""
+
+    shape: str
+    colour: str
+    size: str | None = None
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The meaning of a caption. ``relation`` None with two shapes means "and".
+
+    ``background`` None means the caption does not name it (the image then has
+    some background colour different from the shapes').
+    """
+
+    shapes: tuple[ShapeSpec, ...]
+    relation: str | None = None
+    background: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if len(self.shapes) == 1:
+            return "single"
+        return "relation" if self.relation else "two"
+
+    def colours(self) -> list[str]:
+        out = [s.colour for s in self.shapes]
+        if self.background:
+            out.append(self.background)
+        return out
+
+
+@dataclass
+class Wording:
+    """Which word to use for each concept; ``rare`` draws synonyms by weight."""
+
+    choices: dict[str, str] = field(default_factory=dict)
+
+    def word(self, concept: str) -> str:
+        return self.choices.get(concept, next(iter(SYNONYMS[concept])))
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _np(spec: ShapeSpec, pick) -> str:
+    words = []
+    if spec.size:
+        words.append(pick(spec.size))
+    words += [pick(spec.colour), pick(spec.shape)]
+    return f"{_article(words[0])} {' '.join(words)}"
+
+
+def render_caption(scene: Scene, pick=None) -> str:
+    """Word a scene; ``pick(concept) -> word`` chooses synonyms (default: common word)."""
+    pick = pick or (lambda concept: next(iter(SYNONYMS[concept])))
+    text = _np(scene.shapes[0], pick)
+    if len(scene.shapes) == 2:
+        link = pick(scene.relation) if scene.relation else "and"
+        text += f" {link} {_np(scene.shapes[1], pick)}"
+    if scene.background:
+        bg = pick(scene.background)
+        text += f" on {_article(bg)} {bg} background"
+    return text
+
+
+def synonym_picker(rng: np.random.Generator):
+    """A ``pick`` that draws each concept's wording at its training frequency."""
+
+    def pick(concept: str) -> str:
+        words = list(SYNONYMS[concept])
+        w = np.array([SYNONYMS[concept][x] for x in words], dtype=float)
+        return words[rng.choice(len(words), p=w / w.sum())]
+
+    return pick
+
+
+def sample_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:
+    """Draw a scene from the training distribution (colours all distinct)."""
+    if kind is None:
+        kind = rng.choice(["single", "two", "relation"], p=[P_SINGLE, P_AND, P_RELATION])
+    n = 1 if kind == "single" else 2
+    colours = rng.choice(len(COLOURS), size=n + 1, replace=False)
+    specs = []
+    for i in range(n):
+        size = None
+        if n == 1 and rng.random() < P_SIZE_WORD:
+            size = SIZES[rng.integers(len(SIZES))]
+        specs.append(ShapeSpec(SHAPES[rng.integers(len(SHAPES))], COLOURS[colours[i]], size))
+    relation = RELATIONS[rng.integers(len(RELATIONS))] if kind == "relation" else None
+    background = COLOURS[colours[n]] if rng.random() < P_BACKGROUND_WORD else None
+    return Scene(tuple(specs), relation, background)
+
+
+def sample_caption(rng: np.random.Generator, kind: str | None = None) -> tuple[Scene, str]:
+    """A training pair's meaning and its wording (synonyms at training frequency)."""
+    scene = sample_scene(rng, kind)
+    return scene, render_caption(scene, synonym_picker(rng))
+
+
+# ---------------------------------------------------------------- parsing
+
+def _alternation(concepts) -> tuple[str, dict[str, str]]:
+    lookup = {w: c for c in concepts for w in SYNONYMS[c]}
+    words = sorted(lookup, key=len, reverse=True)
+    return "|".join(re.escape(w) for w in words), lookup
+
+
+_COLOUR_RE, _COLOUR_OF = _alternation(COLOURS)
+_SHAPE_RE, _SHAPE_OF = _alternation(SHAPES)
+_SIZE_RE, _SIZE_OF = _alternation(SIZES)
+_REL_RE, _REL_OF = _alternation(RELATIONS)
+_NP = rf"an? (?:(?P<size{{i}}>{_SIZE_RE}) )?(?P<colour{{i}}>{_COLOUR_RE}) (?P<shape{{i}}>{_SHAPE_RE})"
+_CAPTION = re.compile(
+    "^"
+    + _NP.format(i=1)
+    + rf"(?: (?P<link>and|{_REL_RE}) "
+    + _NP.format(i=2)
+    + ")?"
+    + rf"(?: on an? (?P<bg>{_COLOUR_RE}) background)?$"
+)
+
+
+def normalise(caption: str) -> str:
+    text = caption.lower().strip().rstrip(".!").replace(",", " ")
+    return re.sub(r"\s+", " ", text)
+
+
+def parse(caption: str) -> Scene | None:
+    """The scene a caption describes, or None if it is outside the grammar.
+
+    Captions that reuse a colour for two things (two shapes, or a shape and the
+    background) are rejected too: the generator never draws them, so no verdict
+    on them would be trustworthy.
+    """
+    m = _CAPTION.match(normalise(caption))
+    if not m:
+        return None
+    specs = [ShapeSpec(_SHAPE_OF[m["shape1"]], _COLOUR_OF[m["colour1"]],
+                       _SIZE_OF[m["size1"]] if m["size1"] else None)]
+    relation = None
+    if m["link"]:
+        specs.append(ShapeSpec(_SHAPE_OF[m["shape2"]], _COLOUR_OF[m["colour2"]],
+                               _SIZE_OF[m["size2"]] if m["size2"] else None))
+        relation = None if m["link"] == "and" else _REL_OF[m["link"]]
+    scene = Scene(tuple(specs), relation, _COLOUR_OF[m["bg"]] if m["bg"] else None)
+    colours = scene.colours()
+    if len(set(colours)) != len(colours):
+        return None
+    return scene
+
+
+def training_frequencies() -> dict[str, dict[str, float]]:
+    """Share of each wording among its concept's mentions in training captions."""
+    out = {}
+    for concept, words in SYNONYMS.items():
+        total = sum(words.values())
+        out[concept] = {w: v / total for w, v in words.items()}
+    return out
+
+
+def near_misses(scene: Scene, rng: np.random.Generator, n: int = 1) -> list[Scene]:
+    """Scenes that differ from ``scene`` in exactly one way (hard negatives).
+
+    Two-shape scenes favour swapped colours, swapped shapes and other relations,
+    the differences a bag-of-words model cannot see.
+    """
+    out: list[Scene] = []
+    for _ in range(n * 10):
+        if len(out) >= n:
+            break
+        cand = _one_change(scene, rng)
+        if cand is not None and not same_meaning(cand, scene) and cand not in out:
+            out.append(cand)
+    return out
+
+
+_INVERSE = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
+
+
+def canonical(scene: Scene) -> Scene:
+    """One representative per meaning: "and" is unordered, "B below A" is "A above B"."""
+    if len(scene.shapes) < 2:
+        return scene
+    a, b = scene.shapes
+    if scene.relation is None:
+        shapes = tuple(sorted(scene.shapes, key=lambda s: (s.colour, s.shape, s.size or "")))
+        return Scene(shapes, None, scene.background)
+    if scene.relation in ("below", "right of"):
+        return Scene((b, a), _INVERSE[scene.relation], scene.background)
+    return scene
+
+
+def same_meaning(a: Scene, b: Scene) -> bool:
+    return canonical(a) == canonical(b)
+
+
+def _one_change(scene: Scene, rng: np.random.Generator) -> Scene | None:
+    specs = list(scene.shapes)
+    used = set(scene.colours())
+    two = len(specs) == 2
+    ops = ["colour", "shape"]
+    if two:
+        ops += ["swap_colour", "swap_shape", "swap_colour"]
+        if scene.relation:
+            ops += ["relation", "relation", "relation"]
+    elif specs[0].size:
+        ops += ["size"]
+    if scene.background:
+        ops += ["background"]
+    op = ops[rng.integers(len(ops))]
+    i = int(rng.integers(len(specs)))
+    s = specs[i]
+    free = [c for c in COLOURS if c not in used]
+    if op == "colour":
+        specs[i] = ShapeSpec(s.shape, free[rng.integers(len(free))], s.size)
+    elif op == "shape":
+        others = [x for x in SHAPES if x != s.shape]
+        specs[i] = ShapeSpec(others[rng.integers(len(others))], s.colour, s.size)
+    elif op == "size":
+        specs[i] = ShapeSpec(s.shape, s.colour, "large" if s.size == "small" else "small")
+    elif op == "swap_colour":
+        a, b = specs
+        if a.colour == b.colour:
+            return None
+        specs = [ShapeSpec(a.shape, b.colour, a.size), ShapeSpec(b.shape, a.colour, b.size)]
+    elif op == "swap_shape":
+        a, b = specs
+        if a.shape == b.shape:
+            return None
+        specs = [ShapeSpec(b.shape, a.colour, a.size), ShapeSpec(a.shape, b.colour, b.size)]
+    elif op == "relation":
+        others = [r for r in RELATIONS if r != scene.relation]
+        return Scene(tuple(specs), others[rng.integers(len(others))], scene.background)
+    elif op == "background":
+        return Scene(tuple(specs), scene.relation, free[rng.integers(len(free))])
+    return Scene(tuple(specs), scene.relation, scene.background)

@@ -1,0 +1,116 @@
+"""Drawing scenes as 32x32 RGB images (numpy + PIL, no torchvision).
+
+Shapes are drawn at 4x resolution and box-filtered down, so edges are
+anti-aliased like a photograph's rather than hard pixel steps. Geometry is
+chosen so that the judge's rules hold with a margin: relations are
+unambiguous (the dominant axis of the centre offset is the named one) and
+size words map to disjoint side-length ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .grammar import COLOURS, PALETTE, Scene, ShapeSpec
+
+IMAGE_SIZE = 32
+SUPERSAMPLE = 4
+# Side length (pixels at 32x32) by size word; None = no size word.
+SIZE_RANGE = {"small": (7, 10), "large": (18, 23), None: (7, 23)}
+PAIR_SIZE_RANGE = (8, 13)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where one shape was drawn: bounding box [x0, x1) x [y0, y1) in pixels."""
+
+    spec: ShapeSpec
+    x0: int
+    y0: int
+    side: int
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return self.x0 + self.side / 2, self.y0 + self.side / 2
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, float, float, float], fill) -> None:
+    """Draw one canonical shape filling ``box`` (x0, y0, x1, y1), exclusive end."""
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse((x0, y0, x1 - 1, y1 - 1), fill=fill)
+    elif shape == "square":
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=fill)
+    else:
+        raise ValueError(shape)
+
+
+def _relation_ok(a: Placed, b: Placed, relation: str | None) -> bool:
+    gap = 1
+    (ax, ay), (bx, by) = a.centre, b.centre
+    separate_x = a.x0 + a.side + gap <= b.x0 or b.x0 + b.side + gap <= a.x0
+    separate_y = a.y0 + a.side + gap <= b.y0 or b.y0 + b.side + gap <= a.y0
+    if not (separate_x or separate_y):
+        return False
+    dx, dy = bx - ax, by - ay
+    if relation is None:
+        return True
+    if relation in ("above", "below"):
+        sign = 1 if relation == "above" else -1
+        return sign * dy > 0 and abs(dy) >= 1.5 * abs(dx) and separate_y
+    sign = 1 if relation == "left of" else -1
+    return sign * dx > 0 and abs(dx) >= 1.5 * abs(dy) and separate_x
+
+
+def layout(scene: Scene, rng: np.random.Generator) -> list[Placed]:
+    """Random positions and sizes satisfying the scene (rejection sampling)."""
+    if len(scene.shapes) == 1:
+        spec = scene.shapes[0]
+        lo, hi = SIZE_RANGE[spec.size]
+        side = int(rng.integers(lo, hi + 1))
+        x0, y0 = rng.integers(1, IMAGE_SIZE - side, size=2)
+        return [Placed(spec, int(x0), int(y0), side)]
+    for _ in range(1000):
+        placed = []
+        for spec in scene.shapes:
+            side = int(rng.integers(PAIR_SIZE_RANGE[0], PAIR_SIZE_RANGE[1] + 1))
+            x0, y0 = rng.integers(1, IMAGE_SIZE - side, size=2)
+            placed.append(Placed(spec, int(x0), int(y0), side))
+        if _relation_ok(placed[0], placed[1], scene.relation):
+            return placed
+    raise RuntimeError(f"no layout found for {scene}")
+
+
+def background_for(scene: Scene, rng: np.random.Generator) -> str:
+    """The named background, or a random colour unused by the shapes."""
+    if scene.background:
+        return scene.background
+    used = {s.colour for s in scene.shapes}
+    free = [c for c in COLOURS if c not in used]
+    return free[rng.integers(len(free))]
+
+
+def draw(placed: list[Placed], background: str, colour_of=None) -> Image.Image:
+    """Rasterise placed shapes; ``colour_of(spec)`` overrides fill colours (tests)."""
+    s = SUPERSAMPLE
+    img = Image.new("RGB", (IMAGE_SIZE * s, IMAGE_SIZE * s), PALETTE[background])
+    d = ImageDraw.Draw(img)
+    for p in placed:
+        colour = colour_of(p.spec) if colour_of else PALETTE[p.spec.colour]
+        box = (p.x0 * s, p.y0 * s, (p.x0 + p.side) * s, (p.y0 + p.side) * s)
+        draw_shape(d, p.spec.shape, box, colour)
+    return img.reduce(s)
+
+
+def render(scene: Scene, rng: np.random.Generator) -> Image.Image:
+    """An image that truthfully shows ``scene``."""
+    return draw(layout(scene, rng), background_for(scene, rng))
+
+
+def render_array(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    return np.asarray(render(scene, rng), dtype=np.uint8)

@@ -1,0 +1,470 @@
+"""Retrain the shapes world from scratch: ``python -m dpodiff.shapes.train``.
+
+Stages (each resumable from its checkpoint in ``--workdir``; ``--stage`` runs
+a subset): ``clip`` (the conditioning CLIP, whose text tower the UNet reads),
+``scorer`` (a second CLIP, different seed and size, trained with near-miss
+hard negatives, used only for scoring), ``vae``, ``unet``, ``export`` (float16
+safetensors into the package) and ``eval`` (measures and writes the model
+card). Every stage has a fixed seed; data is rendered on the fly from the
+grammar with a seeded generator, so the run is reproducible on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from datetime import datetime, timezone
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import PIPELINE_DIR, SCORER_DIR, WEIGHTS_DIR
+from .grammar import near_misses, render_caption, sample_caption, synonym_picker
+from .render import IMAGE_SIZE, render_array
+
+TOKEN_LENGTH = 20
+CLIP_MEAN = [0.5, 0.5, 0.5]
+CLIP_STD = [0.5, 0.5, 0.5]
+
+
+@dataclass
+class ClipSpec:
+    """Size and training recipe of one CLIP."""
+
+    seed: int
+    hidden: int
+    layers: int
+    projection: int
+    steps: int
+    batch: int
+    hard_negatives: int
+    lr: float = 5e-4
+
+
+COND_CLIP = ClipSpec(seed=1, hidden=128, layers=4, projection=128, steps=900, batch=128, hard_negatives=1)
+SCORER_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=1000, batch=128, hard_negatives=2)
+VAE_STEPS, VAE_DECODER_STEPS, VAE_BATCH = 800, 400, 64
+UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY, CAPTION_DROPOUT = 5500, 128, 5e-4, 0.999, 0.1
+
+
+def tokenizer():
+    from dpodiff.tokenizers import clip_tokenizer
+
+    return clip_tokenizer(model_max_length=TOKEN_LENGTH)
+
+
+def tokenize(tok, captions: list[str]) -> torch.Tensor:
+    return tok(captions, padding="max_length", max_length=tok.model_max_length,
+               truncation=True, return_tensors="pt").input_ids
+
+
+def images_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1] (= CLIP mean/std 0.5)."""
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+@dataclass
+class Dataset:
+    """Rendered training pairs, tokenised once and shared by all stages.
+
+    Rendering and tokenising on the fly cost as much as a CLIP step on two
+    cores, so a fixed, seeded set is built once (and cached in the workdir).
+    """
+
+    images: np.ndarray  # (N, 32, 32, 3) uint8
+    ids: np.ndarray  # (N, L) caption token ids
+    neg_ids: np.ndarray  # (N, K, L) near-miss caption token ids
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, rng: np.random.Generator, n: int):
+        idx = rng.integers(0, len(self), n)
+        return (images_to_tensor(self.images[idx]), torch.from_numpy(self.ids[idx]).long(),
+                torch.from_numpy(self.neg_ids[idx]).long())
+
+
+DATASET_SIZE, DATASET_NEGATIVES, DATASET_SEED = 100_000, 2, 1000
+
+
+def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, seed: int = DATASET_SEED) -> Dataset:
+    """n scenes with training-frequency captions and ``negatives`` near-miss captions each."""
+    tok = tokenizer()
+    rng = np.random.default_rng(seed)
+    pick = synonym_picker(rng)
+    cache: dict[str, np.ndarray] = {}
+
+    def ids_of(caption: str) -> np.ndarray:
+        if caption not in cache:
+            cache[caption] = tokenize(tok, [caption])[0].numpy().astype(np.int32)
+        return cache[caption]
+
+    images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    ids = np.empty((n, TOKEN_LENGTH), np.int32)
+    neg = np.empty((n, negatives, TOKEN_LENGTH), np.int32)
+    for i in tqdm(range(n), desc="dataset", mininterval=20):
+        scene, caption = sample_caption(rng)
+        images[i] = render_array(scene, rng)
+        ids[i] = ids_of(caption)
+        misses = near_misses(scene, rng, negatives)
+        while len(misses) < negatives:  # rare: fall back to a random scene
+            misses.append(sample_caption(rng)[0])
+        for k, m in enumerate(misses):
+            neg[i, k] = ids_of(render_caption(m, pick))
+    return Dataset(images, ids, neg)
+
+
+def load_dataset(workdir: Path) -> Dataset:
+    path = workdir / "dataset.npz"
+    if path.exists():
+        z = np.load(path)
+        return Dataset(z["images"], z["ids"], z["neg_ids"])
+    data = build_dataset()
+    np.savez(path, images=data.images, ids=data.ids, neg_ids=data.neg_ids)
+    return data
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def progress(total: int, desc: str):
+    return tqdm(total=total, desc=desc, mininterval=20, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- CLIP
+
+def make_clip(spec: ClipSpec):
+    from transformers import CLIPConfig, CLIPModel
+
+    common = dict(hidden_size=spec.hidden, intermediate_size=4 * spec.hidden,
+                  num_hidden_layers=spec.layers, num_attention_heads=4)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, max_position_embeddings=TOKEN_LENGTH,
+                         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **common),
+        vision_config=dict(image_size=IMAGE_SIZE, patch_size=8, **common),
+        projection_dim=spec.projection,
+    )
+    torch.manual_seed(spec.seed)
+    return CLIPModel(config)
+
+
+def _features(out) -> torch.Tensor:
+    # transformers 5 returns an output object whose pooler_output is projected.
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Unit-norm CLIP image embeddings (pixel_values already normalised)."""
+    return F.normalize(_features(model.get_image_features(pixel_values=pixel_values)), dim=-1)
+
+
+def text_features(model, input_ids: torch.Tensor) -> torch.Tensor:
+    return F.normalize(_features(model.get_text_features(input_ids=input_ids)), dim=-1)
+
+
+def train_clip(spec: ClipSpec, data: Dataset, out: Path, name: str) -> None:
+    """Contrastive training; each image's near-miss captions join the text batch."""
+    if (out / "config.json").exists():
+        print(f"[{name}] found {out}, skipping")
+        return
+    model = make_clip(spec)
+    rng = np.random.default_rng(1000 + spec.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
+    model.train()
+    bar = progress(spec.steps, name)
+    for step in range(spec.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, spec.steps, spec.lr)
+        images, ids, neg = data.sample(rng, spec.batch)
+        ids = torch.cat([ids, neg[:, : spec.hard_negatives].reshape(-1, ids.shape[1])])
+        img = image_features(model, images)
+        txt = text_features(model, ids)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        target = torch.arange(spec.batch)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, : spec.batch].T, target)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        bar.update()
+        if step % 100 == 0 or step == spec.steps - 1:
+            acc = (logits.argmax(1) == target).float().mean().item()
+            bar.write(f"[{name}] step {step} loss {loss.item():.3f} in-batch acc {acc:.3f}")
+    bar.close()
+    model.save_pretrained(out)
+
+
+# ---------------------------------------------------------------- VAE
+
+def make_vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(3)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        norm_num_groups=32, sample_size=IMAGE_SIZE,
+    )
+
+
+def train_vae(data: Dataset, out: Path) -> None:
+    """Reconstruction + tiny KL, then the decoder alone on frozen latents (sharper edges)."""
+    if (out / "config.json").exists():
+        print(f"[vae] found {out}, skipping")
+        return
+    vae = make_vae()
+    rng = np.random.default_rng(1003)
+    total = VAE_STEPS + VAE_DECODER_STEPS
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    bar = progress(total, "vae")
+    for step in range(total):
+        decoder_only = step >= VAE_STEPS
+        if step == VAE_STEPS:
+            for p in vae.encoder.parameters():
+                p.requires_grad_(False)
+            for p in vae.quant_conv.parameters():
+                p.requires_grad_(False)
+            opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=5e-4)
+        phase_step = step - VAE_STEPS if decoder_only else step
+        phase_total = VAE_DECODER_STEPS if decoder_only else VAE_STEPS
+        for g in opt.param_groups:
+            g["lr"] = lr_at(phase_step, phase_total, 5e-4 if decoder_only else 1e-3)
+        x, _, _ = data.sample(rng, VAE_BATCH)
+        if decoder_only:
+            with torch.no_grad():
+                z = vae.encode(x).latent_dist.sample()
+            kl = torch.zeros(())
+        else:
+            post = vae.encode(x).latent_dist
+            z = post.sample()
+            kl = post.kl().mean() / x[0].numel()
+        recon = vae.decode(z).sample
+        mse = F.mse_loss(recon, x)
+        loss = mse + F.l1_loss(recon, x) * 0.1 + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update()
+        if step % 100 == 0 or step == total - 1:
+            bar.write(f"[vae] step {step} mse {mse.item() / 4:.5f} (on [0,1] scale) kl {kl.item():.4f}")
+    bar.close()
+    # SD convention: scale latents to unit variance for the UNet.
+    with torch.no_grad():
+        x, _, _ = data.sample(np.random.default_rng(7), 1024)
+        z = vae.encode(x).latent_dist.sample()
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    for p in vae.parameters():
+        p.requires_grad_(True)
+    vae.save_pretrained(out)
+
+
+# ---------------------------------------------------------------- UNet
+
+def make_unet():
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(4)
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(64, 128, 128),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=128, attention_head_dim=4, norm_num_groups=32,
+    )
+
+
+def noise_scheduler_config() -> dict:
+    """Stable Diffusion 1.x's training schedule."""
+    return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                beta_schedule="scaled_linear", prediction_type="epsilon")
+
+
+def train_unet(data: Dataset, workdir: Path, max_minutes: float | None) -> None:
+    """Epsilon-prediction DDPM loss on VAE latents, text from the frozen conditioning CLIP.
+
+    Constant learning rate after warm-up with an EMA of the weights, so a run
+    stopped early by ``--max-minutes`` still yields a usable model (the number
+    of steps reached is recorded in ``unet_steps.json``).
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from transformers import CLIPTextModel
+
+    out = workdir / "unet"
+    if (out / "config.json").exists():
+        print(f"[unet] found {out}, skipping")
+        return
+    vae = AutoencoderKL.from_pretrained(workdir / "vae").eval()
+    text = load_text_encoder(workdir / "clip").eval()
+    assert isinstance(text, CLIPTextModel)
+    empty = tokenize(tokenizer(), [""])  # caption dropout, for classifier-free guidance
+    sched = DDPMScheduler(**noise_scheduler_config())
+    unet = make_unet()
+    ema = make_unet()
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=0.01)
+    rng = np.random.default_rng(1004)
+    gen = torch.Generator().manual_seed(1004)
+    start = time.time()
+    bar = progress(UNET_STEPS, "unet")
+    step = 0
+    for step in range(UNET_STEPS):
+        for g in opt.param_groups:
+            g["lr"] = UNET_LR * min(1.0, (step + 1) / 200)
+        images, ids, _ = data.sample(rng, UNET_BATCH)
+        drop = torch.from_numpy(rng.random(UNET_BATCH) < CAPTION_DROPOUT)
+        ids = torch.where(drop[:, None], empty, ids)
+        with torch.no_grad():
+            latents = vae.encode(images).latent_dist.sample(generator=gen)
+            latents = latents * vae.config.scaling_factor
+            states = text(ids)[0]
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (UNET_BATCH,), generator=gen)
+        noisy = sched.add_noise(latents, noise, t)
+        pred = unet(noisy, t, encoder_hidden_states=states).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - decay)
+        bar.update()
+        if step % 100 == 0:
+            bar.write(f"[unet] step {step} loss {loss.item():.4f} elapsed {(time.time() - start) / 60:.1f} min")
+        if max_minutes and time.time() - start > max_minutes * 60:
+            bar.write(f"[unet] time limit reached at step {step + 1}")
+            break
+    bar.close()
+    ema.save_pretrained(out)
+    (workdir / "unet_steps.json").write_text(json.dumps(
+        {"steps": step + 1, "planned": UNET_STEPS, "minutes": (time.time() - start) / 60}))
+
+
+def load_text_encoder(clip_dir: Path):
+    """The text tower of a saved CLIPModel as a standalone CLIPTextModel."""
+    from transformers import CLIPModel, CLIPTextModel
+
+    clip = CLIPModel.from_pretrained(clip_dir)
+    if isinstance(clip.text_model, CLIPTextModel):  # transformers >= 5
+        return clip.text_model
+    text = CLIPTextModel(clip.config.text_config)
+    text.text_model.load_state_dict(clip.text_model.state_dict())
+    return text
+
+
+# ---------------------------------------------------------------- export
+
+def export(workdir: Path) -> None:
+    """Float16 safetensors into the package: the SD pipeline and the scorer CLIP."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tok = tokenizer()
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(workdir / "vae"),
+        text_encoder=load_text_encoder(workdir / "clip"),
+        tokenizer=tok,
+        unet=UNet2DConditionModel.from_pretrained(workdir / "unet"),
+        scheduler=DDIMScheduler(**noise_scheduler_config(), clip_sample=False,
+                                set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.to(torch.float16)
+    pipe.save_pretrained(PIPELINE_DIR, safe_serialization=True)
+    (PIPELINE_DIR / "dpodiff_judge.json").write_text(json.dumps({"judge": "dpodiff.shapes.judge:judge"}) + "\n")
+
+    scorer = CLIPModel.from_pretrained(workdir / "scorer").to(torch.float16)
+    scorer.save_pretrained(SCORER_DIR, safe_serialization=True)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            do_resize=True, size={"shortest_edge": IMAGE_SIZE}, resample=3,
+            do_center_crop=True, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+            image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True),
+        tokenizer=tok,
+    )
+    processor.save_pretrained(SCORER_DIR)
+    # Also the classic separate files, readable by older transformers and by hand.
+    processor.image_processor.save_pretrained(SCORER_DIR)
+    tok.save_pretrained(SCORER_DIR)
+    for steps_file in [workdir / "unet_steps.json"]:
+        if steps_file.exists():
+            (WEIGHTS_DIR / "training.json").write_text(steps_file.read_text())
+    print(f"[export] wrote {PIPELINE_DIR} and {SCORER_DIR}")
+
+
+STAGES = ("clip", "scorer", "vae", "unet", "export", "eval")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", action="append", choices=STAGES,
+                        help="run only these stages (repeatable); default: all in order")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/shapes"),
+                        help="fp32 checkpoints per stage (delete a stage's folder to retrain it)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop UNet training after this long (EMA weights are still saved)")
+    parser.add_argument("--stop-at", default=None,
+                        help="UTC wall-clock time HH:MM at which UNet training stops early (safety net)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-samples", type=int, default=100, help="generated images per prompt type")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    stages = args.stage or list(STAGES)
+    data = None
+    if {"clip", "scorer", "vae", "unet"} & set(stages):
+        s0 = time.time()
+        data = load_dataset(args.workdir)
+        print(f"[dataset] {len(data)} pairs ready in {(time.time() - s0) / 60:.1f} min")
+    t0 = time.time()
+    timings = {}
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        s0 = time.time()
+        if stage == "clip":
+            train_clip(COND_CLIP, data, args.workdir / "clip", "clip")
+        elif stage == "scorer":
+            train_clip(SCORER_CLIP, data, args.workdir / "scorer", "scorer")
+        elif stage == "vae":
+            train_vae(data, args.workdir / "vae")
+        elif stage == "unet":
+            limit = args.max_minutes
+            if args.stop_at:
+                now = datetime.now(timezone.utc)
+                h, m = map(int, args.stop_at.split(":"))
+                until = (now.replace(hour=h, minute=m, second=0) - now).total_seconds() / 60
+                limit = min(limit or until, until)
+            train_unet(data, args.workdir, limit)
+        elif stage == "export":
+            export(args.workdir)
+        elif stage == "eval":
+            from .evaluate import evaluate
+
+            evaluate(args.workdir, per_type=args.eval_samples)
+        timings[stage] = (time.time() - s0) / 60
+        print(f"[{stage}] done in {timings[stage]:.1f} min")
+        times_file = args.workdir / "stage_minutes.json"
+        old = json.loads(times_file.read_text()) if times_file.exists() else {}
+        old.update({k: round(v, 2) for k, v in timings.items() if v > 0.05})
+        times_file.write_text(json.dumps(old, indent=1))
+    print(f"all done in {(time.time() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
