@@ -1,0 +1,232 @@
+"""The `dpodiff` command: improve, attack, generate (and space).
+
+Every command checks its input first, then loads models, then works; bad input
+exits with status 2 and a message (add --debug for the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dpodiff.errors import UsageError
+from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).")
+console = Console(stderr=True)
+
+DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"
+
+Model = Annotated[Optional[str], typer.Option(help="Diffusers SD 1.x/2.x pipeline: hub id or local folder. Default: the shipped shapes-world model.")]
+Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
+Steps = Annotated[int, typer.Option(help="Sampling steps.")]
+Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale.")]
+Seeds = Annotated[str, typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over them.")]
+Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
+Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
+BatchSize = Annotated[int, typer.Option(help="Images per pipeline call.")]
+
+
+@app.command()
+def improve(
+    prompt: Annotated[str, typer.Argument(help="The prompt whose images should match it better.")],
+    space: Annotated[Optional[Path], typer.Option(help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")] = None,
+    positive: Annotated[bool, typer.Option("--positive", help="Also substitute synonyms in the positive prompt.")] = False,
+    algo: Annotated[str, typer.Option(help="random or epo.")] = "epo",
+    budget: Annotated[int, typer.Option(help="Candidates to score, the original included.")] = 40,
+    seeds: Seeds = "2",
+    search_seed: Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")] = 0,
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
+    out: Out = Path("runs/improve"),
+):
+    """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
+    _optimize_command("improve", **locals())
+
+
+@app.command()
+def attack(
+    prompt: Annotated[str, typer.Argument(help="The prompt to reword so that the model fails on it.")],
+    space: Annotated[Optional[Path], typer.Option(help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")] = None,
+    min_similarity: Annotated[float, typer.Option(help="Least sentence-embedding cosine similarity to the prompt a rewording may have.")] = DEFAULT_MIN_SIMILARITY,
+    similarity_model: Annotated[str, typer.Option(help="sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
+    algo: Annotated[str, typer.Option(help="random or epo.")] = "epo",
+    budget: Annotated[int, typer.Option(help="Candidates to score, the original included.")] = 40,
+    seeds: Seeds = "2",
+    search_seed: Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")] = 0,
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
+    out: Out = Path("runs/attack"),
+):
+    """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
+    _optimize_command("attack", **locals())
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="Positive prompt.")],
+    negative_prompt: Annotated[str, typer.Option(help="Negative prompt.")] = "",
+    loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
+    seeds: Seeds = "2",
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
+    out: Out = Path("runs/generate"),
+):
+    """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
+    from dpodiff.backends.stable_diffusion import GenerationSettings, Request
+    from dpodiff.backends.stable_diffusion import generate as run_pipeline
+    from dpodiff.inputs import check_output_dir, check_prompt, parse_seeds
+    from dpodiff.objectives.judge import find_judge, judge_images
+    from dpodiff.report.grid import image_grid
+
+    seed_list = parse_seeds(seeds)
+    out = check_output_dir(out)
+    pipe, clip, model_name = _load_models(model, scorer, device, dtype)
+    prompt = check_prompt(prompt, pipe.tokenizer)
+    target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
+    t0 = time.perf_counter()
+    images = run_pipeline(pipe, [Request(prompt, negative_prompt, s) for s in seed_list], GenerationSettings(steps, guidance, height, width, batch_size))
+    seconds = time.perf_counter() - t0
+    losses = clip.losses(images, target)
+    verdicts = judge_images(find_judge(model_name) if Path(model_name).is_dir() else None, target, images)
+    records = []
+    for i, (seed, image, loss) in enumerate(zip(seed_list, images, losses)):
+        image.save(out / f"seed{seed}.png")
+        records.append({"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None})
+    image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)]).save(out / "grid.png")
+    result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
+              "generation": {"steps": steps, "guidance": guidance}, "seeds": seed_list, "loss": sum(losses) / len(losses),
+              "images": records, "seconds": seconds}
+    (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    table = Table(title=f"{prompt!r}" + (f"  (negative: {negative_prompt!r})" if negative_prompt else ""))
+    for column in ("seed", "loss", "judge"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(str(r["seed"]), f"{r['loss']:.4f}", _verdict(r["judge"]))
+    console.print(table)
+    console.print(f"mean loss {result['loss']:.4f}; images and result.json in {out}" + ("" if verdicts or not Path(model_name).is_dir() or find_judge(model_name) is None else "; no judge verdict for this prompt"))
+
+
+def _verdict(verdict: dict | None) -> str:
+    return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
+
+
+def _load_models(model: str | None, scorer: str | None, device: str, dtype: str):
+    """(pipeline, ClipScorer, model name): the shapes world when no model is named."""
+    import torch
+
+    from dpodiff.models import default_dtype, load_pipeline, resolve_device
+    from dpodiff.objectives.clip_loss import ClipScorer
+
+    dev = resolve_device(device)
+    dtypes = {"auto": default_dtype(dev), "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if dtype not in dtypes:
+        raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(dtypes)}.")
+    if model is None:
+        from dpodiff import shapes
+
+        model = str(shapes.PIPELINE_DIR)
+        scorer = scorer or str(shapes.SCORER_DIR)
+    scorer = scorer or DEFAULT_HUB_SCORER
+    with console.status(f"loading {model} and {scorer}"):
+        pipe = load_pipeline(model, dev, dtypes[dtype])
+        clip = ClipScorer.from_pretrained(scorer, dev, dtypes[dtype])
+    return pipe, clip, model
+
+
+def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, dtype, seeds, budget, **options) -> None:
+    from dpodiff.inputs import check_budget, check_output_dir, check_prompt, parse_seeds
+    from dpodiff.optimize import optimize
+    from dpodiff.optimizers import ALGORITHMS
+
+    if not prompt.strip():
+        check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
+    seed_list = parse_seeds(seeds)
+    check_budget(budget)
+    if options["algo"] not in ALGORITHMS:
+        raise UsageError(f"--algo {options['algo']!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
+    out = check_output_dir(out)
+    pipe, clip, model_name = _load_models(model, scorer, device, dtype)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    bar = progress.add_task(task, total=budget, best="-")
+
+    def on_evaluation(evaluation, result):
+        progress.start()  # only once the inputs passed their checks and the first candidate is scored
+        progress.update(bar, completed=len(result.history), best=f"{result.best.loss:.4f}")
+
+    try:
+        result = optimize(
+            prompt, pipeline=pipe, scorer=clip, task=task, space=options.get("space"), algorithm=options["algo"], budget=budget,
+            seeds=seed_list, steps=options["steps"], guidance=options["guidance"], height=options["height"], width=options["width"],
+            positive=options.get("positive", False), min_similarity=options.get("min_similarity", DEFAULT_MIN_SIMILARITY),
+            similarity_model=options.get("similarity_model", DEFAULT_SENTENCE_MODEL), search_seed=options["search_seed"],
+            batch_size=options["batch_size"], model_name=model_name, on_evaluation=on_evaluation,
+        )
+    finally:
+        progress.stop()
+    result.save(out)
+    _print_summary(result, out)
+    if result.stop_reason == "interrupted":
+        console.print(f"[yellow]Interrupted: what was found so far is saved in {out}.")
+        raise typer.Exit(130)
+
+
+def _print_summary(result, out: Path) -> None:
+    table = Table(title=f"{result.task}: {result.prompt!r}")
+    for column in ("", "prompt", "negative prompt", "loss", "judge"):
+        table.add_column(column)
+    judge = result.judge or {}
+    for role, e in (("original", result.original), ("best", result.best)):
+        verdicts = judge.get(role)
+        passed = f"{sum(v['pass'] for v in verdicts)}/{len(verdicts)}" if verdicts else "-"
+        table.add_row(role, e.prompt, e.negative_prompt, f"{e.loss:.4f}", passed)
+    console.print(table)
+    rejected = f", {len(result.rejections)} rejected by the constraint" if result.constraint else ""
+    console.print(f"{result.evaluations} candidates scored x {len(result.seeds)} seeds{rejected} ({result.stop_reason}); "
+                  f"{result.timings['seconds_per_evaluation']:.2f} s per candidate. Results in {out}")
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (loading bars, the torchvision notice) would bury our own progress and errors."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main() -> None:
+    _quiet_libraries()
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except UsageError as e:
+        if debug:
+            raise
+        console.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

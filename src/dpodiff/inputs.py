@@ -1,0 +1,72 @@
+"""Checks of user input that several commands share, each failing with a UsageError that says how to fix it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dpodiff.errors import UsageError
+
+
+def parse_seeds(text: str | int | list[int]) -> list[int]:
+    """`N` means seeds 0..N-1; `a,b,c` is an explicit list."""
+    if isinstance(text, int):
+        text = str(text)
+    if isinstance(text, list):
+        seeds = text
+    else:
+        parts = [p.strip() for p in str(text).split(",")]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"--seeds {text!r} is not a count (e.g. 4) or a comma list of integers (e.g. 0,3,7).") from None
+        if len(values) == 1 and "," not in str(text):
+            if values[0] < 1:
+                raise UsageError(f"--seeds {text} asks for no images; give a count >= 1 or a comma list of seeds.")
+            return list(range(values[0]))
+        seeds = values
+    if not seeds:
+        raise UsageError("--seeds is empty; give a count >= 1 or a comma list of seeds.")
+    if any(s < 0 or s >= 2**63 for s in seeds):
+        raise UsageError(f"--seeds {seeds}: seeds must be non-negative 64-bit integers.")
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {seeds} repeats a seed; each seed gives one image, list each once.")
+    return list(seeds)
+
+
+def check_prompt(prompt: str, tokenizer, what: str = "text encoder") -> str:
+    """The prompt, stripped; an error when it is empty or longer than the tokenizer's window."""
+    if not prompt or not prompt.strip():
+        raise UsageError("The prompt is empty; give the text you want an image of, e.g. \"a red circle above a blue square\".")
+    prompt = prompt.strip()
+    limit = int(tokenizer.model_max_length)
+    ids = tokenizer(prompt, truncation=False).input_ids
+    if len(ids) > limit:
+        kept = tokenizer.decode(ids[1 : limit - 1])
+        cut = tokenizer.decode(ids[limit - 1 : -1])
+        raise UsageError(
+            f"The prompt is {len(ids) - 2} tokens long, but the {what} reads at most {limit - 2} (plus start and end "
+            f"tokens). Everything after {kept[-40:]!r} would be cut: {cut!r}. Shorten the prompt."
+        )
+    return prompt
+
+
+def check_budget(budget: int) -> int:
+    if budget <= 0:
+        raise UsageError(f"--budget {budget}: the budget counts scored candidates and must be at least 1 (the paper uses 40).")
+    return budget
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Create the folder now, so an unwritable one fails before any model is loaded."""
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".dpodiff-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"Cannot write to the output folder {str(out)!r} ({e.strerror or e}). Choose a folder you can write to with --out.") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"Cannot write to the output folder {str(out)!r}. Choose a folder you can write to with --out.")
+    return out

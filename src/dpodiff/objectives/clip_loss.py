@@ -1,0 +1,89 @@
+"""The DPO-Diff objective: spherical CLIP distance between images and the ORIGINAL prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d(x, y) = 2 * arcsin(|x^ - y^| / 2)^2 on L2-normalised embeddings (0 = same direction, pi^2/2 = opposite)."""
+    x = F.normalize(x, dim=-1)
+    y = F.normalize(y, dim=-1)
+    return 2 * torch.arcsin((x - y).norm(dim=-1).div(2).clamp(max=1.0)) ** 2
+
+
+@dataclass
+class ClipScorer:
+    """A CLIP model with its tokenizer and preprocessing settings; scores images against a prompt.
+
+    Preprocessing (resize the short side, centre crop, normalise) is done in torch so the same code
+    serves black-box scoring and, later, a differentiable path.
+    """
+
+    model: object  # transformers.CLIPModel
+    tokenizer: object  # transformers.CLIPTokenizer
+    image_size: int
+    crop_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    name: str = ""
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> "ClipScorer":
+        from dpodiff.models import load_clip
+
+        model, tokenizer, processor = load_clip(name, torch.device(device), dtype)
+        return cls.from_parts(model, tokenizer, processor, name)
+
+    @classmethod
+    def from_parts(cls, model, tokenizer, processor, name: str = "") -> "ClipScorer":
+        size = processor.size.get("shortest_edge") or processor.size.get("height")
+        crop = processor.crop_size.get("height") if getattr(processor, "crop_size", None) else size
+        return cls(model, tokenizer, int(size), int(crop), tuple(processor.image_mean), tuple(processor.image_std), name or model.name_or_path)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
+
+    @torch.no_grad()
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(self.device)
+        return _features(self.model.get_text_features(**tokens)).float()
+
+    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [0, 1] -> CLIP input: bicubic resize of the short side, centre crop, normalise."""
+        h, w = pixels.shape[-2:]
+        scale = self.image_size / min(h, w)
+        if (h, w) != (round(h * scale), round(w * scale)):
+            pixels = F.interpolate(pixels, size=(round(h * scale), round(w * scale)), mode="bicubic", align_corners=False, antialias=True)
+        h, w = pixels.shape[-2:]
+        top, left = (h - self.crop_size) // 2, (w - self.crop_size) // 2
+        pixels = pixels[..., top : top + self.crop_size, left : left + self.crop_size]
+        mean = torch.tensor(self.mean, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        return (pixels - mean) / std
+
+    @torch.no_grad()
+    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        pixels = torch.from_numpy(np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images]))
+        pixels = pixels.permute(0, 3, 1, 2).to(self.device)
+        dtype = next(self.model.parameters()).dtype
+        return _features(self.model.get_image_features(pixel_values=self.preprocess(pixels).to(dtype))).float()
+
+    def losses(self, images: list[Image.Image], prompt: str) -> list[float]:
+        """Spherical distance of each image to `prompt` (lower is a better match)."""
+        return spherical_distance(self.embed_images(images), self.embed_text([prompt])).tolist()
+
+
+def _features(output) -> torch.Tensor:
+    """transformers 5 returns a model output from get_*_features; 4.x returns the tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output

@@ -1,0 +1,119 @@
+"""What a run found, as data: every evaluation in order, the best candidates, images, timings.
+
+`OptimizationResult.to_dict()` is exactly what `result.json` holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from dpodiff.report.grid import image_grid
+
+
+@dataclass
+class Evaluation:
+    """One scored candidate: its prompts, the loss per seed and their mean."""
+
+    index: int
+    candidate: list[int]
+    prompt: str
+    negative_prompt: str
+    loss: float
+    losses: list[float]
+    seconds: float
+    similarity: float | None = None
+
+
+@dataclass
+class Rejection:
+    """A candidate the meaning constraint turned away before any image was made."""
+
+    candidate: list[int]
+    prompt: str
+    similarity: float
+
+
+@dataclass
+class OptimizationResult:
+    task: str
+    prompt: str
+    model: str
+    scorer: str
+    algorithm: str
+    algorithm_settings: dict
+    generation: dict
+    seeds: list[int]
+    budget: int
+    original: Evaluation
+    history: list[Evaluation]
+    rejections: list[Rejection] = field(default_factory=list)
+    stop_reason: str = ""
+    constraint: dict | None = None
+    space: dict | None = None
+    timings: dict = field(default_factory=dict)
+    judge: dict | None = None  # {"original": [verdict per seed], "best": [...]} when the model has a judge
+    images: dict[str, list[Image.Image]] = field(default_factory=dict, repr=False)  # "original"/"best" -> one per seed
+
+    @property
+    def sign(self) -> int:
+        return -1 if self.task == "attack" else 1
+
+    @property
+    def best(self) -> Evaluation:
+        return self.top(1)[0]
+
+    def top(self, n: int = 5) -> list[Evaluation]:
+        """The n best evaluations (lowest loss for improve, highest for attack), ties to the earliest."""
+        return sorted(self.history, key=lambda e: (self.sign * e.loss, e.index))[:n]
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.history)
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "prompt": self.prompt,
+            "model": self.model,
+            "scorer": self.scorer,
+            "algorithm": self.algorithm,
+            "algorithm_settings": self.algorithm_settings,
+            "generation": self.generation,
+            "seeds": self.seeds,
+            "budget": self.budget,
+            "evaluations": self.evaluations,
+            "image_evaluations": self.evaluations * len(self.seeds),
+            "rejected": len(self.rejections),
+            "stop_reason": self.stop_reason,
+            "constraint": self.constraint,
+            "original": asdict(self.original),
+            "best": asdict(self.best),
+            "top": [asdict(e) for e in self.top(5)],
+            "improvement": self.sign * (self.original.loss - self.best.loss),
+            "judge": self.judge,
+            "history": [asdict(e) for e in self.history],
+            "rejections": [asdict(r) for r in self.rejections],
+            "timings": self.timings,
+            "space": self.space,
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write result.json, the original and best image of each seed, and a side-by-side grid."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for role, images in self.images.items():
+            for seed, image in zip(self.seeds, images):
+                image.save(out / f"{role}_seed{seed}.png")
+        if self.images.get("original") and self.images.get("best"):
+            best = self.best
+            image_grid(
+                [self.images["original"], self.images["best"]],
+                row_labels=[f"original  loss {self.original.loss:.3f}", f"best  loss {best.loss:.3f}"],
+                col_labels=[f"seed {s}" for s in self.seeds],
+            ).save(out / "grid.png")
+        (out / "result.json").write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return out

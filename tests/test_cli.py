@@ -1,0 +1,131 @@
+"""The `dpodiff` command end to end on tiny real models, and every bad input it must refuse cleanly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpodiff.cli import main
+
+PROMPT = "a red circle above a blue square"
+REFERENCE_SPACE = {
+    PROMPT: {
+        "synonym": {"red": ["crimson", "scarlet"], "circle": ["disk", "ring"]},
+        "antonym": {"red": ["blue", "green", "yellow"], "circle": ["square", "triangle"]},
+        "keywords": ["red", "circle", "blue", "square"],
+    }
+}
+
+
+@pytest.fixture
+def space_file(tmp_path) -> Path:
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(REFERENCE_SPACE))
+    return path
+
+
+@pytest.fixture
+def models(tiny_model_dir, tiny_scorer_dir) -> list[str]:
+    return ["--model", str(tiny_model_dir), "--scorer", str(tiny_scorer_dir), "--steps", "2"]
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    """Run `dpodiff ARGS` in-process; return (exit status, stderr)."""
+    sys.argv = ["dpodiff", *map(str, args)]
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+def test_improve_end_to_end(capsys, tmp_path, space_file, models):
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, "improve", PROMPT, "--space", space_file, "--budget", 6, "--seeds", "0,2", "--out", out, *models)
+    assert code == 0, err
+    data = json.loads((out / "result.json").read_text())
+    assert data["task"] == "improve" and data["seeds"] == [0, 2] and data["evaluations"] == 6
+    assert data["original"]["negative_prompt"] == "" and data["original"]["prompt"] == PROMPT
+    assert all(h["prompt"] == PROMPT for h in data["history"])
+    assert {p.name for p in out.glob("*.png")} == {"original_seed0.png", "original_seed2.png", "best_seed0.png", "best_seed2.png", "grid.png"}
+    assert "best" in err and "original" in err  # the summary table
+
+
+def test_attack_end_to_end(capsys, tmp_path, space_file, models):
+    out = tmp_path / "attack"
+    code, err = run_cli(capsys, "attack", PROMPT, "--space", space_file, "--budget", 4, "--min-similarity", 0.5, "--out", out, *models)
+    assert code == 0, err
+    data = json.loads((out / "result.json").read_text())
+    assert data["task"] == "attack" and data["constraint"]["min_similarity"] == 0.5
+    assert all(h["negative_prompt"] == "" and h["similarity"] >= 0.5 for h in data["history"])
+    assert "rejected by the constraint" in err
+
+
+def test_generate_writes_images_and_losses(capsys, tmp_path, models):
+    out = tmp_path / "gen"
+    code, err = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--seeds", 3, "--out", out, *models)
+    assert code == 0, err
+    data = json.loads((out / "result.json").read_text())
+    assert [im["seed"] for im in data["images"]] == [0, 1, 2]
+    assert data["loss"] == pytest.approx(sum(im["loss"] for im in data["images"]) / 3)
+    assert all((out / im["file"]).is_file() for im in data["images"])
+    # the same seeds give the same loss, bit for bit
+    code, _ = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--seeds", "2,1", "--out", tmp_path / "again", *models)
+    again = json.loads((tmp_path / "again" / "result.json").read_text())
+    assert again["images"][1]["loss"] == data["images"][1]["loss"]
+
+
+LONG_PROMPT = "a red circle " * 30
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["improve", "   "], "prompt is empty"),
+        (["improve", LONG_PROMPT], "would be cut"),
+        (["improve", PROMPT, "--budget", "0"], "--budget 0"),
+        (["improve", PROMPT, "--seeds", "0"], "asks for no images"),
+        (["improve", PROMPT, "--seeds", "1,x"], "comma list"),
+        (["improve", PROMPT, "--seeds", "1,1"], "repeats a seed"),
+        (["improve", PROMPT, "--algo", "annealing"], "not known"),
+        (["generate", PROMPT, "--device", "tpu"], "--device"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(capsys, tmp_path, models, args, message):
+    code, err = run_cli(capsys, *args, "--out", tmp_path / "out", *models)
+    assert code == 2
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+def test_bad_files_and_models(capsys, tmp_path, space_file, models):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = [
+        (["improve", PROMPT, "--space", space_file, "--out", blocker / "sub", *models], "Cannot write to the output folder"),
+        (["improve", "a green triangle", "--space", space_file, "--out", tmp_path / "o", *models], "no entry for the prompt"),
+        (["improve", PROMPT, "--space", tmp_path / "missing.json", "--out", tmp_path / "o", *models], "does not exist"),
+        (["generate", PROMPT, "--model", tmp_path / "no-such-model", "--out", tmp_path / "o"], "does not exist"),
+        (["generate", PROMPT, "--model", tmp_path, "--out", tmp_path / "o"], "no model_index.json"),
+        (["generate", PROMPT, "--model", "nobody/no-such-model-here", "--out", tmp_path / "o"], "Could not load the diffusion model"),
+    ]
+    bad_space = tmp_path / "bad.json"
+    bad_space.write_text("{oops")
+    cases.append((["improve", PROMPT, "--space", bad_space, "--out", tmp_path / "o", *models], "not valid JSON"))
+    for args, message in cases:
+        code, err = run_cli(capsys, *args)
+        assert code == 2, (args, err)
+        assert message in " ".join(err.split()), (args, err)
+        assert "Traceback" not in err
+
+
+def test_console_script_exit_status(tmp_path):
+    """The installed `dpodiff` command itself: exit status 2 and no traceback; --debug shows it."""
+    exe = Path(sys.executable).parent / "dpodiff"
+    plain = subprocess.run([exe, "improve", "", "--out", tmp_path], capture_output=True, text=True)
+    assert plain.returncode == 2 and "prompt is empty" in plain.stderr and "Traceback" not in plain.stderr
+    debug = subprocess.run([exe, "improve", "", "--out", tmp_path, "--debug"], capture_output=True, text=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -1,0 +1,54 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dpodiff.backends.stable_diffusion import GenerationSettings, Request, generate
+from dpodiff.objectives.clip_loss import spherical_distance
+from dpodiff.objectives.similarity import SimilarityConstraint
+
+
+def test_spherical_distance_matches_hand_computation():
+    x = torch.tensor([[3.0, 4.0]])  # normalises to (0.6, 0.8)
+    y = torch.tensor([[1.0, 0.0]])
+    chord = math.sqrt((0.6 - 1) ** 2 + 0.8**2)  # |x^ - y^| = sqrt(0.8)
+    expected = 2 * math.asin(chord / 2) ** 2
+    assert spherical_distance(x, y).item() == pytest.approx(expected, rel=1e-6)
+    # same direction -> 0; opposite -> 2 * (pi/2)^2
+    assert spherical_distance(y, 5 * y).item() == pytest.approx(0.0, abs=1e-6)
+    assert spherical_distance(y, -y).item() == pytest.approx(math.pi**2 / 2, rel=1e-6)
+
+
+def test_loss_is_distance_between_clip_embeddings(tiny_scorer):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    loss = tiny_scorer.losses([image], "a red circle")[0]
+    x = tiny_scorer.embed_images([image])[0]
+    y = tiny_scorer.embed_text(["a red circle"])[0]
+    cos = float(torch.nn.functional.cosine_similarity(x, y, dim=0))
+    assert loss == pytest.approx(2 * math.asin(math.sqrt(2 - 2 * cos) / 2) ** 2, rel=1e-5)
+
+
+def test_same_seed_same_image_bit_for_bit(tiny_pipe):
+    settings = GenerationSettings(steps=3)
+    a = generate(tiny_pipe, [Request("a red circle", "blurry", 0), Request("a red circle", "blurry", 1)], settings)
+    b = generate(tiny_pipe, [Request("a red circle", "blurry", 0)], settings)
+    assert np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
+    assert not np.array_equal(np.asarray(a[0]), np.asarray(a[1]))  # another seed, another image
+
+
+def test_batched_generation_matches_one_at_a_time(tiny_pipe):
+    requests = [Request("a red circle", "", 0), Request("a blue square", "green", 3), Request("a red circle", "", 5)]
+    one = generate(tiny_pipe, requests, GenerationSettings(steps=3, batch_size=1))
+    batched = generate(tiny_pipe, requests, GenerationSettings(steps=3, batch_size=3))
+    for a, b in zip(one, batched):
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
+
+
+def test_similarity_constraint_keeps_synonyms_and_rejects_other_meanings():
+    constraint = SimilarityConstraint("a photo of a large dog running on the beach", threshold=0.8)
+    assert constraint.similarity("a photo of a large dog running on the beach") == pytest.approx(1.0, abs=1e-5)
+    assert constraint.accepts("a photo of a big dog running on the beach")
+    assert not constraint.accepts("a photo of a small cat sleeping on the sofa")
+    assert not constraint.accepts("a bowl of soup")

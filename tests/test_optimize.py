@@ -1,0 +1,100 @@
+"""optimize() end to end on tiny real models: the library call a notebook user makes."""
+
+import json
+
+import pytest
+
+import dpodiff
+from dpodiff.errors import UsageError
+from dpodiff.spaces import SearchSpace, Slot, Span
+
+PROMPT = "a red circle above a blue square"
+
+
+def space() -> SearchSpace:
+    return SearchSpace(
+        PROMPT,
+        positive=[Span(2, 5, ["red", "crimson", "scarlet"]), Span(6, 12, ["circle", "disk", "round shape"])],
+        negative=[Slot("red", ["blue", "green", "yellow"]), Slot("circle", ["square", "triangle"]), Slot("quality", ["blurry", "low quality"])],
+    )
+
+
+def run(tiny_pipe, tiny_scorer, **kwargs):
+    options = dict(task="improve", space=space(), algorithm="epo", budget=12, seeds=[0, 1], steps=3)
+    options.update(kwargs)
+    return dpodiff.optimize(PROMPT, pipeline=tiny_pipe, scorer=tiny_scorer, **options)
+
+
+def test_improve_searches_only_the_negative_prompt(tiny_pipe, tiny_scorer):
+    result = run(tiny_pipe, tiny_scorer)
+    assert result.evaluations == 12 and result.stop_reason == "budget"
+    assert result.original.prompt == PROMPT and result.original.negative_prompt == ""
+    assert result.history[0] is result.original
+    assert all(e.prompt == PROMPT for e in result.history)  # without positive=True the prompt is never changed
+    assert len({e.negative_prompt for e in result.history}) == 12  # never scored twice
+    assert result.best.loss == min(e.loss for e in result.history)
+    assert [e.loss for e in result.top(5)] == sorted(e.loss for e in result.history)[:5]
+    for e in result.history:
+        assert e.loss == pytest.approx(sum(e.losses) / 2) and len(e.losses) == 2
+    assert len(result.images["original"]) == len(result.images["best"]) == 2
+
+
+def test_positive_variant_also_substitutes_synonyms(tiny_pipe, tiny_scorer):
+    result = run(tiny_pipe, tiny_scorer, positive=True, budget=15)
+    assert any(e.prompt != PROMPT for e in result.history)
+    assert any(e.negative_prompt for e in result.history)
+
+
+def test_same_seeds_same_losses_bit_for_bit(tiny_pipe, tiny_scorer):
+    a = run(tiny_pipe, tiny_scorer, budget=6)
+    b = run(tiny_pipe, tiny_scorer, budget=6)
+    assert [e.losses for e in a.history] == [e.losses for e in b.history]
+    assert [e.negative_prompt for e in a.history] == [e.negative_prompt for e in b.history]
+
+
+def test_attack_maximises_under_the_constraint(tiny_pipe, tiny_scorer):
+    result = run(tiny_pipe, tiny_scorer, task="attack", budget=9, min_similarity=0.7)
+    assert all(e.negative_prompt == "" for e in result.history)
+    assert all(e.similarity >= 0.7 for e in result.history)
+    assert all(r.similarity < 0.7 for r in result.rejections)
+    assert result.best.loss == max(e.loss for e in result.history)
+    scored = {e.prompt for e in result.history}
+    assert not scored & {r.prompt for r in result.rejections}
+    data = result.to_dict()
+    assert data["rejected"] == len(result.rejections) and data["constraint"]["min_similarity"] == 0.7
+
+
+def test_interrupt_returns_partial_result(tiny_pipe, tiny_scorer):
+    def stop_after_three(evaluation, result):
+        if len(result.history) == 3:
+            raise KeyboardInterrupt
+
+    result = run(tiny_pipe, tiny_scorer, on_evaluation=stop_after_three)
+    assert result.stop_reason == "interrupted" and result.evaluations == 3
+
+
+def test_result_json_has_everything(tiny_pipe, tiny_scorer, tmp_path):
+    result = run(tiny_pipe, tiny_scorer, budget=5)
+    result.save(tmp_path)
+    data = json.loads((tmp_path / "result.json").read_text())
+    for key in ("task", "prompt", "model", "scorer", "algorithm", "algorithm_settings", "seeds", "evaluations", "original", "top", "history", "timings"):
+        assert key in data, key
+    assert data["algorithm_settings"]["population"] == 20 and data["algorithm_settings"]["mutation_prob"] == 0.1
+    assert data["image_evaluations"] == 10
+    assert [h["index"] for h in data["history"]] == list(range(5))
+    assert SearchSpace.from_dict(data["space"]).to_dict() == space().to_dict()
+    for name in ("original_seed0.png", "original_seed1.png", "best_seed0.png", "best_seed1.png", "grid.png"):
+        assert (tmp_path / name).is_file()
+
+
+def test_bad_library_input(tiny_pipe, tiny_scorer):
+    with pytest.raises(UsageError, match="budget"):
+        run(tiny_pipe, tiny_scorer, budget=0)
+    with pytest.raises(UsageError, match="not known"):
+        run(tiny_pipe, tiny_scorer, algorithm="annealing")
+    with pytest.raises(UsageError, match="repeats a seed"):
+        run(tiny_pipe, tiny_scorer, seeds=[1, 1])
+    with pytest.raises(UsageError, match="nothing to search"):
+        run(tiny_pipe, tiny_scorer, space=SearchSpace(PROMPT))
+    with pytest.raises(UsageError, match="built for"):
+        dpodiff.optimize("a green triangle", pipeline=tiny_pipe, scorer=tiny_scorer, space=space(), budget=3, steps=2)
