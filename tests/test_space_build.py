@@ -29,6 +29,13 @@ def test_antonym_space_of_colours_and_sizes():
     assert all(len(c) <= 5 for c in slots.values())
 
 
+def test_opposites_of_nouns_are_sister_terms_in_used_senses():
+    slots = _slots(build_space("a horse in a kitchen at sunset", "antonym"))
+    assert {"mule", "zebra"} <= set(slots["horse"])
+    assert {"hall", "study"} <= set(slots["kitchen"]) and "sunrise" in slots["sunset"]
+    assert "none" not in slots["sunset"]  # "none" (a canonical hour) is a stopword: never a choice
+
+
 def test_synonyms_keep_plural_case_and_skip_stopwords():
     space = build_space("Two Dogs in the snow", "synonym")
     spans = _spans(space)

@@ -17,7 +17,7 @@ from dpodiff.spaces import embedding, thesaurus, vocab, wordnet
 from dpodiff.spaces import llm as llm_source
 from dpodiff.spaces.nplib import nplib_slots
 from dpodiff.spaces.space import SearchSpace, Slot, Span
-from dpodiff.spaces.words import Word, content_words, inflect, match_case, same_lemma
+from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, match_case, same_lemma
 
 KINDS = ("synonym", "antonym")
 SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
@@ -38,6 +38,8 @@ class AutoSettings:
     related_penalty: float = 1.0  # a hypernym/hyponym/similar word rather than a synonym
     commonness_weight: float = 0.15  # times log(CLIP vocabulary rank)
     single_token_bonus: float = 1.0  # prefer words that are one token of the CLIP vocabulary
+    moby_fill: int = 3  # then up to this many Moby words linked or close in WordNet
+    max_distance: int = 3  # "close": at most this many hypernym steps apart
 
 
 AUTO = AutoSettings()
@@ -101,18 +103,33 @@ def wordnet_synonyms(w: Word, senses: int = 3) -> list[str]:
     return wordnet.synonyms(w.lemma, w.pos, senses)
 
 
-def thesaurus_synonyms(w: Word) -> list[str]:
-    """Moby's words that WordNet allows in the word's part of speech, ranked: also linked in WordNet,
-    then listed back by Moby, then the rest; common words first within each group."""
-    found = [c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)]
+def thesaurus_tiers(w: Word, max_distance: int = 3) -> tuple[list[str], list[str], list[str]]:
+    """Moby's words that WordNet allows in the word's part of speech, in three groups: linked in WordNet
+    (synonym or one link away), close in WordNet's hypernym tree (a few steps, so Moby's other senses of
+    the word drop out: "whale" -> "club"), the rest; common words first in each."""
+    found = sorted((c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)), key=_commonness)
     linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, 99) + wordnet.related(w.lemma, w.pos, 99)}
-    back = {c for c in found if w.lemma in {x.lower() for x in thesaurus.synonyms(c)}}
-    return sorted(found, key=lambda c: (c.lower() not in linked, c not in back, _commonness(c)))
+    close = set()
+    for c in found:
+        if c.lower() not in linked:
+            d = wordnet.distance(w.lemma, c, w.pos, depth=max_distance)
+            if d is not None and d <= max_distance:
+                close.add(c)
+    return (
+        [c for c in found if c.lower() in linked],
+        [c for c in found if c in close],
+        [c for c in found if c.lower() not in linked and c not in close],
+    )
 
 
-def auto_synonyms(w: Word, settings: AutoSettings = AUTO) -> list[str]:
+def thesaurus_synonyms(w: Word) -> list[str]:
+    return [c for tier in thesaurus_tiers(w) for c in tier]
+
+
+def auto_synonyms(w: Word, settings: AutoSettings | None = None) -> list[str]:
     """WordNet synonyms of the first used senses, then words one WordNet link away that Moby confirms;
     ranked by source agreement, sense order and how common (one CLIP token) the word is."""
+    settings = settings or AUTO
     wn = wordnet.synonyms(w.lemma, w.pos, settings.wordnet_senses)
     moby = {c.lower() for c in thesaurus.synonyms(w.lemma)} if settings.moby else set()
     scored: dict[str, float] = {}
@@ -126,7 +143,11 @@ def auto_synonyms(w: Word, settings: AutoSettings = AUTO) -> list[str]:
     for c in scored:
         single = vocab.token_id(c) is not None
         scored[c] += settings.commonness_weight * _commonness(c) - (settings.single_token_bonus if single else 0.0)
-    return sorted(scored, key=lambda c: scored[c])
+    ranked = sorted(scored, key=lambda c: scored[c])
+    if settings.moby_fill:  # then Moby's own ranking, to fill words WordNet has little for
+        linked, close, _ = thesaurus_tiers(w, settings.max_distance)
+        ranked += [c for c in (linked + close)[: settings.moby_fill] if c not in scored]
+    return ranked
 
 
 def wordnet_opposites(w: Word) -> list[str]:
@@ -137,7 +158,7 @@ def wordnet_opposites(w: Word) -> list[str]:
     if w.pos == "a" and not out and wordnet.entry(w.lemma, "n"):
         sister_pos = "n"
     for group in wordnet.sister_terms(w.lemma, sister_pos, senses=3):
-        out += sorted(group, key=_commonness)
+        out += sorted(group, key=lambda c: _commonness(c) - (1.0 if group[c] > 0 else 0.0))
     return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos), key=_commonness)
 
 
@@ -174,7 +195,9 @@ def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> 
     seen = {w.text.lower()}
     for c in found:
         c = " ".join(c.split())
-        if not _CHOICE.match(c) or len(c) < 2 or len(c.split()) > 3 or same_lemma(c, w.lemma) or same_lemma(c, w.text):
+        if not _CHOICE.match(c) or len(c) < 2 or len(c.split()) > 3 or is_stopword(c):
+            continue
+        if same_lemma(c, w.lemma) or same_lemma(c, w.text):
             continue
         if reinflect:  # offline sources: proper names ("Newfoundland" for "dog") change what is drawn
             if c.lower() != c:

@@ -250,8 +250,15 @@ def related(lemma: str, pos: str, senses: int = 2) -> list[str]:
     for s in visual_synsets(lemma, pos)[:senses]:
         for p in s.pointers:
             if p.symbol in ("&", "^", "$", "@", "~") and p.source == 0:
-                out += [_word(l) for l in synset(p.offset, p.pos).lemmas if l.lower() != k]
+                linked = synset(p.offset, p.pos)
+                # similar adjectives are close in any sense; other links only in a sense people use
+                out += [_word(l) for l in linked.lemmas if l.lower() != k and (p.symbol == "&" or in_used_sense(l, linked))]
     return list(dict.fromkeys(out))
+
+
+def in_used_sense(lemma: str, s: Synset) -> bool:
+    """Whether the synset is a sense of the lemma that people use ("cat" the guy is not)."""
+    return any(u.offset == s.offset for u in used_synsets(lemma, s.file_pos))
 
 
 def _satellite_words(head: Synset) -> list[str]:
@@ -262,25 +269,80 @@ def _satellite_words(head: Synset) -> list[str]:
     return out
 
 
-def sister_terms(lemma: str, pos: str, senses: int = 2) -> list[list[str]]:
-    """Other hyponyms of the hypernyms of the word's first drawable senses, one list per sense
-    (red -> blue, green; circle -> square, triangle)."""
+def sense_count(lemma: str, s: Synset) -> int:
+    """How often the lemma was tagged in SemCor with this synset's meaning."""
+    k = key(lemma)
+    e = entry(lemma, s.file_pos)
+    if e is None or s.offset not in e.offsets:
+        return 0
+    return _sense_counts().get((k, s.file_pos, e.offsets.index(s.offset) + 1), 0)
+
+
+def _plausible(name: str, s: Synset) -> bool:
+    """A word stands for a synset if that is a sense people use, or (nouns) if the word's main sense is
+    of the same kind: "square" the shape is rarely tagged but shapes are what "square" mostly means;
+    "cat" the gossiping woman is dropped, as is "do" (travel at a speed) for verbs."""
+    if in_used_sense(name, s):
+        return True
+    first = synsets(name, s.file_pos)
+    return s.pos == "n" and bool(first) and first[0].lexfile == s.lexfile
+
+
+def sister_terms(lemma: str, pos: str, senses: int = 2) -> list[dict[str, int]]:
+    """Other hyponyms of the hypernyms of the word's first drawable senses, one group per sense, each
+    sister named by its first lemma if that is a plausible reading, with how often that lemma was used
+    in that sense (SemCor): red -> blue, green; circle -> square, triangle."""
     k = key(lemma)
     own = {s.offset for s in synsets(lemma, pos)}
-    out: list[list[str]] = []
+    out: list[dict[str, int]] = []
     for s in visual_synsets(lemma, pos)[:senses]:
-        sisters: list[str] = []
+        sisters: dict[str, int] = {}
         for p in s.pointers:
             if p.symbol not in ("@", "@i"):
                 continue
             parent = synset(p.offset, p.pos)
             for q in parent.pointers:
                 if q.symbol in ("~", "~i") and q.offset not in own:
-                    sisters += [_word(l) for l in synset(q.offset, q.pos).lemmas[:1] if l.lower() != k]
-        out.append(list(dict.fromkeys(sisters)))
+                    sister = synset(q.offset, q.pos)
+                    name = sister.lemmas[0]
+                    if name.lower() == k or _word(name) in sisters or not _plausible(name, sister):
+                        continue
+                    sisters[_word(name)] = sense_count(name, sister)
+        out.append(sisters)
     return out
 
 
 def parts_of_speech(word: str) -> list[str]:
     """Parts of speech the word form may have in WordNet, with the lemma for each."""
     return [p for p in POS if base_forms(word, p)]
+
+
+def _ancestors(s: Synset, depth: int) -> dict[int, int]:
+    """Synset offset -> fewest hypernym steps up from s (s itself at 0), up to `depth` steps.
+    Adjectives have no hypernyms: a satellite's head counts as one step up."""
+    seen = {s.offset: 0}
+    frontier = [s]
+    for d in range(1, depth + 1):
+        nxt = []
+        for x in frontier:
+            for p in x.pointers:
+                if p.symbol in ("@", "@i") or (x.pos == "s" and p.symbol == "&"):
+                    if p.offset not in seen:
+                        seen[p.offset] = d
+                        nxt.append(synset(p.offset, p.pos))
+        frontier = nxt
+    return seen
+
+
+def distance(a: str, b: str, pos: str, depth: int = 3) -> int | None:
+    """Fewest hypernym steps joining a used sense of `a` to a used sense of `b` (None if more than 2*depth).
+    "giraffe"/"deer" meet at "ruminant"; "whale"/"club" (Moby's verb sense) do not meet nearby."""
+    best = None
+    ups_b = [_ancestors(s, depth) for s in used_synsets(b, pos)]
+    for s in used_synsets(a, pos):
+        up_a = _ancestors(s, depth)
+        for up_b in ups_b:
+            for offset, da in up_a.items():
+                if offset in up_b and (best is None or da + up_b[offset] < best):
+                    best = da + up_b[offset]
+    return best

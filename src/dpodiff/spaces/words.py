@@ -24,7 +24,7 @@ STOPWORDS = frozenset(
     is are was were be been being am do does did done have has had having will would shall should can could
     may might must i me you he him she it we us they them who whom whose which what where when why how
     there here all both either neither such very too also just only own same other another more most much
-    many few several one two three four five six seven eight nine ten lots lot next
+    many few several one two three four five six seven eight nine ten lots lot next none nothing something
     s t don isn aren wasn weren""".split()
 )
 DETERMINERS = frozenset(
@@ -78,7 +78,7 @@ def content_words(prompt: str) -> list[Word]:
     for i, (start, end) in enumerate(groups):
         text = prompt[start:end]
         if not text[0].isalpha() or is_stopword(text) or len(text) < 2:
-            previous_pos = None if not text[0].isalpha() or text.lower() in DETERMINERS else previous_pos
+            previous_pos = None
             continue
         prev = prompt[groups[i - 1][0] : groups[i - 1][1]].lower() if i > 0 else ""
         nxt = prompt[groups[i + 1][0] : groups[i + 1][1]] if i + 1 < len(groups) else ""
@@ -102,7 +102,10 @@ def _group_expressions(prompt: str, toks: list[Token]) -> list[tuple[int, int]]:
             if any(prompt[a.end : b.start] != " " for a, b in zip(run, run[1:])):
                 continue
             phrase = " ".join(t.text for t in run)
-            if is_expression(phrase):
+            before = toks[i - 1].text.lower() if i else ""
+            if any(t.text.lower().endswith("ing") for t in run) and before not in DETERMINERS:
+                continue  # "a zebra drinking water", "an airplane landing": a verb, not the compound noun
+            if is_expression(phrase) and not _literal(phrase, run[0].text):
                 joined = (run[0].start, run[-1].end)
                 i += n
                 break
@@ -128,6 +131,20 @@ def is_expression(phrase: str) -> bool:
     head, _, last = low.rpartition(" ")
     extra = _extra_expressions()
     return low in extra or any(f"{head} {b}" in extra for b in wordnet.base_forms(last, "n") + [last[:-1]])
+
+
+def _literal(phrase: str, first: str) -> bool:
+    """An adjective and a noun that WordNet happens to list as a name ("black cat" is also the fisher, an
+    animal): read literally unless the expression itself is in common use (tagged in SemCor) or ours."""
+    low = " ".join(phrase.lower().split())
+    if low in _extra_expressions() or _top_pos(first) != "a":
+        return False
+    return not any(wordnet.tagged_count(b, "n") > 0 for b in wordnet.base_forms(low, "n"))
+
+
+def _top_pos(word: str) -> str | None:
+    options = wordnet.parts_of_speech(word.lower())
+    return max(options, key=lambda p: _frequency(word.lower(), p)) if options else None
 
 
 def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None) -> str:
