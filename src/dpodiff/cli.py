@@ -20,6 +20,7 @@ from rich.table import Table
 
 from dpodiff.errors import UsageError
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+from dpodiff.spaces.command import space as space_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).")
@@ -37,17 +38,24 @@ Seeds = Annotated[str, typer.Option(help="N (seeds 0..N-1) or a comma list, e.g.
 Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
 Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
 BatchSize = Annotated[int, typer.Option(help="Images per pipeline call.")]
+SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
+SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
+PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
+LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
+LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-source llm.")]
+LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File with the API key for --space-source llm (default: $OPENAI_API_KEY).")]
+Algo = Annotated[str, typer.Option(help="random or epo.")]
+Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
+SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
 
 
 @app.command()
 def improve(
     prompt: Annotated[str, typer.Argument(help="The prompt whose images should match it better.")],
-    space: Annotated[Optional[Path], typer.Option(help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")] = None,
     positive: Annotated[bool, typer.Option("--positive", help="Also substitute synonyms in the positive prompt.")] = False,
-    algo: Annotated[str, typer.Option(help="random or epo.")] = "epo",
-    budget: Annotated[int, typer.Option(help="Candidates to score, the original included.")] = 40,
-    seeds: Seeds = "2",
-    search_seed: Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")] = 0,
+    space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
+    llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None,
+    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
     out: Out = Path("runs/improve"),
@@ -59,13 +67,11 @@ def improve(
 @app.command()
 def attack(
     prompt: Annotated[str, typer.Argument(help="The prompt to reword so that the model fails on it.")],
-    space: Annotated[Optional[Path], typer.Option(help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")] = None,
     min_similarity: Annotated[float, typer.Option(help="Least sentence-embedding cosine similarity to the prompt a rewording may have.")] = DEFAULT_MIN_SIMILARITY,
     similarity_model: Annotated[str, typer.Option(help="sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
-    algo: Annotated[str, typer.Option(help="random or epo.")] = "epo",
-    budget: Annotated[int, typer.Option(help="Candidates to score, the original included.")] = 40,
-    seeds: Seeds = "2",
-    search_seed: Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")] = 0,
+    space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
+    llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None,
+    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
     out: Out = Path("runs/attack"),
@@ -119,6 +125,9 @@ def generate(
     console.print(f"mean loss {result['loss']:.4f}; images and result.json in {out}" + ("" if verdicts or not Path(model_name).is_dir() or find_judge(model_name) is None else "; no judge verdict for this prompt"))
 
 
+app.command("space")(space_command)
+
+
 def _verdict(verdict: dict | None) -> str:
     return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
 
@@ -157,6 +166,11 @@ def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, 
     check_budget(budget)
     if options["algo"] not in ALGORITHMS:
         raise UsageError(f"--algo {options['algo']!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
+    llm = None
+    if options["space_source"] == "llm" and options["space"] is None:
+        from dpodiff.spaces.llm import config_from
+
+        llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"])
     out = check_output_dir(out)
     pipe, clip, model_name = _load_models(model, scorer, device, dtype)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
@@ -171,7 +185,8 @@ def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, 
         result = optimize(
             prompt, pipeline=pipe, scorer=clip, task=task, space=options.get("space"), algorithm=options["algo"], budget=budget,
             seeds=seed_list, steps=options["steps"], guidance=options["guidance"], height=options["height"], width=options["width"],
-            positive=options.get("positive", False), min_similarity=options.get("min_similarity", DEFAULT_MIN_SIMILARITY),
+            positive=options.get("positive", False), space_source=options["space_source"], per_word=options["per_word"], llm=llm,
+            min_similarity=options.get("min_similarity", DEFAULT_MIN_SIMILARITY),
             similarity_model=options.get("similarity_model", DEFAULT_SENTENCE_MODEL), search_seed=options["search_seed"],
             batch_size=options["batch_size"], model_name=model_name, on_evaluation=on_evaluation,
         )

@@ -43,6 +43,9 @@ def optimize(
     height: int | None = None,
     width: int | None = None,
     positive: bool = False,
+    space_source: str = "auto",
+    per_word: int = 5,
+    llm=None,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     similarity_model: str = DEFAULT_SENTENCE_MODEL,
     search_seed: int = 0,
@@ -53,6 +56,7 @@ def optimize(
 ) -> OptimizationResult:
     """Search a better negative prompt (task="improve") or a meaning-preserving attack (task="attack").
 
+    `space` is a SearchSpace, a space file, or None to build one with `space_source` (see dpodiff.spaces.build).
     Returns the result with every evaluation, the best candidates and the images of the original and
     the best candidate for each seed. Ctrl-C stops the search and returns what was found so far.
     """
@@ -73,7 +77,7 @@ def optimize(
         judge = find_judge(model_name)
 
     # 2. the search space
-    space = _resolve_space(space, prompt, the_task.name, positive, pipeline)
+    space = _resolve_space(space, prompt, the_task.name, positive, pipeline, space_source, per_word, llm)
     sizes = space.sizes(the_task.search_positive, the_task.search_negative)
     if not sizes or space.size(the_task.search_positive, the_task.search_negative) < 2:
         part = "synonym spans (positive part)" if the_task.search_positive and not the_task.search_negative else "negative slots"
@@ -148,8 +152,10 @@ def optimize(
     return result
 
 
-def _resolve_space(space, prompt: str, task: str, positive: bool, pipeline) -> SearchSpace:
+def _resolve_space(space, prompt: str, task: str, positive: bool, pipeline, source: str, per_word: int, llm) -> SearchSpace:
+    """The space given, loaded from a file, or built for the prompt (with the pipeline's own text encoder)."""
     from dpodiff.spaces import load_space
+    from dpodiff.spaces.build import build_task_space
 
     if isinstance(space, SearchSpace):
         if " ".join(space.prompt.split()) != " ".join(prompt.split()):
@@ -157,8 +163,7 @@ def _resolve_space(space, prompt: str, task: str, positive: bool, pipeline) -> S
         return space
     if space is not None:
         return load_space(space, prompt)
-    try:
-        from dpodiff.spaces.build import build_task_space
-    except ImportError:
-        raise UsageError("This dpodiff cannot build search spaces automatically yet; pass --space FILE.") from None
-    return build_task_space(prompt, task, with_positive=positive, tokenizer=pipeline.tokenizer, text_encoder=pipeline.text_encoder)
+    return build_task_space(
+        prompt, task, with_positive=positive, source=source, per_word=per_word, llm=llm,
+        tokenizer=pipeline.tokenizer, text_encoder=pipeline.text_encoder,
+    )

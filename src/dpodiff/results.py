@@ -102,7 +102,7 @@ class OptimizationResult:
         }
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write result.json, the original and best image of each seed, and a side-by-side grid."""
+        """Write result.json, the space searched (space.json), the original and best image of each seed, and a grid."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for role, images in self.images.items():
@@ -115,5 +115,7 @@ class OptimizationResult:
                 row_labels=[f"original  loss {self.original.loss:.3f}", f"best  loss {best.loss:.3f}"],
                 col_labels=[f"seed {s}" for s in self.seeds],
             ).save(out / "grid.png")
+        if self.space is not None:
+            (out / "space.json").write_text(json.dumps(self.space, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (out / "result.json").write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return out

@@ -9,7 +9,7 @@ import torch
 from dpodiff.errors import UsageError
 
 DEFAULT_SENTENCE_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_MIN_SIMILARITY = 0.8  # measured, see benchmarks/similarity_threshold.py and the README
+DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, README
 
 
 def _model_path(name: str) -> str:
