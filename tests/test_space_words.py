@@ -43,6 +43,9 @@ def test_inflection():
     assert inflect("eat", "v", "participle") == "eaten"
     assert inflect("take off", "v", "3sg") == "takes off"
     assert inflect("fire hydrant", "n", "plural") == "fire hydrants"
+    assert inflect("bird of prey", "n", "plural") == "birds of prey"
+    assert inflect("greens", "n", "plural") == "greens"
+    assert inflect("be adrift", "v", "ing") == "being adrift"
 
 
 def test_case_and_lemma_identity():

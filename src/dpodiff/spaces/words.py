@@ -224,12 +224,18 @@ def inflect(lemma: str, pos: str, form: str) -> str:
         return lemma
     parts = lemma.split(" ")
     if len(parts) > 1:
-        i = -1 if pos == "n" else 0
+        i = -1 if pos != "v" else 0
+        if pos == "n" and "of" in parts[1:]:
+            i = parts.index("of", 1) - 1  # "bird of prey" -> "birds of prey"
         parts[i] = inflect(parts[i], pos, form)
         return " ".join(parts)
     irregular = wordnet.inflected_forms(pos).get(lemma, ())
     if pos == "n" and form == "plural":
-        return irregular[0] if irregular else _add_s(lemma)
+        if irregular:
+            return irregular[0]
+        if lemma.endswith("s") and not lemma.endswith(("ss", "us", "is")):
+            return lemma  # already plural or a mass noun: "greens", "falls", "news"
+        return _add_s(lemma)
     if pos == "v":
         if form == "3sg":
             return {"be": "is", "have": "has"}.get(lemma) or (lemma + "es" if re.search(r"[^aeiou]o$", lemma) else _add_s(lemma))
@@ -265,6 +271,8 @@ def _doubles(word: str) -> bool:
 
 
 def _add_ing(word: str) -> str:
+    if len(word) <= 2:
+        return word + "ing"  # "be" -> "being", "go" -> "going"
     if word.endswith("ie"):
         return word[:-2] + "ying"
     if word.endswith("e") and not word.endswith(("ee", "ye", "oe")):
