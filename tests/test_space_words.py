@@ -16,6 +16,12 @@ def test_multi_word_expressions_are_one_word():
     words = _words("a fire hydrant next to a stop sign")
     assert [w[0] for w in words] == ["fire hydrant", "stop sign"]
     assert _words("Two fire hydrants")[0][:4] == ("fire hydrants", "n", "fire hydrant", "plural")
+    assert [w[0] for w in _words("a car, oil painting")] == ["car", "oil painting"]
+
+
+def test_literal_readings_are_not_joined():
+    assert [w[0] for w in _words("a black cat")] == ["black", "cat"]  # not the fisher (an animal)
+    assert [w[0] for w in _words("a zebra drinking water")] == ["zebra", "drinking", "water"]
 
 
 def test_parts_of_speech_from_context():

@@ -103,8 +103,11 @@ def _group_expressions(prompt: str, toks: list[Token]) -> list[tuple[int, int]]:
                 continue
             phrase = " ".join(t.text for t in run)
             before = toks[i - 1].text.lower() if i else ""
-            if any(t.text.lower().endswith("ing") for t in run) and before not in DETERMINERS:
-                continue  # "a zebra drinking water", "an airplane landing": a verb, not the compound noun
+            after_noun = i > 0 and toks[i - 1].is_word and not is_stopword(before)
+            if run[0].text.lower().endswith("ing") and after_noun:
+                continue  # "a zebra drinking water": a verb and its object, not the compound noun
+            if any(t.text.lower().endswith("ing") for t in run) and before not in DETERMINERS and not _common(phrase):
+                continue  # "an airplane landing on": a verb, not the compound noun
             if is_expression(phrase) and not _literal(phrase, run[0].text):
                 joined = (run[0].start, run[-1].end)
                 i += n
@@ -133,13 +136,16 @@ def is_expression(phrase: str) -> bool:
     return low in extra or any(f"{head} {b}" in extra for b in wordnet.base_forms(last, "n") + [last[:-1]])
 
 
+def _common(phrase: str) -> bool:
+    """An expression in our list, or one tagged in the SemCor corpus ("oil painting")."""
+    low = " ".join(phrase.lower().split())
+    return low in _extra_expressions() or any(wordnet.tagged_count(b, "n") > 0 for b in wordnet.base_forms(low, "n"))
+
+
 def _literal(phrase: str, first: str) -> bool:
     """An adjective and a noun that WordNet happens to list as a name ("black cat" is also the fisher, an
     animal): read literally unless the expression itself is in common use (tagged in SemCor) or ours."""
-    low = " ".join(phrase.lower().split())
-    if low in _extra_expressions() or _top_pos(first) != "a":
-        return False
-    return not any(wordnet.tagged_count(b, "n") > 0 for b in wordnet.base_forms(low, "n"))
+    return _top_pos(first) == "a" and not _common(phrase)
 
 
 def _top_pos(word: str) -> str | None:
