@@ -37,7 +37,7 @@ Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale.")
 Seeds = Annotated[str, typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over them.")]
 Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
 Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
-BatchSize = Annotated[int, typer.Option(help="Images per pipeline call.")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call. Default: all seeds of a candidate in one call.")]
 SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
 SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
 PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
@@ -57,7 +57,7 @@ def improve(
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     out: Out = Path("runs/improve"),
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
@@ -73,7 +73,7 @@ def attack(
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     out: Out = Path("runs/attack"),
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
@@ -87,7 +87,7 @@ def generate(
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
     seeds: Seeds = "2",
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = 1,
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     out: Out = Path("runs/generate"),
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
@@ -106,7 +106,8 @@ def generate(
     images = run_pipeline(pipe, [Request(prompt, negative_prompt, s) for s in seed_list], GenerationSettings(steps, guidance, height, width, batch_size))
     seconds = time.perf_counter() - t0
     losses = clip.losses(images, target)
-    verdicts = judge_images(find_judge(model_name) if Path(model_name).is_dir() else None, target, images)
+    judge = find_judge(model_name) if Path(model_name).is_dir() else None
+    verdicts = judge_images(judge, target, images)
     records = []
     for i, (seed, image, loss) in enumerate(zip(seed_list, images, losses)):
         image.save(out / f"seed{seed}.png")
@@ -122,7 +123,8 @@ def generate(
     for r in records:
         table.add_row(str(r["seed"]), f"{r['loss']:.4f}", _verdict(r["judge"]))
     console.print(table)
-    console.print(f"mean loss {result['loss']:.4f}; images and result.json in {out}" + ("" if verdicts or not Path(model_name).is_dir() or find_judge(model_name) is None else "; no judge verdict for this prompt"))
+    no_verdict = "; no judge verdict for this prompt (outside the judge's grammar)" if judge and not verdicts else ""
+    console.print(f"mean loss {result['loss']:.4f}; images and result.json in {out}{no_verdict}")
 
 
 app.command("space")(space_command)

@@ -49,7 +49,7 @@ def optimize(
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     similarity_model: str = DEFAULT_SENTENCE_MODEL,
     search_seed: int = 0,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     judge: Judge | None = None,
     model_name: str | None = None,
     on_evaluation: OnEvaluation | None = None,
@@ -70,7 +70,7 @@ def optimize(
         scorer = ClipScorer.from_pretrained(str(scorer), pipeline.device)
     check_prompt(prompt, scorer.tokenizer, "scorer's text encoder")
     settings = GenerationSettings(steps, guidance, height, width, batch_size)
-    if steps < 1 or batch_size < 1:
+    if steps < 1 or (batch_size is not None and batch_size < 1):
         raise UsageError("--steps and --batch-size must be at least 1.")
     model_name = model_name or str(getattr(pipeline, "name_or_path", "") or "")
     if judge is None and model_name and Path(model_name).is_dir():
