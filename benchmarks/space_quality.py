@@ -185,6 +185,9 @@ def main() -> None:
             "moby_fill=10": dataclasses.replace(default, moby_fill=10),
             "max_distance=2": dataclasses.replace(default, max_distance=2),
             "max_distance=4": dataclasses.replace(default, max_distance=4),
+            "sense_share=0": dataclasses.replace(default, sense_share=0.0),
+            "sense_share=0.5": dataclasses.replace(default, sense_share=0.5),
+            "senses=3, sense_share=0.3": dataclasses.replace(default, wordnet_senses=3, sense_share=0.3),
         }
         tuned = []
         for name, settings in grid.items():

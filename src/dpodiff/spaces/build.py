@@ -32,6 +32,7 @@ class AutoSettings:
     """How `auto` ranks synonyms; the defaults were picked on benchmarks/space_quality.py."""
 
     wordnet_senses: int = 2  # synonyms from the first (used, drawable) senses only
+    sense_share: float = 0.2  # later senses only if tagged at least this share as often as the top one
     moby: bool = True  # add words one WordNet link away that Moby also lists, and reward agreement
     sense_step: float = 0.2  # penalty per later WordNet sense
     agreement_bonus: float = 1.0  # WordNet synonym that Moby lists too
@@ -130,7 +131,7 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None) -> list[str]:
     """WordNet synonyms of the first used senses, then words one WordNet link away that Moby confirms;
     ranked by source agreement, sense order and how common (one CLIP token) the word is."""
     settings = settings or AUTO
-    wn = wordnet.synonyms(w.lemma, w.pos, settings.wordnet_senses)
+    wn = wordnet.synonyms(w.lemma, w.pos, settings.wordnet_senses, settings.sense_share)
     moby = {c.lower() for c in thesaurus.synonyms(w.lemma)} if settings.moby else set()
     scored: dict[str, float] = {}
     for i, c in enumerate(wn):

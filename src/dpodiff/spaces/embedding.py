@@ -25,6 +25,8 @@ class EmbeddingTable:
     words: list[str]
     tokenizer: object
     table: torch.Tensor  # the full (vocab, dim) input-embedding weight, unit rows
+    weight: torch.Tensor  # the model's own weight, to notice another model or an in-place update
+    version: int
 
 
 def require(tokenizer, text_encoder) -> None:
@@ -44,23 +46,25 @@ def fingerprint(text_encoder) -> str:
     return h.hexdigest()[:16]
 
 
-_TABLES: dict[tuple[int, int], EmbeddingTable] = {}
+_TABLES: dict[int, EmbeddingTable] = {}
 
 
 def table(tokenizer, text_encoder) -> EmbeddingTable:
+    """The unit-length table of whole-word tokens; kept for the last model asked about."""
     require(tokenizer, text_encoder)
-    key = (id(tokenizer), id(text_encoder))
-    if key not in _TABLES:
-        weight = text_encoder.get_input_embeddings().weight.detach().float().cpu()
-        unit = torch.nn.functional.normalize(weight, dim=1)
-        ids, words = [], []
-        for token, i in tokenizer.get_vocab().items():
-            if i < unit.shape[0] and token.endswith("</w>") and token[:-4].isalpha() and token[:-4].isascii() and len(token) > 5:
-                ids.append(i)
-                words.append(token[:-4])
-        _TABLES.clear()  # one model at a time: the table is as large as the embedding matrix
-        _TABLES[key] = EmbeddingTable(unit[torch.tensor(ids)], words, tokenizer, unit)
-    return _TABLES[key]
+    weight = text_encoder.get_input_embeddings().weight
+    cached = _TABLES.get(id(tokenizer))
+    if cached is not None and cached.weight is weight and cached.version == weight._version:
+        return cached
+    unit = torch.nn.functional.normalize(weight.detach().float().cpu(), dim=1)
+    ids, words = [], []
+    for token, i in tokenizer.get_vocab().items():
+        if i < unit.shape[0] and token.endswith("</w>") and token[:-4].isalpha() and token[:-4].isascii() and len(token) > 5:
+            ids.append(i)
+            words.append(token[:-4])
+    _TABLES.clear()  # one model at a time: the table is as large as the embedding matrix
+    _TABLES[id(tokenizer)] = EmbeddingTable(unit[torch.tensor(ids)], words, tokenizer, unit, weight, weight._version)
+    return _TABLES[id(tokenizer)]
 
 
 def neighbours_of(t: EmbeddingTable, word: str, k: int) -> list[str]:

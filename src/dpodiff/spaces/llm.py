@@ -15,6 +15,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ def ask(config: LLMConfig, text: str) -> str:
             time.sleep(config.backoff * 2 ** (attempt - 1))
         request = urllib.request.Request(config.endpoint, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=config.timeout) as response:
+            with _opener(config.endpoint).open(request, timeout=config.timeout) as response:
                 raw = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as e:
             last = f"HTTP {e.code} {e.reason}"
@@ -102,6 +103,14 @@ def ask(config: LLMConfig, text: str) -> str:
         f"The LLM endpoint {config.endpoint} could not be reached after {config.retries + 1} tries (last error: {last}). "
         "Check that the server is running and --llm-url is right, or use an offline --source."
     )
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """A local server is reached directly, whatever proxy the environment names."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
 
 
 def question(prompt: str, words: list[str], kind: str, n: int) -> str:

@@ -202,11 +202,18 @@ def _word(lemma: str) -> str:
     return lemma.replace("_", " ")
 
 
-def synonyms(lemma: str, pos: str, senses: int = 3) -> list[str]:
-    """Other lemmas of the word's first `senses` synsets, most frequent sense first."""
+def synonyms(lemma: str, pos: str, senses: int = 3, min_share: float = 0.0) -> list[str]:
+    """Other lemmas of the word's first `senses` synsets, most frequent sense first; with `min_share`,
+    later senses only if tagged at least that share as often as the most frequent one ("blue" the colour
+    is far more common than "blue" the mood)."""
     k = key(lemma)
+    found = visual_synsets(lemma, pos)[:senses]
+    if min_share > 0 and found:
+        counts = [sense_count(lemma, s) for s in found]
+        top = max(counts)
+        found = [s for i, s in enumerate(found) if i == 0 or counts[i] >= min_share * top]
     out: list[str] = []
-    for s in visual_synsets(lemma, pos)[:senses]:
+    for s in found:
         out += [_word(l) for l in s.lemmas if l.lower() != k]
     return list(dict.fromkeys(out))
 
