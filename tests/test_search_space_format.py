@@ -22,9 +22,9 @@ def test_render_replaces_spans_and_joins_negative_slots():
     assert space.sizes() == [3, 2, 3, 3]
     assert space.render((0, 0, 0, 0)) == (PROMPT, "")
     # multi-token substitutes are kept whole
-    assert space.render((2, 1, 2, 1)) == ("A scarlet red disk above a blue square", "green, blurry")
+    assert space.render((2, 1, 2, 1)) == ("A scarlet red disk above a blue square", "green, blurry,")
     # only the negative part searched: the positive prompt stays the user's
-    assert space.render((1, 2), positive=False) == (PROMPT, "blue, low quality")
+    assert space.render((1, 2), positive=False) == (PROMPT, "blue, low quality,")
     assert space.size(positive=False) == 9
 
 

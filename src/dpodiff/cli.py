@@ -44,7 +44,7 @@ PerWord = Annotated[int, typer.Option(help="Choices per word in a space built fr
 LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
 LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-source llm.")]
 LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File with the API key for --space-source llm (default: $OPENAI_API_KEY).")]
-Algo = Annotated[str, typer.Option(help="random or epo.")]
+Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut gradient) or hybrid (gpo, then epo from its distribution).")]
 Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
 SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
 
@@ -160,7 +160,7 @@ def _load_models(model: str | None, scorer: str | None, device: str, dtype: str)
 def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, dtype, seeds, budget, **options) -> None:
     from dpodiff.inputs import check_budget, check_output_dir, check_prompt, parse_seeds
     from dpodiff.optimize import optimize
-    from dpodiff.optimizers import ALGORITHMS
+    from dpodiff.optimizers import ALGORITHMS, WHITE_BOX, GPOSettings
 
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
@@ -179,6 +179,12 @@ def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, 
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     bar = progress.add_task(task, total=budget, best="-")
 
+    gpo_bar = progress.add_task("gpo", total=GPOSettings().iterations, best="-", visible=options["algo"] in WHITE_BOX)
+
+    def on_gpo_iteration(iteration, loss):
+        progress.start()
+        progress.update(gpo_bar, completed=iteration + 1, best=f"{loss:.4f}")
+
     def on_evaluation(evaluation, result):
         progress.start()  # only once the inputs passed their checks and the first candidate is scored
         progress.update(bar, completed=len(result.history), best=f"{result.best.loss:.4f}")
@@ -190,7 +196,7 @@ def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, 
             positive=options.get("positive", False), space_source=options["space_source"], per_word=options["per_word"], llm=llm,
             min_similarity=options.get("min_similarity", DEFAULT_MIN_SIMILARITY),
             similarity_model=options.get("similarity_model", DEFAULT_SENTENCE_MODEL), search_seed=options["search_seed"],
-            batch_size=options["batch_size"], model_name=model_name, on_evaluation=on_evaluation,
+            batch_size=options["batch_size"], model_name=model_name, on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration,
         )
     finally:
         progress.stop()

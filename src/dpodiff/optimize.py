@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ from dpodiff.inputs import check_budget, check_prompt, parse_seeds
 from dpodiff.objectives.clip_loss import ClipScorer, spherical_distance
 from dpodiff.objectives.judge import Judge, find_judge, judge_images
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, SimilarityConstraint
-from dpodiff.optimizers import make_optimizer
+from dpodiff.gradient_search import run_gpo
+from dpodiff.optimizers import WHITE_BOX, GPOSettings, make_optimizer
 from dpodiff.results import Evaluation, OptimizationResult, Rejection
 from dpodiff.search import run_search
 from dpodiff.spaces import SearchSpace
@@ -53,6 +55,8 @@ def optimize(
     judge: Judge | None = None,
     model_name: str | None = None,
     on_evaluation: OnEvaluation | None = None,
+    gpo_settings: GPOSettings | None = None,
+    on_gpo_iteration: Callable[[int, float], None] | None = None,
 ) -> OptimizationResult:
     """Search a better negative prompt (task="improve") or a meaning-preserving attack (task="attack").
 
@@ -84,8 +88,15 @@ def optimize(
         raise UsageError(f"The search space for {prompt!r} has no {part} with a choice to make, so there is nothing to search. Give a --space with some.")
     constraint = SimilarityConstraint(prompt, min_similarity, similarity_model) if the_task.constrained else None
 
-    # 3. score the original, then search
-    optimizer = make_optimizer(algorithm, sizes, seed=search_seed)
+    # 3. white-box optimisers first learn a distribution over candidates with the shortcut gradient
+    logits, gpo_trace = None, None
+    if algorithm in WHITE_BOX:
+        with torch.enable_grad():
+            logits, gpo_trace = run_gpo(pipeline, scorer, space, the_task, seeds, steps, guidance, gpo_settings or GPOSettings(),
+                                        search_seed, height, width, on_gpo_iteration)
+
+    # 4. score the original, then search
+    optimizer = make_optimizer(algorithm, sizes, seed=search_seed, logits=logits)
     text_embedding = scorer.embed_text([prompt])
     result = OptimizationResult(
         task=the_task.name,
@@ -101,6 +112,7 @@ def optimize(
         history=[],
         constraint={"model": similarity_model, "min_similarity": min_similarity} if constraint else None,
         space=space.to_dict(),
+        gpo=asdict(gpo_trace) if gpo_trace else None,
     )
 
     def render(candidate):
@@ -140,12 +152,13 @@ def optimize(
     if result.original is None:
         raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save
 
-    # 4. judge the images of the original and of the best candidate
+    # 5. judge the images of the original and of the best candidate
     verdicts = {role: judge_images(judge, prompt, images) for role, images in result.images.items()}
     result.judge = verdicts if any(v is not None for v in verdicts.values()) else None
     elapsed = time.perf_counter() - started
     result.timings = {
         "total_seconds": elapsed,
+        "gpo_seconds": sum(gpo_trace.seconds) if gpo_trace else 0.0,
         "search_seconds": sum(e.seconds for e in result.history),
         "seconds_per_evaluation": sum(e.seconds for e in result.history) / len(result.history),
     }

@@ -55,6 +55,7 @@ class OptimizationResult:
     constraint: dict | None = None
     space: dict | None = None
     timings: dict = field(default_factory=dict)
+    gpo: dict | None = None  # GPO's trace (losses, t, learned probabilities, cost) for gpo and hybrid
     judge: dict | None = None  # {"original": [verdict per seed], "best": [...]} when the model has a judge
     images: dict[str, list[Image.Image]] = field(default_factory=dict, repr=False)  # "original"/"best" -> one per seed
 
@@ -95,6 +96,7 @@ class OptimizationResult:
             "top": [asdict(e) for e in self.top(5)],
             "improvement": self.sign * (self.original.loss - self.best.loss),
             "judge": self.judge,
+            "gpo": self.gpo,
             "history": [asdict(e) for e in self.history],
             "rejections": [asdict(r) for r in self.rejections],
             "timings": self.timings,

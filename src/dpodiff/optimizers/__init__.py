@@ -3,15 +3,28 @@
 from dpodiff.errors import UsageError
 from dpodiff.optimizers.base import Candidate, Optimizer
 from dpodiff.optimizers.evolution import Evolution
+from dpodiff.optimizers.gradient import DistributionSampler, GPOSettings, categorical_sampler
 from dpodiff.optimizers.random_search import RandomSearch
 
-ALGORITHMS = {"random": RandomSearch, "epo": Evolution}
+ALGORITHMS = ("random", "epo", "gpo", "hybrid")
+WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
 
 
-def make_optimizer(name: str, sizes: list[int], seed: int = 0) -> Optimizer:
+def make_optimizer(name: str, sizes: list[int], seed: int = 0, logits=None) -> Optimizer:
+    """The discrete optimiser for `name`; gpo and hybrid take the logits GPO learned."""
     if name not in ALGORITHMS:
         raise UsageError(f"--algo {name!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
-    return ALGORITHMS[name](sizes, seed=seed)
+    if name in WHITE_BOX and logits is None:
+        raise ValueError(f"{name} needs the logits learned by GPO")
+    if name == "random":
+        return RandomSearch(sizes, seed=seed)
+    if name == "epo":
+        return Evolution(sizes, seed=seed)
+    if name == "gpo":
+        return DistributionSampler(sizes, logits, seed=seed)
+    hybrid = Evolution(sizes, seed=seed, init=categorical_sampler(logits))
+    hybrid.name = "hybrid"
+    return hybrid
 
 
-__all__ = ["ALGORITHMS", "Candidate", "Evolution", "Optimizer", "RandomSearch", "make_optimizer"]
+__all__ = ["ALGORITHMS", "WHITE_BOX", "Candidate", "DistributionSampler", "Evolution", "GPOSettings", "Optimizer", "RandomSearch", "make_optimizer"]

@@ -84,7 +84,8 @@ class SearchSpace:
         text = self.prompt
         for span, g in sorted(zip(self.positive, pos_genes), key=lambda x: -x[0].start):
             text = text[: span.start] + span.choices[g] + text[span.end :]
-        negative_prompt = ", ".join(slot.choices[g] for slot, g in zip(self.negative, neg_genes) if slot.choices[g])
+        # each chosen term ends with its comma, so a slot's tokens do not depend on the other slots
+        negative_prompt = " ".join(f"{slot.choices[g]}," for slot, g in zip(self.negative, neg_genes) if slot.choices[g])
         return text, negative_prompt
 
     def size(self, positive: bool = True, negative: bool = True) -> int:

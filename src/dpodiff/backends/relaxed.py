@@ -1,0 +1,168 @@
+"""Relaxed prompts: a prompt whose slots hold a weighted mix of their choices, encoded by CLIP.
+
+A prompt is laid out as rows of token embeddings: fixed tokens (the words that never change),
+and for each slot `width` rows, its longest choice's token count. Row r of a slot holds
+sum_c w_c * E[token r of choice c] (zero where a choice is shorter) and a *presence*
+keep_r = sum_c w_c * [choice c has a token r]. A row's presence acts three ways, so that
+one-hot weights reproduce the discrete prompt's encoding exactly:
+  - as an attention bias log(keep) on it as a key (absent rows are never attended to),
+  - in the positions: a row's position is the presence of the rows before it (fractional
+    positions interpolate between neighbouring position embeddings),
+  - as the UNet's `encoder_attention_mask`, so its cross-attention skips absent rows too.
+Trailing padding rows (up to the tokenizer's window) get presence from the same count, so
+a one-hot layout has exactly the window's number of present rows, like the tokenizer's output.
+
+The text encoder is run through its public modules (token and position embeddings, encoder,
+final layer norm); no copy of transformers' code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+NEG_BIAS = -10000.0  # what diffusers adds for a masked key; exp() of it is exactly 0 in float32
+
+
+@dataclass
+class Layout:
+    """Token layout of a prompt with relaxed slots: fixed token ids and slots, in order."""
+
+    pieces: list[list[int] | int]  # a list of token ids (fixed text) or a slot index
+    choices: list[list[list[int]]]  # per slot, per choice, its token ids (may be empty)
+    max_length: int  # the tokenizer's window, start and end tokens included
+    bos: int
+    eos: int
+    pad: int
+
+    def width(self, slot: int) -> int:
+        return max(len(ids) for ids in self.choices[slot])
+
+    def rows(self) -> int:
+        fixed = sum(len(p) for p in self.pieces if isinstance(p, list))
+        return 2 + fixed + sum(self.width(s) for s in range(len(self.choices)))
+
+    def discrete_ids(self, picks: list[int]) -> list[int]:
+        """The token ids of one discrete choice per slot, padded to the window as a tokenizer would."""
+        ids = [self.bos]
+        for piece in self.pieces:
+            ids += piece if isinstance(piece, list) else self.choices[piece][picks[piece]]
+        ids.append(self.eos)
+        return ids + [self.pad] * (self.max_length - len(ids))
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids if text.strip() else []
+
+
+def _layout(tokenizer, pieces_text: list[str | int], choices: list[list[str]]) -> Layout:
+    pieces = [p if isinstance(p, int) else _ids(tokenizer, p) for p in pieces_text]
+    choice_ids = [[_ids(tokenizer, c) for c in slot] for slot in choices]
+    max_length = int(tokenizer.model_max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    layout = Layout(pieces, choice_ids, max_length, tokenizer.bos_token_id, tokenizer.eos_token_id, pad)
+    if layout.rows() > max_length:
+        raise ValueError(
+            f"the relaxed prompt needs {layout.rows()} token rows with every slot at its longest choice, "
+            f"more than the text encoder's {max_length}; use shorter choices or fewer slots"
+        )
+    return layout
+
+
+def positive_layout(space, tokenizer) -> Layout:
+    """The user's prompt with each span of the space as a slot."""
+    pieces: list[str | int] = []
+    cursor = 0
+    for i, span in enumerate(space.positive):
+        pieces += [space.prompt[cursor : span.start], i]
+        cursor = span.end
+    pieces.append(space.prompt[cursor:])
+    return _layout(tokenizer, pieces, [s.choices for s in space.positive])
+
+
+def negative_layout(space, tokenizer) -> Layout:
+    """The negative prompt: one slot per negative slot, each choice followed by its comma."""
+    choices = [[f"{c}," if c else "" for c in slot.choices] for slot in space.negative]
+    return _layout(tokenizer, list(range(len(choices))), choices)
+
+
+def _text_modules(text_encoder):
+    """transformers 5 puts embeddings/encoder/final_layer_norm on CLIPTextModel; 4.x under .text_model."""
+    return getattr(text_encoder, "text_model", text_encoder)
+
+
+def encode_relaxed(text_encoder, layout: Layout, weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden states [1, rows, D], presence [1, rows]) of the layout under per-slot choice weights."""
+    modules = _text_modules(text_encoder)
+    table = modules.embeddings.token_embedding.weight
+    dtype, device = table.dtype, table.device
+    one = torch.ones((), dtype=dtype, device=device)
+    rows: list[torch.Tensor] = [table[layout.bos]]
+    keep: list[torch.Tensor] = [one]
+    for piece in layout.pieces:
+        if isinstance(piece, list):
+            rows += [table[i] for i in piece]
+            keep += [one] * len(piece)
+            continue
+        w = weights[piece].to(dtype)
+        for r in range(layout.width(piece)):
+            present = torch.tensor([r < len(ids) for ids in layout.choices[piece]], dtype=dtype, device=device)
+            ids = torch.tensor([ids[r] if r < len(ids) else layout.pad for ids in layout.choices[piece]], device=device)
+            rows.append((w * present) @ table[ids])
+            keep.append((w * present).sum())
+    rows.append(table[layout.eos])
+    keep.append(one)
+    count = torch.stack(keep).sum()
+    for _ in range(layout.max_length - (2 + sum(len(p) for p in layout.pieces if isinstance(p, list)))):
+        rows.append(table[layout.pad])
+        keep.append((layout.max_length - count).clamp(0, 1))  # padding fills the window, no further
+        count = count + keep[-1]
+    embeds = torch.stack(rows)[None]
+    presence = torch.stack(keep)[None]
+    position = torch.cumsum(presence, dim=1) - presence  # present rows before each row
+    hidden = embeds + _interpolated_positions(modules.embeddings.position_embedding.weight, position)
+    mask = _attention_bias(presence)
+    out = modules.encoder(inputs_embeds=hidden, attention_mask=mask)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return modules.final_layer_norm(hidden), presence
+
+
+def _interpolated_positions(table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    position = position.clamp(0, table.shape[0] - 1)
+    low = position.detach().floor().long()
+    high = (low + 1).clamp(max=table.shape[0] - 1)
+    frac = (position - low.to(position.dtype))[..., None]
+    return table[low] * (1 - frac) + table[high] * frac
+
+
+def _attention_bias(presence: torch.Tensor) -> torch.Tensor:
+    """Additive [1, 1, rows, rows] bias: causal, and log(presence) on each key (absent: NEG_BIAS)."""
+    n = presence.shape[1]
+    key = key_bias(presence)  # [1, rows]
+    causal = torch.full((n, n), NEG_BIAS, dtype=presence.dtype, device=presence.device).triu(1)
+    return (causal[None] + key[:, None, :])[:, None]
+
+
+def key_bias(presence: torch.Tensor) -> torch.Tensor:
+    safe = presence.clamp_min(1e-30)
+    return torch.where(presence > 0, torch.log(safe), torch.full_like(presence, NEG_BIAS))
+
+
+def unet_mask(presence: torch.Tensor) -> torch.Tensor:
+    """An `encoder_attention_mask` that diffusers turns into the bias log(presence), NEG_BIAS where absent.
+
+    diffusers converts a mask m into the bias (1 - m) * NEG_BIAS, so m = 1 - bias / NEG_BIAS.
+    """
+    return 1 - key_bias(presence) / NEG_BIAS
+
+
+def pad_rows(hidden: torch.Tensor, presence: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append absent rows so that two encodings can share a batch."""
+    extra = rows - hidden.shape[1]
+    if extra <= 0:
+        return hidden, presence
+    return (
+        torch.cat([hidden, hidden.new_zeros(hidden.shape[0], extra, hidden.shape[2])], 1),
+        torch.cat([presence, presence.new_zeros(presence.shape[0], extra)], 1),
+    )

@@ -1,0 +1,129 @@
+"""GPO: gradient prompt optimisation over a relaxed (Gumbel-softmax) distribution of candidates.
+
+Each gene has logits over its choices; its first choice (the original word, or the empty slot)
+starts at logit 1 and the others at 0. Each iteration draws Gumbel-softmax weights, asks the
+white-box objective for a differentiable loss, and takes an RMSprop step with momentum on the
+logits (gradients clipped by value, logits clipped to a range). What GPO learns is a
+distribution; `DistributionSampler` then proposes discrete candidates from it (argmax first),
+and the hybrid optimiser seeds EPO's first population with it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from dpodiff.optimizers.base import Candidate, Optimizer, Sampler
+
+
+@dataclass
+class GPOSettings:
+    """The paper's settings; the `t` schedule is in fractions of the sampling steps (15..24 of 50)."""
+
+    iterations: int = 20
+    lr: float = 0.1
+    momentum: float = 0.5
+    grad_clip: float = 0.025
+    logit_min: float = 0.0
+    logit_max: float = 3.0
+    t_start: float = 15 / 50  # first gradient step, as a fraction of the sampling steps
+    t_advance: float = 1 / 50  # how far t moves ...
+    t_every: int = 2  # ... every this many iterations
+    temperature: float = 1.0  # of the Gumbel-softmax
+
+    def t_index(self, iteration: int, steps: int) -> int:
+        return min(steps - 1, round(steps * (self.t_start + (iteration // self.t_every) * self.t_advance)))
+
+
+@dataclass
+class GPOTrace:
+    """What GPO did: loss and `t` per iteration, the learned probabilities, its cost in images."""
+
+    losses: list[float] = field(default_factory=list)
+    t: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    probabilities: list[list[float]] = field(default_factory=list)
+    equivalent_image_evaluations: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+
+def initial_logits(sizes: list[int]) -> list[torch.Tensor]:
+    return [torch.tensor([1.0] + [0.0] * (k - 1), dtype=torch.float64, requires_grad=True) for k in sizes]
+
+
+def gumbel_weights(logits: list[torch.Tensor], generator: torch.Generator, temperature: float) -> list[torch.Tensor]:
+    """Relaxed one-hot samples: softmax((logits + Gumbel noise) / temperature) per gene."""
+    out = []
+    for z in logits:
+        u = torch.rand(z.shape, generator=generator, dtype=z.dtype).clamp(1e-10, 1 - 1e-10)
+        out.append(torch.softmax((z - torch.log(-torch.log(u))) / temperature, dim=0))
+    return out
+
+
+def learn_logits(
+    loss: Callable[[list[torch.Tensor], int], torch.Tensor],
+    sizes: list[int],
+    settings: GPOSettings,
+    seed: int = 0,
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> tuple[list[torch.Tensor], GPOTrace]:
+    """Minimise E[loss(weights, iteration)] over the logits; returns them (detached) and a trace."""
+    import time
+
+    logits = initial_logits(sizes)
+    optimizer = torch.optim.RMSprop(logits, lr=settings.lr, momentum=settings.momentum)
+    generator = torch.Generator().manual_seed(seed)
+    trace = GPOTrace(settings=asdict(settings))
+    for i in range(settings.iterations):
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        value = loss(gumbel_weights(logits, generator, settings.temperature), i)
+        value.backward()
+        with torch.no_grad():
+            for z in logits:
+                z.grad.clamp_(-settings.grad_clip, settings.grad_clip)
+        optimizer.step()
+        with torch.no_grad():
+            for z in logits:
+                z.clamp_(settings.logit_min, settings.logit_max)
+        trace.losses.append(value.item())
+        trace.seconds.append(time.perf_counter() - t0)
+        if on_iteration:
+            on_iteration(i, trace.losses[-1])
+    learned = [z.detach().clone() for z in logits]
+    trace.probabilities = [torch.softmax(z, 0).tolist() for z in learned]
+    return learned, trace
+
+
+def categorical_sampler(logits: list[torch.Tensor]) -> Sampler:
+    """Draw each gene from softmax(logits) independently."""
+    probabilities = [torch.softmax(z, 0).tolist() for z in logits]
+
+    def draw(rng: random.Random) -> Candidate:
+        return tuple(rng.choices(range(len(p)), weights=p)[0] for p in probabilities)
+
+    return draw
+
+
+class DistributionSampler(Optimizer):
+    """GPO's discrete phase: the argmax candidate first, then samples from the learned distribution."""
+
+    name = "gpo"
+
+    def __init__(self, sizes: list[int], logits: list[torch.Tensor], seed: int = 0, batch: int = 10):
+        super().__init__(sizes, seed)
+        self.argmax = tuple(int(z.argmax()) for z in logits)
+        self.draw = categorical_sampler(logits)
+        self.batch = batch
+
+    def ask(self) -> list[Candidate]:
+        first = [self.argmax] if self.argmax not in self.told else []
+        batch = first + self.novel(lambda: self.draw(self.rng), self.batch - len(first), exclude=first)
+        # a peaked distribution runs dry: fill up uniformly
+        return batch + self.novel(lambda: self.uniform(self.rng), self.batch - len(batch), exclude=batch)
+
+    def settings(self) -> dict:
+        return {"batch": self.batch, "argmax": list(self.argmax)}
