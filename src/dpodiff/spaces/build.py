@@ -7,6 +7,7 @@ drops the word itself and its other forms, and keeps `per_word` of them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, matc
 KINDS = ("synonym", "antonym")
 SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
 TASKS = ("improve", "attack")
-BUILDER_VERSION = 1  # bump when the choices a source gives change, so old cache entries are not reused
+BUILDER_VERSION = 2  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
 
@@ -274,6 +275,7 @@ def build_space(
         "encoder": (embedding.fingerprint(text_encoder) if text_encoder is not None else "custom") if uses_encoder and neighbours is None else None,
         "neighbours": getattr(neighbours, "__name__", "custom") if uses_encoder and neighbours is not None else None,
         "llm": [llm.endpoint, llm.model] if source == "llm" and llm is not None else None,
+        "auto": dataclasses.asdict(AUTO) if source == "auto" and kind == "synonym" else None,
     }
     cached = space_cache.read(key, cache_dir)
     if cached is not None:
