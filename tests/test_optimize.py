@@ -98,3 +98,11 @@ def test_bad_library_input(tiny_pipe, tiny_scorer):
         run(tiny_pipe, tiny_scorer, space=SearchSpace(PROMPT))
     with pytest.raises(UsageError, match="built for"):
         dpodiff.optimize("a green triangle", pipeline=tiny_pipe, scorer=tiny_scorer, space=space(), budget=3, steps=2)
+
+
+def test_batching_candidates_together_gives_the_same_losses(tiny_pipe, tiny_scorer):
+    one = run(tiny_pipe, tiny_scorer, budget=8)
+    batched = run(tiny_pipe, tiny_scorer, budget=8, batch_size=6)  # 3 candidates x 2 seeds per pipeline call
+    assert [e.candidate for e in one.history] == [e.candidate for e in batched.history]
+    for a, b in zip(one.history, batched.history):
+        assert a.losses == pytest.approx(b.losses, abs=1e-4)

@@ -10,9 +10,9 @@ def counting_objective(target):
     """Loss = Hamming distance to `target`; records every call."""
     calls = []
 
-    def objective(candidate):
-        calls.append(candidate)
-        return float(sum(a != b for a, b in zip(candidate, target)))
+    def objective(candidates):
+        calls.extend(candidates)
+        return [float(sum(a != b for a, b in zip(c, target))) for c in candidates]
 
     return objective, calls
 
@@ -88,12 +88,12 @@ def test_rejected_candidates_cost_nothing_and_are_never_proposed_again():
 def test_interrupt_keeps_what_was_scored():
     calls = []
 
-    def objective(candidate):
-        if len(calls) == 5:
+    def objective(candidates):
+        if len(calls) == 11:
             raise KeyboardInterrupt
-        calls.append(candidate)
-        return 0.0
+        calls.extend(candidates)
+        return [0.0] * len(candidates)
 
     outcome = run_search(RandomSearch([4] * 4, seed=0), (0,) * 4, objective, budget=40)
     assert outcome.stop_reason == "interrupted"
-    assert outcome.evaluated == 5 and len(calls) == 5
+    assert outcome.evaluated == 11 and len(calls) == 11  # the original, then one batch of 10

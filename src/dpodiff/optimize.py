@@ -73,7 +73,7 @@ def optimize(
     if isinstance(scorer, (str, Path)):
         scorer = ClipScorer.from_pretrained(str(scorer), pipeline.device)
     check_prompt(prompt, scorer.tokenizer, "scorer's text encoder")
-    settings = GenerationSettings(steps, guidance, height, width, batch_size)
+    settings = GenerationSettings(steps, guidance, height, width, batch_size or default_batch_size(pipeline.device, len(seeds)))
     if steps < 1 or (batch_size is not None and batch_size < 1):
         raise UsageError("--steps and --batch-size must be at least 1.")
     model_name = model_name or str(getattr(pipeline, "name_or_path", "") or "")
@@ -118,25 +118,32 @@ def optimize(
     def render(candidate):
         return space.render(candidate, the_task.search_positive, the_task.search_negative)
 
-    def objective(candidate) -> float:
+    def objective(candidates) -> list[float]:
+        """Score candidates: all their images (candidates x seeds) generated in batches of settings.batch_size."""
         t0 = time.perf_counter()
-        text, negative = render(candidate)
-        images = generate(pipeline, [Request(text, negative, s) for s in seeds], settings)
-        losses = spherical_distance(scorer.embed_images(images), text_embedding).tolist()
-        evaluation = Evaluation(
-            index=len(result.history), candidate=list(candidate), prompt=text, negative_prompt=negative,
-            loss=sum(losses) / len(losses), losses=losses, seconds=time.perf_counter() - t0,
-            similarity=constraint.similarity(text) if constraint else None,
-        )
-        result.history.append(evaluation)
-        if result.original is None:
-            result.original = evaluation
-            result.images["original"] = images
-        if result.best is evaluation:
-            result.images["best"] = images
-        if on_evaluation:
-            on_evaluation(evaluation, result)
-        return the_task.sign * evaluation.loss
+        prompts = [render(c) for c in candidates]
+        images = generate(pipeline, [Request(text, negative, s) for text, negative in prompts for s in seeds], settings)
+        all_losses = spherical_distance(scorer.embed_images(images), text_embedding).tolist()
+        seconds = (time.perf_counter() - t0) / len(candidates)
+        values = []
+        for i, (candidate, (text, negative)) in enumerate(zip(candidates, prompts)):
+            losses = all_losses[i * len(seeds) : (i + 1) * len(seeds)]
+            own_images = images[i * len(seeds) : (i + 1) * len(seeds)]
+            evaluation = Evaluation(
+                index=len(result.history), candidate=list(candidate), prompt=text, negative_prompt=negative,
+                loss=sum(losses) / len(losses), losses=losses, seconds=seconds,
+                similarity=constraint.similarity(text) if constraint else None,
+            )
+            result.history.append(evaluation)
+            if result.original is None:
+                result.original = evaluation
+                result.images["original"] = own_images
+            if result.best is evaluation:
+                result.images["best"] = own_images
+            if on_evaluation:
+                on_evaluation(evaluation, result)
+            values.append(the_task.sign * evaluation.loss)
+        return values
 
     def admissible(candidate) -> bool:
         text, _ = render(candidate)
@@ -163,6 +170,15 @@ def optimize(
         "seconds_per_evaluation": sum(e.seconds for e in result.history) / len(result.history),
     }
     return result
+
+
+def default_batch_size(device, n_seeds: int) -> int:
+    """Images per pipeline call: one candidate's seeds on the CPU (where batching gains little and
+    keeps each candidate's images bit-identical whatever else is scored); whole candidates up to
+    16 images on a GPU."""
+    if torch.device(device).type == "cpu":
+        return n_seeds
+    return max(n_seeds, 16 // n_seeds * n_seeds)
 
 
 def _resolve_space(space, prompt: str, task: str, positive: bool, pipeline, source: str, per_word: int, llm) -> SearchSpace:

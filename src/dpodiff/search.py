@@ -2,7 +2,7 @@
 
 The optimiser only proposes. This loop scores the original candidate first,
 then asks for batches until `budget` candidates have been scored, the space is
-exhausted, or the user presses Ctrl-C. A candidate the constraint rejects costs
+exhausted, or the user presses Ctrl-C (which loses at most the batch being scored). A candidate the constraint rejects costs
 no evaluation; the optimiser is told math.inf for it.
 """
 
@@ -26,41 +26,49 @@ class SearchOutcome:
 def run_search(
     optimizer: Optimizer,
     original: Candidate,
-    objective: Callable[[Candidate], float],
+    objective: Callable[[list[Candidate]], list[float]],
     budget: int,
     admissible: Callable[[Candidate], bool] | None = None,
     max_idle_rounds: int = 5,
 ) -> SearchOutcome:
-    """Minimise `objective` over the optimiser's proposals within `budget` scored candidates."""
+    """Minimise `objective` over the optimiser's proposals within `budget` scored candidates.
+
+    `objective` scores a list of candidates at once (so a backend can batch their images); the
+    proposals of one ask() are scored together, cut to the budget left.
+    """
     cache: dict[Candidate, float] = {}
     outcome = SearchOutcome()
     idle = 0
+
+    def score(candidates: list[Candidate]) -> None:
+        for candidate, value in zip(candidates, objective(candidates)):
+            cache[candidate] = value
+            optimizer.tell(candidate, value)
+            outcome.evaluated += 1
+
     try:
-        cache[original] = objective(original)
-        optimizer.tell(original, cache[original])
-        outcome.evaluated = 1
+        score([original])
         while outcome.evaluated < budget:
             if len(cache) >= optimizer.space_size():
                 outcome.stop_reason = "exhausted"
                 break
-            progressed = False
+            fresh: list[Candidate] = []
+            rejected_before = outcome.rejected
             for candidate in optimizer.ask():
-                if outcome.evaluated >= budget:
-                    break
+                if candidate in fresh:
+                    continue
                 if candidate in cache:
                     outcome.cache_hits += 1
                     optimizer.tell(candidate, cache[candidate])
-                    continue
-                progressed = True
-                if admissible is not None and not admissible(candidate):
+                elif admissible is not None and not admissible(candidate):
                     outcome.rejected += 1
                     cache[candidate] = math.inf
                     optimizer.tell(candidate, math.inf)
-                    continue
-                cache[candidate] = objective(candidate)
-                optimizer.tell(candidate, cache[candidate])
-                outcome.evaluated += 1
-            idle = 0 if progressed else idle + 1
+                elif len(fresh) < budget - outcome.evaluated:
+                    fresh.append(candidate)
+            if fresh:
+                score(fresh)
+            idle = 0 if fresh or outcome.rejected > rejected_before else idle + 1
             if idle >= max_idle_rounds:
                 outcome.stop_reason = "stalled"
                 break
