@@ -18,6 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dpodiff.cli_options import (
+    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmUrl, Model, Out, PerWord, Scorer,
+    SearchSeed, Seeds, Size, SpaceFile, SpaceSource, Steps,
+)
 from dpodiff.errors import UsageError
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 from dpodiff.spaces.command import space as space_command
@@ -25,29 +29,6 @@ from dpodiff.spaces.command import space as space_command
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).")
 console = Console(stderr=True)
-
-DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"
-
-Model = Annotated[Optional[str], typer.Option(help="Diffusers SD 1.x/2.x pipeline: hub id or local folder. Default: the shipped shapes-world model.")]
-Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
-Steps = Annotated[int, typer.Option(help="Sampling steps.")]
-Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale.")]
-Seeds = Annotated[str, typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over them.")]
-Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
-Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
-BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call. Default: all seeds of a candidate in one call.")]
-SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
-SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
-PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
-LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
-LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-source llm.")]
-LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File with the API key for --space-source llm (default: $OPENAI_API_KEY).")]
-Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut gradient) or hybrid (gpo, then epo from its distribution).")]
-Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
-SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
-
 
 @app.command()
 def improve(
@@ -135,26 +116,10 @@ def _verdict(verdict: dict | None) -> str:
 
 
 def _load_models(model: str | None, scorer: str | None, device: str, dtype: str):
-    """(pipeline, ClipScorer, model name): the shapes world when no model is named."""
-    import torch
+    from dpodiff.models import load_models
 
-    from dpodiff.models import default_dtype, load_pipeline, resolve_device
-    from dpodiff.objectives.clip_loss import ClipScorer
-
-    dev = resolve_device(device)
-    dtypes = {"auto": default_dtype(dev), "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-    if dtype not in dtypes:
-        raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(dtypes)}.")
-    if model is None:
-        from dpodiff import shapes
-
-        model = str(shapes.PIPELINE_DIR)
-        scorer = scorer or str(shapes.SCORER_DIR)
-    scorer = scorer or DEFAULT_HUB_SCORER
-    with console.status(f"loading {model} and {scorer}"):
-        pipe = load_pipeline(model, dev, dtypes[dtype])
-        clip = ClipScorer.from_pretrained(scorer, dev, dtypes[dtype])
-    return pipe, clip, model
+    with console.status(f"loading {model or 'the shapes world'}"):
+        return load_models(model, scorer, device, dtype)
 
 
 def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, dtype, seeds, budget, **options) -> None:

@@ -12,6 +12,9 @@ import torch
 
 from dpodiff.errors import UsageError
 
+DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"  # the paper's scorer, CLIP ViT-B/32
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` picks the first CUDA device when there is one, else the CPU."""
@@ -96,3 +99,21 @@ def load_clip(name: str, device: torch.device, dtype: torch.dtype):
         hf_logging.set_verbosity(verbosity)
     model = model.to(device).requires_grad_(False).eval()
     return model, tokenizer, processor
+
+
+def load_models(model: str | None, scorer: str | None, device: str = "auto", dtype: str = "auto"):
+    """(pipeline, ClipScorer, model name) as the CLI loads them: the shapes world when no model is named."""
+    from dpodiff.objectives.clip_loss import ClipScorer
+
+    dev = resolve_device(device)
+    if dtype != "auto" and dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}.")
+    torch_dtype = default_dtype(dev) if dtype == "auto" else DTYPES[dtype]
+    if model is None:
+        from dpodiff import shapes
+
+        model = str(shapes.PIPELINE_DIR)
+        scorer = scorer or str(shapes.SCORER_DIR)
+    pipe = load_pipeline(model, dev, torch_dtype)
+    clip = ClipScorer.from_pretrained(scorer or DEFAULT_HUB_SCORER, dev, torch_dtype)
+    return pipe, clip, model

@@ -1,0 +1,28 @@
+"""Command-line options shared by several commands (typer Annotated types), so each is defined once."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dpodiff.models import DEFAULT_HUB_SCORER
+
+Model = Annotated[Optional[str], typer.Option(help="Diffusers SD 1.x/2.x pipeline: hub id or local folder. Default: the shipped shapes-world model.")]
+Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
+Steps = Annotated[int, typer.Option(help="Sampling steps.")]
+Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale.")]
+Seeds = Annotated[str, typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over them.")]
+Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
+Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call. Default: all seeds of a candidate in one call.")]
+SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
+SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
+PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
+LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
+LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-source llm.")]
+LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File with the API key for --space-source llm (default: $OPENAI_API_KEY).")]
+Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut gradient) or hybrid (gpo, then epo from its distribution).")]
+Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
+SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
