@@ -146,3 +146,19 @@ def test_gpo_and_hybrid_end_to_end_and_deterministic(tiny_pipe, tiny_scorer, alg
     if algo == "gpo":  # the argmax of the learned distribution is the first candidate after the original
         argmax = [max(range(len(p)), key=p.__getitem__) for p in a.gpo["probabilities"]]
         assert a.history[1].candidate == argmax or argmax == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_clean_latent_inverts_the_forward_process(prediction_type):
+    from diffusers import DDIMScheduler
+
+    from dpodiff.backends.shortcut import clean_latent
+
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type=prediction_type)
+    generator = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 1, 4, 8, 8, generator=generator, dtype=torch.float64)
+    t = 601
+    a = scheduler.alphas_cumprod[t].double()
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    output = {"epsilon": eps, "v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0, "sample": x0}[prediction_type]
+    torch.testing.assert_close(clean_latent(scheduler, x_t, output, t), x0)
