@@ -109,6 +109,8 @@ def generate(
 
 
 app.command("space")(space_command)
+from dpodiff.bench.command import bench  # noqa: E402
+app.command("bench")(bench)
 
 
 def _verdict(verdict: dict | None) -> str:

@@ -1,0 +1,1 @@
+"""`dpodiff bench`: many prompts x algorithms, stored in SQLite as each run finishes, resumable, local or on Ray."""

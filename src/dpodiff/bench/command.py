@@ -1,0 +1,184 @@
+"""`dpodiff bench`: run many prompts x algorithms, store each run in SQLite as it finishes, then summarise.
+
+Rerunning the same command resumes: finished runs are skipped, interrupted or failed ones are redone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dpodiff.cli_options import (
+    BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scorer, SearchSeed, Seeds, Size, SpaceSource, Steps,
+)
+from dpodiff.errors import UsageError
+from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+
+console = Console(stderr=True)
+PAPER_THRESHOLD = 0.85  # the paper's "hard prompt" cut: loss >= 0.85 to improve, <= 0.85 to attack
+
+
+def bench(
+    prompts: Annotated[Path, typer.Argument(help="Prompt file: one prompt a line, or JSON/JSONL (strings or objects with a \"prompt\" field). Lines starting with # are skipped.")],
+    task: Annotated[str, typer.Option(help="improve or attack.")] = "improve",
+    algos: Annotated[str, typer.Option(help="Comma list of algorithms: random, epo, gpo, hybrid.")] = "random,epo",
+    seeds: Seeds = "2", budget: Budget = 40, search_seed: SearchSeed = 0,
+    db: Annotated[Optional[Path], typer.Option(help="SQLite database of results; rerunning with the same one resumes. Default: OUT/results.sqlite.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for summary.csv, summary.md, report.html and each run's images.")] = Path("runs/bench"),
+    select: Annotated[bool, typer.Option("--select", help="Keep only the hard prompts: score each prompt's own images first and keep those past --select-threshold.")] = False,
+    select_threshold: Annotated[float, typer.Option(help="With --select: keep prompts with loss >= this (improve) or <= this (attack).")] = PAPER_THRESHOLD,
+    positive: Annotated[bool, typer.Option("--positive", help="improve: also substitute synonyms in the positive prompt.")] = False,
+    min_similarity: Annotated[float, typer.Option(help="attack: least sentence-embedding similarity of a rewording.")] = DEFAULT_MIN_SIMILARITY,
+    similarity_model: Annotated[str, typer.Option(help="attack: sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
+    space: Annotated[Optional[Path], typer.Option("--space", help="Search space JSON for the prompts: the DPO-Diff reference format may hold every prompt. Default: built from each prompt.")] = None,
+    space_source: SpaceSource = "auto", per_word: PerWord = 5,
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="With --backend ray: the cluster (host:port or ray://host:port). Default: start a local cluster.")] = None,
+):
+    """Benchmark algorithms on many prompts; resumable (SQLite), with summary tables and an HTML report."""
+    from dpodiff.bench import storage
+    from dpodiff.bench.config import BenchConfig
+    from dpodiff.bench.prompts import read_prompts
+    from dpodiff.inputs import check_budget, check_output_dir, parse_seeds
+    from dpodiff.optimizers import ALGORITHMS
+
+    # 1. check every input before loading anything
+    if task not in ("improve", "attack"):
+        raise UsageError(f"--task {task!r} is not known; use improve or attack.")
+    algorithms = [a.strip() for a in algos.split(",") if a.strip()]
+    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    if not algorithms or unknown:
+        raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
+    algorithms = list(dict.fromkeys(algorithms))
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend {backend!r} is not known; use local or ray.")
+    if ray_address and backend != "ray":
+        raise UsageError("--ray-address needs --backend ray.")
+    if steps < 1 or (batch_size is not None and batch_size < 1):
+        raise UsageError("--steps and --batch-size must be at least 1.")
+    seed_list = parse_seeds(seeds)
+    check_budget(budget)
+    if space is not None and not space.is_file():
+        raise UsageError(f"The search space file {str(space)!r} does not exist.")
+    listed = read_prompts(prompts)
+    if listed.duplicates:
+        console.print(f"[yellow]{len(listed.duplicates)} prompt(s) appear more than once in {prompts}; each is run once: "
+                      + "; ".join(repr(p) for p in listed.duplicates[:5]) + (" ..." if len(listed.duplicates) > 5 else ""))
+    out = check_output_dir(out)
+    db = db or out / "results.sqlite"
+    config = BenchConfig(
+        task=task, seeds=tuple(seed_list), budget=budget, out=str(out), model=model, scorer=scorer, device=device, dtype=dtype,
+        steps=steps, guidance=guidance, height=height, width=width, batch_size=batch_size, positive=positive and task == "improve",
+        space=str(space) if space else None, space_source=space_source, per_word=per_word, min_similarity=min_similarity,
+        similarity_model=similarity_model, search_seed=search_seed,
+    )
+    settings = config.settings()
+    conn = storage.open_db(db, settings)
+    started_ray = False
+    try:
+        # 2. the backend: models here, or a Ray cluster
+        if backend == "ray":
+            from dpodiff.bench import ray_backend
+
+            started_ray = ray_backend.connect(ray_address)
+            run_jobs, score = ray_backend.run_ray, ray_backend.score_ray
+        else:
+            from dpodiff.bench.local_backend import run_local, score_local
+            from dpodiff.bench.runner import models
+
+            with console.status(f"loading {model or 'the shapes world'}"):
+                models(model, scorer, device, dtype)
+            run_jobs, score = run_local, score_local
+
+        # 3. --select: the hard prompts only (original scores are stored, so a rerun does not score them again)
+        chosen = listed.prompts
+        if select:
+            chosen = _select(conn, config, chosen, select_threshold, score)
+        _run(conn, config, settings, chosen, algorithms, run_jobs)
+    finally:
+        if started_ray:
+            from dpodiff.bench import ray_backend
+
+            ray_backend.shutdown()
+
+    # 4. outputs, from the database
+    from dpodiff.bench.report import write_outputs
+
+    summary = write_outputs(conn, config, chosen, algorithms, db)
+    _print_summary(summary)
+    failed = conn.execute("SELECT prompt, algorithm, error FROM runs WHERE task = ? AND status = 'failed'", (task,)).fetchall()
+    failed = [f for f in failed if f[0] in chosen and f[1] in algorithms]
+    conn.close()
+    console.print(f"Results: {db}; {out / 'summary.csv'}, {out / 'summary.md'}, {out / 'report.html'}")
+    if failed:
+        for p, a, e in failed:
+            console.print(f"[red]failed[/red] {a} on {p!r}: {e}")
+        console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
+        raise typer.Exit(1)
+
+
+def _select(conn, config, prompts: list[str], threshold: float, score) -> list[str]:
+    from dpodiff.bench import storage
+
+    known = storage.stored_baselines(conn)
+    missing = [p for p in prompts if p not in known]
+    if missing:
+        with console.status(f"scoring the original images of {len(missing)} prompt(s) for --select"):
+            storage.store_baselines(conn, score(config, missing))
+        known = storage.stored_baselines(conn)
+    hard = [p for p in prompts if (known[p] >= threshold if config.task == "improve" else known[p] <= threshold)]
+    sign = ">=" if config.task == "improve" else "<="
+    console.print(f"--select: {len(hard)} of {len(prompts)} prompts have loss {sign} {threshold} and are kept.")
+    if not hard:
+        console.print("[yellow]No prompt passes the threshold; nothing to run. Lower (improve) or raise (attack) --select-threshold.")
+    return hard
+
+
+def _run(conn, config, settings: dict, prompts: list[str], algorithms: list[str], run_jobs) -> None:
+    from dpodiff.bench import storage
+    from dpodiff.bench.jobs import Job
+
+    done = storage.done_runs(conn, config.task)
+    wanted = [(p, a) for p in prompts for a in algorithms]
+    todo = [(p, a) for p, a in wanted if (p, a) not in done]
+    if len(todo) < len(wanted):
+        console.print(f"{len(wanted) - len(todo)} of {len(wanted)} runs are already in the database; skipping them.")
+    if not todo:
+        return
+    jobs = [Job(storage.claim(conn, p, config.task, a, list(config.seeds), settings), p, a) for p, a in todo]
+    progress = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[current]}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    bar = progress.add_task("runs", total=len(wanted), completed=len(wanted) - len(todo), current="")
+
+    def on_start(job):
+        progress.update(bar, current=f"{job.algorithm}: {job.prompt[:50]}")
+
+    def on_done(job, record, error):
+        if record is None:
+            storage.fail(conn, job.run_id, error)
+            progress.console.print(f"[red]failed[/red] {job.algorithm} on {job.prompt!r}: {error}")
+        else:
+            storage.finish(conn, job.run_id, record)
+        progress.update(bar, advance=1, current=f"done {job.algorithm}: {job.prompt[:50]}")
+
+    with progress:
+        run_jobs(config, jobs, on_start, on_done)
+
+
+def _print_summary(summary) -> None:
+    table = Table(title="benchmark summary")
+    for column in ("task", "algorithm", "prompts", "baseline loss", "best loss", "judge before", "judge after", "evals/prompt", "s/prompt"):
+        table.add_column(column)
+    for s in summary:
+        judge = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        table.add_row(s.task, s.algorithm, str(s.n_prompts), f"{s.baseline_loss_mean:.4f} ± {s.baseline_loss_std:.4f}",
+                      f"{s.best_loss_mean:.4f} ± {s.best_loss_std:.4f}", judge(s.judge_before), judge(s.judge_after),
+                      f"{s.evaluations_per_prompt:.1f}", f"{s.seconds_per_prompt:.1f}")
+    console.print(table)

@@ -1,0 +1,77 @@
+"""One benchmark run (a prompt with an algorithm) and the scoring of original prompts for --select.
+
+Both backends call these: the local one in this process, the Ray one in its workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+from dpodiff.bench.config import BenchConfig
+from dpodiff.bench.records import RunRecord
+
+
+@lru_cache(maxsize=2)
+def models(model: str | None, scorer: str | None, device: str, dtype: str):
+    """(pipeline, scorer, model name), loaded once per process and reused by every run in it."""
+    from dpodiff.models import load_models
+
+    return load_models(model, scorer, device, dtype)
+
+
+def run_dir_name(prompt: str, algorithm: str) -> str:
+    """runs/<prompt slug>-<hash>/<algorithm>: readable, unique, and the same whatever the prompt's line number."""
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "prompt"
+    return f"runs/{slug}-{hashlib.sha1(prompt.encode()).hexdigest()[:8]}/{algorithm}"
+
+
+def run_one(config: BenchConfig, prompt: str, algorithm: str, on_evaluation=None) -> RunRecord:
+    """Optimise `prompt` with `algorithm`, save its images under the output folder, and return what to store."""
+    from dpodiff.objectives.similarity import DEFAULT_SENTENCE_MODEL
+    from dpodiff.optimize import optimize
+
+    pipe, clip, model_name = models(config.model, config.scorer, config.device, config.dtype)
+    started = time.perf_counter()
+    result = optimize(
+        prompt, pipeline=pipe, scorer=clip, task=config.task, space=config.space, algorithm=algorithm, budget=config.budget,
+        seeds=list(config.seeds), steps=config.steps, guidance=config.guidance, height=config.height, width=config.width,
+        positive=config.positive, space_source=config.space_source, per_word=config.per_word,
+        min_similarity=config.min_similarity, similarity_model=config.similarity_model or DEFAULT_SENTENCE_MODEL,
+        search_seed=config.search_seed, batch_size=config.batch_size, model_name=model_name, on_evaluation=on_evaluation,
+    )
+    wall = time.perf_counter() - started
+    if result.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+    relative = run_dir_name(prompt, algorithm)
+    result.save(Path(config.out) / relative)
+    data = result.to_dict()
+    judge = result.judge or {}
+    return RunRecord(
+        prompt=prompt, algorithm=algorithm, baseline_loss=result.original.loss, best_loss=result.best.loss,
+        best_prompt=result.best.prompt, best_negative_prompt=result.best.negative_prompt, top=data["top"],
+        evaluations=result.evaluations, wall_seconds=wall, judge_before=_pass_share(judge.get("original")),
+        judge_after=_pass_share(judge.get("best")), run_dir=relative, history=[asdict(e) for e in result.history],
+    )
+
+
+def _pass_share(verdicts: list[dict] | None) -> float | None:
+    return sum(bool(v["pass"]) for v in verdicts) / len(verdicts) if verdicts else None
+
+
+def score_prompts(config: BenchConfig, prompts: list[str]) -> dict[str, list[float]]:
+    """Loss of each seed's image of each prompt as it is (no negative prompt): what --select compares to the threshold."""
+    from dpodiff.backends.stable_diffusion import GenerationSettings, Request, generate
+    from dpodiff.optimize import default_batch_size
+
+    pipe, clip, _ = models(config.model, config.scorer, config.device, config.dtype)
+    settings = GenerationSettings(config.steps, config.guidance, config.height, config.width,
+                                  config.batch_size or default_batch_size(pipe.device, len(config.seeds)))
+    requests = [Request(prompt, "", s) for prompt in prompts for s in config.seeds]
+    images = generate(pipe, requests, settings)  # every prompt's images, batch_size of them per pipeline call
+    n = len(config.seeds)
+    return {prompt: clip.losses(images[i * n : (i + 1) * n], prompt) for i, prompt in enumerate(prompts)}
