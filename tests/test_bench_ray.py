@@ -1,0 +1,59 @@
+"""The Ray backend on a local CPU cluster gives the same database as the local backend; local never imports Ray."""
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from test_bench_command import PROMPTS, SPACE, run_cli
+
+COLUMNS = "id, prompt, task, algorithm, seeds, settings, status, baseline_loss, best_loss, best_prompt, best_negative_prompt, evaluations, run_dir"
+
+
+def dump(db):
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        runs = conn.execute(f"SELECT {COLUMNS} FROM runs ORDER BY id").fetchall()
+        evaluations = conn.execute("SELECT run_id, idx, prompt, negative_prompt, candidate, loss, losses FROM evaluations ORDER BY run_id, idx").fetchall()
+        meta = conn.execute("SELECT key, value FROM meta WHERE key IN ('settings', 'fingerprint')").fetchall()
+    return runs, evaluations, meta
+
+
+def same(a, b):
+    """Rows equal, floats within 1e-6 (another process may sum in another order)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            assert u == pytest.approx(v, abs=1e-6) if isinstance(u, float) else u == v
+
+
+def test_ray_backend_matches_local(tmp_path, tiny_model_dir, tiny_scorer_dir):
+    ray = pytest.importorskip("ray")
+    (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    common = ["--space", tmp_path / "space.json", "--model", tiny_model_dir, "--scorer", tiny_scorer_dir,
+              "--steps", 2, "--seeds", 2, "--budget", 3, "--algos", "random,epo", "--select", "--select-threshold", 0.0]
+    code, err = run_cli("bench", tmp_path / "prompts.txt", "--out", tmp_path / "local", *common)
+    assert code == 0, err
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        code, err = run_cli("bench", tmp_path / "prompts.txt", "--out", tmp_path / "ray", "--backend", "ray", *common)
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    local, distributed = dump(tmp_path / "local" / "results.sqlite"), dump(tmp_path / "ray" / "results.sqlite")
+    assert len(local[0]) == 4 and len(local[1]) == 12
+    for a, b in zip(local, distributed):
+        same(a, b)
+    for run in local[0]:
+        assert (tmp_path / "ray" / run[-1] / "result.json").is_file()  # the workers saved the images under --out
+    assert "report.html" in err and (tmp_path / "ray" / "report.html").is_file()
+
+
+def test_local_backend_does_not_import_ray():
+    code = ("import sys, dpodiff.cli; from dpodiff.bench import command, local_backend, runner, report, storage; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
