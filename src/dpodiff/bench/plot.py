@@ -47,7 +47,7 @@ def loss_plot(curves: dict[str, list[float]], task: str) -> Image.Image:
             best = v if best is None else (min(best, v) if task != "attack" else max(best, v))
             points.append(xy(i, best))
         if len(points) > 1:
-            draw.line(points, fill=color, width=2)
+            draw.line(points, fill=color, width=2 + 2 * (len(curves) - 1 - k))  # earlier curves wider: equal curves stay visible
         y = TOP + 10 + 12 * k
         draw.line([W - RIGHT - 90, y, W - RIGHT - 76, y], fill=color, width=2)
         draw.text((W - RIGHT - 72, y - 6), name, fill=color, font=font)
