@@ -1,9 +1,13 @@
-"""Seconds per scored candidate and per full improve run, one image per pipeline call vs all seeds in one.
+"""Candidates scored per second: several candidates per pipeline call (batched) vs one candidate per call.
 
     .venv/bin/python benchmarks/throughput.py                 # the shapes world
     .venv/bin/python benchmarks/throughput.py --tiny          # tiny random models (dpodiff.testing)
 
-Prints a table; the last line is the batched/unbatched speed ratio measured in this run.
+Two measurements, each the best of --repeats:
+  scoring: --candidates candidates x --seeds seeds generated and scored, with --seeds images per call (one
+           candidate at a time), with candidates x seeds per call (batched), and one image per call;
+  optimize: a whole improve run (random search, --budget candidates) with the same batch sizes.
+Prints a table; the last line is the batched/one-at-a-time ratio of evaluations per second.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import torch
 
 import dpodiff
 from dpodiff.backends.stable_diffusion import GenerationSettings, Request, generate
-from dpodiff.models import load_pipeline
+from dpodiff.models import load_pipeline, resolve_device
 from dpodiff.spaces import SearchSpace, Slot
 
 PROMPT = "a red circle above a blue square"
+NEGATIVES = ["green", "blue square", "yellow", "pink triangle", "orange", "blurry", "noisy", "low quality"]
 
 
 def models(tiny: bool):
@@ -34,45 +39,63 @@ def models(tiny: bool):
     return str(shapes.PIPELINE_DIR), str(shapes.SCORER_DIR)
 
 
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--budget", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--candidates", type=int, default=8, help="candidates per batched call (the random search's batch is 8)")
+    parser.add_argument("--budget", type=int, default=17)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-optimize", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (spinning threads distort timings on a busy machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     model, scorer_name = models(args.tiny)
-    pipe = load_pipeline(model, torch.device("cpu"), torch.float32)
-    scorer = dpodiff.ClipScorer.from_pretrained(scorer_name)
+    device = resolve_device(args.device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    pipe = load_pipeline(model, device, dtype)
+    scorer = dpodiff.ClipScorer.from_pretrained(scorer_name, device, dtype)
     seeds = list(range(args.seeds))
-    requests = [Request(PROMPT, "green", s) for s in seeds]
-    generate(pipe, requests[:1], GenerationSettings(steps=2))  # warm-up
+    negatives = (NEGATIVES * args.candidates)[: args.candidates]
+    requests = [Request(PROMPT, negative, s) for negative in negatives for s in seeds]
+    generate(pipe, requests[:2], GenerationSettings(steps=2))  # warm-up
 
+    modes = [("one image per call", 1), ("one candidate per call", args.seeds), ("batched candidates", args.candidates * args.seeds)]
+    space = SearchSpace(PROMPT, negative=[Slot("red", ["blue", "green", "yellow", "pink", "orange"]),
+                                          Slot("circle", ["square", "triangle"]), Slot("quality", ["blurry", "low quality", "noisy"])])
     rows = []
-    per_candidate = {}
-    for batch in (1, args.seeds):
+    for name, batch in modes:
         settings = GenerationSettings(steps=args.steps, batch_size=batch)
-        times = []
-        for _ in range(args.repeats):
+        generate(pipe, requests[:batch], GenerationSettings(steps=2, batch_size=batch))  # warm-up at this batch shape
+        seconds = best_of(args.repeats, lambda: scorer.losses(generate(pipe, requests, settings), PROMPT))
+        run_rate = None
+        if not args.skip_optimize:
             t0 = time.perf_counter()
-            scorer.losses(generate(pipe, requests, settings), PROMPT)
-            times.append(time.perf_counter() - t0)
-        per_candidate[batch] = min(times)
-        space = SearchSpace(PROMPT, negative=[Slot("red", ["blue", "green", "yellow", "pink", "orange"]),
-                                              Slot("circle", ["square", "triangle"]), Slot("quality", ["blurry", "low quality", "noisy"])])
-        t0 = time.perf_counter()
-        result = dpodiff.optimize(PROMPT, pipeline=pipe, scorer=scorer, space=space, budget=args.budget, seeds=seeds,
-                                  steps=args.steps, batch_size=batch)
-        run_seconds = time.perf_counter() - t0
-        rows.append((batch, per_candidate[batch], per_candidate[batch] / args.seeds, run_seconds, result.evaluations))
+            result = dpodiff.optimize(PROMPT, pipeline=pipe, scorer=scorer, space=space, algorithm="random", budget=args.budget,
+                                      seeds=seeds, steps=args.steps, batch_size=batch)
+            run_rate = result.evaluations / (time.perf_counter() - t0)
+        rows.append((name, batch, args.candidates / seconds, run_rate))
 
-    print(f"model {model}; {args.steps} steps, {args.seeds} seeds, CPU threads {torch.get_num_threads()}")
-    print("| images per call | s per candidate | s per image | full improve run (s) | candidates |")
-    print("|---|---|---|---|---|")
-    for batch, cand, image, run, n in rows:
-        print(f"| {batch} | {cand:.3f} | {image:.3f} | {run:.1f} | {n} |")
-    print(f"batched/unbatched speed ratio: {per_candidate[1] / per_candidate[args.seeds]:.2f}")
+    print(f"model {model}; device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}); "
+          f"{args.steps} steps, {args.seeds} seeds, {args.candidates} candidates")
+    print("| mode | images per call | evaluations/s (scoring) | evaluations/s (full improve run) |")
+    print("|---|---|---|---|")
+    for name, batch, rate, run_rate in rows:
+        print(f"| {name} | {batch} | {rate:.3f} | {'-' if run_rate is None else f'{run_rate:.3f}'} |")
+    one, batched = rows[1], rows[2]
+    run_ratio = f"; full run {batched[3] / one[3]:.2f}" if one[3] else ""
+    print(f"batched/one-candidate-at-a-time evaluations per second: scoring {batched[2] / one[2]:.2f}{run_ratio}")
 
 
 if __name__ == "__main__":
