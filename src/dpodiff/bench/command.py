@@ -74,7 +74,7 @@ def bench(
     out = check_output_dir(out)
     db = db or out / "results.sqlite"
     config = BenchConfig(
-        task=task, seeds=tuple(seed_list), budget=budget, out=str(out), model=model, scorer=scorer, device=device, dtype=dtype,
+        task=task, seeds=tuple(seed_list), budget=budget, out=str(out.resolve()), model=model, scorer=scorer, device=device, dtype=dtype,
         steps=steps, guidance=guidance, height=height, width=width, batch_size=batch_size, positive=positive and task == "improve",
         space=str(space) if space else None, space_source=space_source, per_word=per_word, min_similarity=min_similarity,
         similarity_model=similarity_model, search_seed=search_seed,
