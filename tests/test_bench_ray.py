@@ -57,3 +57,50 @@ def test_local_backend_does_not_import_ray():
     code = ("import sys, dpodiff.cli; from dpodiff.bench import command, local_backend, runner, report, storage; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_task_whose_worker_dies_is_retried(tmp_path, tiny_model_dir, tiny_scorer_dir):
+    """The first attempt of each task kills its worker process; max_retries brings the runs home, max_retries=0 fails them."""
+    ray = pytest.importorskip("ray")
+    from dpodiff.bench.config import BenchConfig
+    from dpodiff.bench.jobs import Job
+    from dpodiff.bench.ray_backend import run_ray
+    from dpodiff.bench.runner import run_one
+
+    (tmp_path / "space.json").write_text(json.dumps(SPACE))
+    config = BenchConfig(task="improve", seeds=(0,), budget=2, out=str(tmp_path), model=str(tiny_model_dir), scorer=str(tiny_scorer_dir),
+                         steps=2, space=str(tmp_path / "space.json"))
+
+    def dies_once(config, prompt, algorithm):
+        import os
+        from pathlib import Path
+
+        marker = Path(config.out) / f"died-{algorithm}"
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)  # the worker process dies, as on a lost node or an out-of-memory kill
+        return run_one(config, prompt, algorithm)
+
+    jobs = [Job(1, PROMPTS[0], "random"), Job(2, PROMPTS[0], "epo")]
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        done = []
+        run_ray(config, jobs[:1], lambda job: None, lambda job, record, error: done.append((job, record, error)), run=dies_once)
+        failed = []
+        run_ray(config, jobs[1:], lambda job: None, lambda job, record, error: failed.append((job, record, error)), max_retries=0, run=dies_once)
+    finally:
+        ray.shutdown()
+    [(job, record, error)] = done
+    assert (tmp_path / "died-random").exists() and error == "" and record.evaluations == 2 and record.prompt == PROMPTS[0]
+    [(job, record, error)] = failed
+    assert record is None and job.run_id == 2 and error.startswith("WorkerCrashedError"), error
+
+
+def test_one_gpu_per_task_when_the_cluster_has_gpus(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from dpodiff.bench import ray_backend
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 32.0, "GPU": 4.0})
+    assert ray_backend._resources() == {"num_gpus": 1, "num_cpus": 1}
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert ray_backend._resources() == {"num_cpus": 1}

@@ -77,10 +77,14 @@ def _score_task(config: BenchConfig, prompts: list[str]):
     return score_prompts(config, prompts)
 
 
-def run_ray(config: BenchConfig, jobs: list[Job], on_start: OnStart, on_done: OnDone, max_retries: int = MAX_RETRIES) -> None:
-    """Submit every job, then hand each result to `on_done` (in this process) as it arrives."""
+def run_ray(config: BenchConfig, jobs: list[Job], on_start: OnStart, on_done: OnDone, max_retries: int = MAX_RETRIES,
+            run=_run_task) -> None:
+    """Submit every job, then hand each result to `on_done` (in this process) as it arrives.
+
+    `run(config, prompt, algorithm) -> RunRecord` is what a task does (tests swap in one whose worker dies).
+    """
     ray = _ray()
-    task = ray.remote(max_retries=max_retries, **_resources())(_run_task)
+    task = ray.remote(max_retries=max_retries, **_resources())(run)
     pending = {}
     for job in jobs:
         pending[task.remote(config, job.prompt, job.algorithm)] = job
