@@ -72,36 +72,59 @@ def _background(arr: np.ndarray) -> int:
     return int(np.bincount(nearest, minlength=len(COLOURS)).argmax())
 
 
-def _colour_labels(arr: np.ndarray, bg: int) -> np.ndarray:
-    """Per pixel: index of the palette colour it mostly shows over the background, or -1."""
+def _colour_labels(arr: np.ndarray, bg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the palette colour it mostly shows over the background (or -1), and its alpha."""
     b = _RGB[bg]
     d = _RGB - b  # (C, 3)
     p = arr.reshape(-1, 3) - b  # (N, 3)
     norm2 = np.maximum((d ** 2).sum(-1), 1e-6)
     alpha = (p @ d.T) / norm2  # (N, C)
     resid = np.linalg.norm(p[:, None, :] - alpha[..., None] * d[None], axis=-1)
-    ok = (alpha >= 0.5) & (alpha <= 1.6) & (resid <= MAX_RESIDUAL)
+    fit = resid <= MAX_RESIDUAL
+    ok = (alpha >= 0.5) & (alpha <= 1.6) & fit
     ok[:, bg] = False
     resid = np.where(ok, resid, np.inf)
     labels = resid.argmin(1)
     labels[~ok.any(1)] = -1
-    return labels.reshape(arr.shape[:2])
+    # Soft coverage of each colour: its alpha where it explains the pixel well.
+    soft = np.where(fit, np.clip(alpha, 0.0, 1.0), 0.0)
+    return labels.reshape(arr.shape[:2]), soft.reshape(*arr.shape[:2], -1)
 
 
-@lru_cache(maxsize=4096)
-def _template(shape: str, w: int, h: int) -> np.ndarray:
+BLURS = (0.0, 0.7, 1.2)  # Gaussian sigmas (pixels) tried for blurry generated images
+PAD = 3
+
+
+@lru_cache(maxsize=8192)
+def _template(shape: str, w: int, h: int, sigma: float) -> np.ndarray:
+    """Soft coverage of ``shape`` drawn in a w x h box, padded by PAD, blurred by sigma."""
     s = SUPERSAMPLE
-    img = Image.new("L", (w * s, h * s), 0)
-    draw_shape(ImageDraw.Draw(img), shape, (0, 0, w * s, h * s), 255)
-    return np.asarray(img.reduce(s)) >= 128
+    img = Image.new("L", ((w + 2 * PAD) * s, (h + 2 * PAD) * s), 0)
+    draw_shape(ImageDraw.Draw(img), shape, (PAD * s, PAD * s, (PAD + w) * s, (PAD + h) * s), 255)
+    t = np.asarray(img.reduce(s), dtype=np.float32) / 255
+    return ndimage.gaussian_filter(t, sigma) if sigma else t
 
 
-def _classify(mask: np.ndarray) -> dict[str, float]:
-    h, w = mask.shape
+def _classify(alpha: np.ndarray, box: tuple[int, int, int, int]) -> dict[str, float]:
+    """Fit score (1 - mean squared error) of each shape to the object's soft mask.
+
+    The object's extent and blur are nuisance parameters: templates are tried
+    with the bounding box as found and grown by one pixel on each side, sharp
+    and blurred, and the best fit per shape counts.
+    """
+    y0, y1, x0, x1 = box
+    padded = np.pad(alpha, PAD + 1)
     scores = {}
     for shape in SHAPES:
-        t = _template(shape, w, h)
-        scores[shape] = float((t & mask).sum() / max(1, (t | mask).sum()))
+        best = np.inf
+        for grow in (0, 1):
+            h, w = y1 - y0 + 2 * grow, x1 - x0 + 2 * grow
+            top, left = y0 - grow + 1, x0 - grow + 1  # +1: the extra padding
+            window = padded[top: top + h + 2 * PAD, left: left + w + 2 * PAD]
+            for sigma in BLURS:
+                err = float(((window - _template(shape, w, h, sigma)) ** 2).mean())
+                best = min(best, err)
+        scores[shape] = 1.0 - best
     return scores
 
 
@@ -109,7 +132,7 @@ def detect(image: Image.Image) -> tuple[str, list[Detected]]:
     """Background colour and the objects in an image (largest first)."""
     arr = _as_array(image)
     bg = _background(arr)
-    labels = _colour_labels(arr, bg)
+    labels, soft = _colour_labels(arr, bg)
     found = []
     for c in range(len(COLOURS)):
         if c == bg:
@@ -122,7 +145,9 @@ def detect(image: Image.Image) -> tuple[str, list[Detected]]:
                 continue
             ys, xs = np.nonzero(mask)
             y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-            scores = _classify(mask[y0:y1, x0:x1])
+            # Soft mask of this object only: its colour's alpha, near its pixels.
+            near = ndimage.binary_dilation(mask, iterations=2) & ((labels == c) | (labels == -1))
+            scores = _classify(np.where(near, soft[..., c], 0.0), (y0, y1, x0, x1))
             found.append(Detected(
                 colour=COLOURS[c], shape=max(scores, key=scores.get),
                 side=int(max(x1 - x0, y1 - y0)), centre=(float(x0 + x1) / 2, float(y0 + y1) / 2),

@@ -47,10 +47,15 @@ class ClipSpec:
     lr: float = 5e-4
 
 
-COND_CLIP = ClipSpec(seed=1, hidden=128, layers=4, projection=128, steps=900, batch=128, hard_negatives=1)
-SCORER_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=1000, batch=128, hard_negatives=2)
-VAE_STEPS, VAE_DECODER_STEPS, VAE_BATCH = 800, 400, 64
-UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY, CAPTION_DROPOUT = 5500, 128, 5e-4, 0.999, 0.1
+COND_CLIP = ClipSpec(seed=1, hidden=128, layers=4, projection=128, steps=400, batch=128, hard_negatives=1)
+SCORER_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=600, batch=128, hard_negatives=2)
+# Second phase of the scorer, from the first phase's weights (lower peak learning rate).
+SCORER_CLIP_MORE = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=700, batch=128,
+                            hard_negatives=2, lr=2.5e-4)
+VAE_STEPS, VAE_DECODER_STEPS, VAE_BATCH = 500, 200, 32
+UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY, CAPTION_DROPOUT = 8000, 64, 5e-4, 0.998, 0.1
+DECODER_STEPS, DECODER_BATCH = 2000, 64
+MIN_SNR_GAMMA = 5.0  # Hang et al. 2023: min-SNR loss weighting converges ~3x faster
 
 
 def tokenizer():
@@ -171,12 +176,20 @@ def text_features(model, input_ids: torch.Tensor) -> torch.Tensor:
     return F.normalize(_features(model.get_text_features(input_ids=input_ids)), dim=-1)
 
 
-def train_clip(spec: ClipSpec, data: Dataset, out: Path, name: str) -> None:
-    """Contrastive training; each image's near-miss captions join the text batch."""
+def train_clip(spec: ClipSpec, data: Dataset, out: Path, name: str,
+               init_from: Path | None = None, max_minutes: float | None = None) -> None:
+    """Contrastive training; each image's near-miss captions join the text batch.
+
+    ``init_from`` continues from a saved CLIP (a second phase with its own
+    warm-up and cosine schedule); ``max_minutes`` caps it.
+    """
+    from transformers import CLIPModel
+
     if (out / "config.json").exists():
         print(f"[{name}] found {out}, skipping")
         return
-    model = make_clip(spec)
+    model = CLIPModel.from_pretrained(init_from) if init_from else make_clip(spec)
+    start = time.time()
     rng = np.random.default_rng(1000 + spec.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
     model.train()
@@ -199,8 +212,12 @@ def train_clip(spec: ClipSpec, data: Dataset, out: Path, name: str) -> None:
         if step % 100 == 0 or step == spec.steps - 1:
             acc = (logits.argmax(1) == target).float().mean().item()
             bar.write(f"[{name}] step {step} loss {loss.item():.3f} in-batch acc {acc:.3f}")
+        if max_minutes and time.time() - start > max_minutes * 60:
+            bar.write(f"[{name}] time limit reached at step {step + 1}")
+            break
     bar.close()
     model.save_pretrained(out)
+    (out.parent / f"{name}_steps.json").write_text(json.dumps({"steps": step + 1, "planned": spec.steps}))
 
 
 # ---------------------------------------------------------------- VAE
@@ -269,6 +286,53 @@ def train_vae(data: Dataset, out: Path) -> None:
     vae.save_pretrained(out)
 
 
+def train_decoder(data: Dataset, workdir: Path, steps: int, max_minutes: float | None) -> None:
+    """More decoder-only training on the frozen encoder's latents.
+
+    The latents (and so the UNet's training targets and the scaling factor)
+    do not change, so this can run beside the UNet stage and its result is
+    swapped in at export.
+    """
+    from diffusers import AutoencoderKL
+
+    out = workdir / "vae_decoder"
+    if (out / "config.json").exists():
+        print(f"[decoder] found {out}, skipping")
+        return
+    vae = AutoencoderKL.from_pretrained(workdir / "vae")
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-4)
+    rng = np.random.default_rng(1005)
+    gen = torch.Generator().manual_seed(1005)
+    start = time.time()
+    bar = progress(steps, "decoder")
+    step = 0
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = 3e-4 * min(1.0, (step + 1) / 50)
+        x, _, _ = data.sample(rng, DECODER_BATCH)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample(generator=gen)
+        recon = vae.decode(z).sample
+        mse = F.mse_loss(recon, x)
+        loss = mse + 0.1 * F.l1_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update()
+        if step % 100 == 0:
+            bar.write(f"[decoder] step {step} mse {mse.item() / 4:.5f} (on [0,1] scale)")
+        if max_minutes and time.time() - start > max_minutes * 60:
+            bar.write(f"[decoder] time limit reached at step {step + 1}")
+            break
+    bar.close()
+    vae.requires_grad_(True)
+    vae.save_pretrained(out)
+    (workdir / "decoder_steps.json").write_text(json.dumps({"steps": step + 1, "batch": DECODER_BATCH}))
+
+
 # ---------------------------------------------------------------- UNet
 
 def make_unet():
@@ -290,7 +354,7 @@ def noise_scheduler_config() -> dict:
                 beta_schedule="scaled_linear", prediction_type="epsilon")
 
 
-def train_unet(data: Dataset, workdir: Path, max_minutes: float | None) -> None:
+def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: int | None = None) -> None:
     """Epsilon-prediction DDPM loss on VAE latents, text from the frozen conditioning CLIP.
 
     Constant learning rate after warm-up with an EMA of the weights, so a run
@@ -309,6 +373,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None) -> None:
     assert isinstance(text, CLIPTextModel)
     empty = tokenize(tokenizer(), [""])  # caption dropout, for classifier-free guidance
     sched = DDPMScheduler(**noise_scheduler_config())
+    alphas_cumprod = sched.alphas_cumprod
     unet = make_unet()
     ema = make_unet()
     ema.load_state_dict(unet.state_dict())
@@ -317,9 +382,10 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None) -> None:
     rng = np.random.default_rng(1004)
     gen = torch.Generator().manual_seed(1004)
     start = time.time()
-    bar = progress(UNET_STEPS, "unet")
+    total = steps or UNET_STEPS
+    bar = progress(total, "unet")
     step = 0
-    for step in range(UNET_STEPS):
+    for step in range(total):
         for g in opt.param_groups:
             g["lr"] = UNET_LR * min(1.0, (step + 1) / 200)
         images, ids, _ = data.sample(rng, UNET_BATCH)
@@ -333,7 +399,9 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None) -> None:
         t = torch.randint(0, sched.config.num_train_timesteps, (UNET_BATCH,), generator=gen)
         noisy = sched.add_noise(latents, noise, t)
         pred = unet(noisy, t, encoder_hidden_states=states).sample
-        loss = F.mse_loss(pred, noise)
+        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+        weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
+        loss = (F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3)) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -351,7 +419,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None) -> None:
     bar.close()
     ema.save_pretrained(out)
     (workdir / "unet_steps.json").write_text(json.dumps(
-        {"steps": step + 1, "planned": UNET_STEPS, "minutes": (time.time() - start) / 60}))
+        {"steps": step + 1, "planned": total, "batch": UNET_BATCH, "minutes": (time.time() - start) / 60}))
 
 
 def load_text_encoder(clip_dir: Path):
@@ -374,8 +442,9 @@ def export(workdir: Path) -> None:
     from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     tok = tokenizer()
+    vae_dir = workdir / "vae_decoder" if (workdir / "vae_decoder" / "config.json").exists() else workdir / "vae"
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(workdir / "vae"),
+        vae=AutoencoderKL.from_pretrained(vae_dir),
         text_encoder=load_text_encoder(workdir / "clip"),
         tokenizer=tok,
         unet=UNet2DConditionModel.from_pretrained(workdir / "unet"),
@@ -387,7 +456,8 @@ def export(workdir: Path) -> None:
     pipe.save_pretrained(PIPELINE_DIR, safe_serialization=True)
     (PIPELINE_DIR / "dpodiff_judge.json").write_text(json.dumps({"judge": "dpodiff.shapes.judge:judge"}) + "\n")
 
-    scorer = CLIPModel.from_pretrained(workdir / "scorer").to(torch.float16)
+    scorer_dir = workdir / "scorer_more" if (workdir / "scorer_more" / "config.json").exists() else workdir / "scorer"
+    scorer = CLIPModel.from_pretrained(scorer_dir).to(torch.float16)
     scorer.save_pretrained(SCORER_DIR, safe_serialization=True)
     processor = CLIPProcessor(
         image_processor=CLIPImageProcessor(
@@ -407,7 +477,18 @@ def export(workdir: Path) -> None:
     print(f"[export] wrote {PIPELINE_DIR} and {SCORER_DIR}")
 
 
-STAGES = ("clip", "scorer", "vae", "unet", "export", "eval")
+def _limit(args) -> float | None:
+    """Minutes a time-capped stage may run: --max-minutes and/or until --stop-at."""
+    limit = args.max_minutes
+    if args.stop_at:
+        now = datetime.now(timezone.utc)
+        h, m = map(int, args.stop_at.split(":"))
+        until = (now.replace(hour=h, minute=m, second=0) - now).total_seconds() / 60
+        limit = min(limit or until, until)
+    return limit
+
+
+STAGES = ("clip", "scorer", "scorer_more", "vae", "unet", "decoder", "export", "eval")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -417,17 +498,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/shapes"),
                         help="fp32 checkpoints per stage (delete a stage's folder to retrain it)")
     parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop UNet training after this long (EMA weights are still saved)")
+                        help="stop UNet, decoder and scorer_more training after this long (weights are still saved)")
     parser.add_argument("--stop-at", default=None,
-                        help="UTC wall-clock time HH:MM at which UNet training stops early (safety net)")
-    parser.add_argument("--threads", type=int, default=2)
+                        help="UTC wall-clock time HH:MM at which UNet, decoder and scorer_more stop early (safety net)")
+    parser.add_argument("--decoder-steps", type=int, default=None,
+                        help=f"extra decoder-only VAE steps (default {DECODER_STEPS})")
+    parser.add_argument("--unet-steps", type=int, default=None, help=f"UNet steps (default {UNET_STEPS})")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads per process; use 1 when other processes share the cores "
+                             "(OpenMP's spinning threads slow down many-fold under contention)")
     parser.add_argument("--eval-samples", type=int, default=100, help="generated images per prompt type")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     stages = args.stage or list(STAGES)
     data = None
-    if {"clip", "scorer", "vae", "unet"} & set(stages):
+    if {"clip", "scorer", "scorer_more", "vae", "unet", "decoder"} & set(stages):
         s0 = time.time()
         data = load_dataset(args.workdir)
         print(f"[dataset] {len(data)} pairs ready in {(time.time() - s0) / 60:.1f} min")
@@ -441,16 +527,15 @@ def main(argv: list[str] | None = None) -> None:
             train_clip(COND_CLIP, data, args.workdir / "clip", "clip")
         elif stage == "scorer":
             train_clip(SCORER_CLIP, data, args.workdir / "scorer", "scorer")
+        elif stage == "scorer_more":
+            train_clip(SCORER_CLIP_MORE, data, args.workdir / "scorer_more", "scorer_more",
+                       init_from=args.workdir / "scorer", max_minutes=_limit(args))
         elif stage == "vae":
             train_vae(data, args.workdir / "vae")
         elif stage == "unet":
-            limit = args.max_minutes
-            if args.stop_at:
-                now = datetime.now(timezone.utc)
-                h, m = map(int, args.stop_at.split(":"))
-                until = (now.replace(hour=h, minute=m, second=0) - now).total_seconds() / 60
-                limit = min(limit or until, until)
-            train_unet(data, args.workdir, limit)
+            train_unet(data, args.workdir, _limit(args), args.unet_steps)
+        elif stage == "decoder":
+            train_decoder(data, args.workdir, args.decoder_steps or DECODER_STEPS, _limit(args))
         elif stage == "export":
             export(args.workdir)
         elif stage == "eval":
