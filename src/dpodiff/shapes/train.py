@@ -54,7 +54,7 @@ SCORER_CLIP_MORE = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=7
                             hard_negatives=2, lr=2.5e-4)
 VAE_STEPS, VAE_DECODER_STEPS, VAE_BATCH = 500, 200, 32
 UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY, CAPTION_DROPOUT = 8000, 64, 5e-4, 0.998, 0.1
-DECODER_STEPS, DECODER_BATCH = 2000, 64
+DECODER_STEPS, DECODER_CONSTANT, DECODER_BATCH = 3000, 2000, 64
 MIN_SNR_GAMMA = 5.0  # Hang et al. 2023: min-SNR loss weighting converges ~3x faster
 
 
@@ -287,7 +287,7 @@ def train_vae(data: Dataset, out: Path) -> None:
 
 
 def train_decoder(data: Dataset, workdir: Path, steps: int, max_minutes: float | None) -> None:
-    """More decoder-only training on the frozen encoder's latents.
+    """More decoder-only training on the frozen encoder's latents (resumable).
 
     The latents (and so the UNet's training targets and the scaling factor)
     do not change, so this can run beside the UNet stage and its result is
@@ -296,22 +296,28 @@ def train_decoder(data: Dataset, workdir: Path, steps: int, max_minutes: float |
     from diffusers import AutoencoderKL
 
     out = workdir / "vae_decoder"
+    done = 0
     if (out / "config.json").exists():
-        print(f"[decoder] found {out}, skipping")
-        return
-    vae = AutoencoderKL.from_pretrained(workdir / "vae")
+        done = json.loads((workdir / "decoder_steps.json").read_text())["steps"]
+        if done >= steps:
+            print(f"[decoder] found {out} ({done} steps), skipping")
+            return
+        print(f"[decoder] resuming from {out} at step {done}")
+    vae = AutoencoderKL.from_pretrained(out if done else workdir / "vae")
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     params = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-4)
-    rng = np.random.default_rng(1005)
-    gen = torch.Generator().manual_seed(1005)
+    rng = np.random.default_rng(1005 + done)
+    gen = torch.Generator().manual_seed(1005 + done)
     start = time.time()
-    bar = progress(steps, "decoder")
-    step = 0
-    for step in range(steps):
+    bar = progress(steps - done, "decoder")
+    step = done
+    for step in range(done, steps):
+        # Constant, then a linear decay over the steps past the first DECODER_CONSTANT.
+        decay = max(0.0, (step - DECODER_CONSTANT) / max(1, steps - DECODER_CONSTANT))
         for g in opt.param_groups:
-            g["lr"] = 3e-4 * min(1.0, (step + 1) / 50)
+            g["lr"] = 3e-4 * min(1.0, (step - done + 1) / 50) * (1 - 0.9 * decay)
         x, _, _ = data.sample(rng, DECODER_BATCH)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample(generator=gen)
@@ -361,13 +367,18 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
     stopped early by ``--max-minutes`` still yields a usable model (the number
     of steps reached is recorded in ``unet_steps.json``).
     """
-    from diffusers import AutoencoderKL, DDPMScheduler
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     out = workdir / "unet"
+    total = steps or UNET_STEPS
+    done = 0
     if (out / "config.json").exists():
-        print(f"[unet] found {out}, skipping")
-        return
+        done = json.loads((workdir / "unet_steps.json").read_text())["steps"]
+        if done >= total:
+            print(f"[unet] found {out} ({done} steps), skipping")
+            return
+        print(f"[unet] resuming from the EMA weights at step {done}")
     vae = AutoencoderKL.from_pretrained(workdir / "vae").eval()
     text = load_text_encoder(workdir / "clip").eval()
     assert isinstance(text, CLIPTextModel)
@@ -375,19 +386,20 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
     sched = DDPMScheduler(**noise_scheduler_config())
     alphas_cumprod = sched.alphas_cumprod
     unet = make_unet()
+    if done:  # only the EMA is saved: continue from it with a fresh optimiser
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(out).state_dict())
     ema = make_unet()
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=0.01)
-    rng = np.random.default_rng(1004)
-    gen = torch.Generator().manual_seed(1004)
+    rng = np.random.default_rng(1004 + done)
+    gen = torch.Generator().manual_seed(1004 + done)
     start = time.time()
-    total = steps or UNET_STEPS
-    bar = progress(total, "unet")
-    step = 0
-    for step in range(total):
+    bar = progress(total - done, "unet")
+    step = done
+    for step in range(done, total):
         for g in opt.param_groups:
-            g["lr"] = UNET_LR * min(1.0, (step + 1) / 200)
+            g["lr"] = UNET_LR * min(1.0, (step - done + 1) / 200)
         images, ids, _ = data.sample(rng, UNET_BATCH)
         drop = torch.from_numpy(rng.random(UNET_BATCH) < CAPTION_DROPOUT)
         ids = torch.where(drop[:, None], empty, ids)
@@ -406,7 +418,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        decay = min(EMA_DECAY, (1 + step - done) / (10 + step - done))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - decay)
@@ -418,8 +430,13 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
             break
     bar.close()
     ema.save_pretrained(out)
-    (workdir / "unet_steps.json").write_text(json.dumps(
-        {"steps": step + 1, "planned": total, "batch": UNET_BATCH, "minutes": (time.time() - start) / 60}))
+    steps_file = workdir / "unet_steps.json"
+    minutes = (time.time() - start) / 60
+    if done:
+        minutes += json.loads(steps_file.read_text())["minutes"]
+    steps_file.write_text(json.dumps(
+        {"steps": step + 1, "planned": total, "batch": UNET_BATCH, "minutes": minutes,
+         "resumed_at": done or None}))
 
 
 def load_text_encoder(clip_dir: Path):

@@ -1,0 +1,183 @@
+"""The model card (weights/README.md), written from measured metrics."""
+
+from __future__ import annotations
+
+from . import WEIGHTS_DIR
+from .grammar import SYNONYMS, training_frequencies
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _file_sizes() -> list[str]:
+    rows = []
+    for path in sorted(WEIGHTS_DIR.rglob("*.safetensors")):
+        rows.append(f"| `{path.relative_to(WEIGHTS_DIR)}` | {path.stat().st_size / 2**20:.1f} MiB |")
+    return rows
+
+
+def write_card(m: dict) -> str:
+    jg = m["judge_ground_truth"]
+    sr = m["scorer_retrieval"]
+    gen = m["generation"]
+    t = m["sampling_time"]
+    training = m.get("training", {})
+    steps = training.get("unet_steps", {})
+    minutes = training.get("stage_minutes", {})
+    lines = [
+        "# dpodiff shapes world: a miniature Stable Diffusion and its scorer CLIP",
+        "",
+        "Trained from scratch on this repository's synthetic shapes (32x32 RGB images of",
+        "1-2 coloured circles/squares/triangles on a plain background, with captions from",
+        "a small grammar; see `dpodiff/shapes/grammar.py`). For tests and demos of prompt",
+        "optimisation on a CPU; it knows nothing but this world.",
+        "",
+        "- `pipeline/`: diffusers `StableDiffusionPipeline` (AutoencoderKL 32x32x3 -> 8x8x4,",
+        "  UNet2DConditionModel on 8x8 latents with cross-attention to the text encoder,",
+        "  DDIM scheduler, the real CLIP BPE tokenizer with 20 positions). The text encoder",
+        "  is the text tower of a CLIP trained contrastively here (seed 1).",
+        "- `scorer/`: a second, separately trained transformers `CLIPModel` (seed 2,",
+        "  different projection size, trained with two near-miss hard-negative captions per",
+        "  image) with its `CLIPProcessor`: use it to score images, as SD 1.x is scored",
+        "  with a CLIP other than its own text encoder. Images: 32x32, mean = std = 0.5.",
+        "- `pipeline/dpodiff_judge.json` names the programmatic judge",
+        "  (`dpodiff.shapes.judge:judge`), independent of every learned model.",
+        "",
+        "All weights are float16 safetensors; load them as float32 on CPU:",
+        "",
+        "```python",
+        "pipe = StableDiffusionPipeline.from_pretrained(PIPELINE_DIR, torch_dtype=torch.float32)",
+        "image = pipe('a red circle above a blue square', num_inference_steps=25,",
+        "             guidance_scale=7.5, generator=torch.Generator().manual_seed(0)).images[0]",
+        "```",
+        "",
+        "## Retraining",
+        "",
+        "`python -m dpodiff.shapes.train` retrains everything with fixed seeds on CPU",
+        "(stages `clip`, `scorer`, `scorer_more`, `vae`, `unet`, `decoder`, `export`,",
+        "`eval`; `--stage` picks some; fp32 checkpoints and the cached 100k-pair data set",
+        "go to `runs/shapes/`). `--stop-at HH:MM` / `--max-minutes` cap the UNet, decoder",
+        "and scorer_more stages (weights are saved wherever they stop, and the steps",
+        "reached are recorded); `--unet-steps N` reproduces a given UNet length.",
+        "Use `--threads 1` when other processes share the cores: PyTorch's OpenMP threads",
+        "spin-wait and slow down many-fold under contention.",
+        "",
+        "The shipped weights were trained on a 2-core CPU shared with other heavy jobs",
+        "(load average 5-7), as single-threaded processes run side by side: the",
+        "conditioning CLIP, the scorer and the VAE in parallel, then the UNet beside the",
+        "VAE decoder fine-tuning and the scorer's second phase. Every stage was short",
+        "because of that; quality below reflects it.",
+        "",
+    ]
+    if minutes:
+        lines += ["Wall time per stage of the run that produced these weights (stages overlapped):", "",
+                  "| stage | minutes |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in minutes.items()]
+        lines.append("")
+    if steps:
+        lines += [f"UNet: {steps.get('steps')} steps of batch {steps.get('batch', 64)} (planned {steps.get('planned')}),"
+                  f" {steps.get('minutes', 0):.1f} min; the EMA of its weights is shipped.", ""]
+    for name, what in (("decoder_steps", "VAE decoder fine-tuning"), ("scorer_more_steps", "scorer second phase")):
+        if name in training:
+            lines += [f"{what}: {training[name].get('steps')} steps.", ""]
+    lines += [
+        "## Measured quality",
+        "",
+        "### Judge on generator images (ground truth)",
+        "",
+        "| test | rate |",
+        "|---|---|",
+        f"| true images pass | {_pct(jg['true_images_pass'])} |",
+    ]
+    for k in ("single", "two", "relation"):
+        if f"true_images_pass_{k}" in jg:
+            lines.append(f"| true images pass, {k} | {_pct(jg[f'true_images_pass_{k}'])} |")
+    lines += [
+        f"| images with one wrong colour fail | {_pct(jg['wrong_colour_fail'])} |",
+        f"| images with one wrong shape fail | {_pct(jg['wrong_shape_fail'])} |",
+        "",
+        "### CLIP retrieval on held-out rendered images (common wording)",
+        "",
+        "| task | chance | scorer CLIP | conditioning CLIP |",
+        "|---|---|---|---|",
+    ]
+    cc = m.get("conditioning_clip_retrieval", {})
+    rows = [("right caption among 20 random", "random20", "5%"),
+            ("two shapes (and): right among itself + 5 near misses", "near_miss6_two", "16.7%"),
+            ("two shapes (relation): right among itself + 5 near misses", "near_miss6_relation", "16.7%"),
+            ("two shapes (and): right beats one near miss", "near_miss_pairwise_two", "50%"),
+            ("two shapes (relation): right beats one near miss", "near_miss_pairwise_relation", "50%")]
+    for name, key, chance in rows:
+        lines.append(f"| {name} | {chance} | {_pct(sr[key])} | {_pct(cc[key]) if key in cc else '-'} |")
+    lines += [
+        "",
+        "Near misses change one thing: a colour or shape, swapped colours or shapes",
+        "between the two objects, another relation, another background.",
+        "",
+        f"### Generated images, judged ({gen['by_type'][next(iter(gen['by_type']))]['n']} prompts per type, "
+        "seeds 0.., 25 DDIM steps, guidance 7.5)",
+        "",
+        "| prompt type | judge pass | colours right | shapes right | relation right | example |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in gen["by_type"].items():
+        ch = r["checks"]
+        col = [v for k, v in ch.items() if k.startswith("colour")]
+        shp = [v for k, v in ch.items() if k.startswith("shape")]
+        rel = _pct(ch["relation"]) if "relation" in ch else "-"
+        lines.append(f"| {name} | {_pct(r['rate'])} | {_pct(sum(col) / len(col))} | "
+                     f"{_pct(sum(shp) / len(shp))} | {rel} | {r['examples'][0]} |")
+    lines += ["", "Single-shape prompts (common words) by guidance scale, 25 steps:", "",
+              "| guidance | " + " | ".join(gen["by_guidance"]) + " |",
+              "|---|" + "---|" * len(gen["by_guidance"]),
+              "| judge pass | " + " | ".join(_pct(v) for v in gen["by_guidance"].values()) + " |", ""]
+    for steps_ in (50,):
+        key = f"single_common_{steps_}_steps"
+        if key in gen:
+            lines.append(f"- {steps_} steps, guidance 7.5: {_pct(gen[key])}")
+    lines += [
+        "",
+        "### Synonyms: training share and effect",
+        "",
+        "Share of the concept's mentions in training captions; pass rates of the same",
+        "scenes (12 each, seeds 0-11) worded with the synonym vs. the common word.",
+        "",
+        "| word | means | training share | training captions using it | judge pass with it | with the common word |",
+        "|---|---|---|---|---|---|",
+    ]
+    counts = m.get("training_word_counts", {})
+    for w, r in gen["by_word"].items():
+        lines.append(f"| {w} | {r['concept']} | {_pct(r['training_share'])} | {counts.get(w, '-')} | "
+                     f"{_pct(r['pass_with_synonym'])} | {_pct(r['pass_with_common_word'])} |")
+    if m.get("improvement_probe"):
+        lines += ["", "### Can a negative prompt repair a poorly understood wording? (8 seeds)", "",
+                  "| prompt | no negative | best one-word negative | with it |", "|---|---|---|---|"]
+        for r in m["improvement_probe"]:
+            lines.append(f"| {r['prompt']} | {_pct(r['no_negative'])} | {r['best_negative'] or '(none)'} | "
+                         f"{_pct(r['best_rate'])} |")
+    lines += [
+        "",
+        "### Sampling time on this 2-core CPU (float32, 2 threads)",
+        "",
+        f"- one image, 25 steps: {t['single_image_25_steps_s']:.2f} s",
+        f"- one image, 50 steps: {t['single_image_50_steps_s']:.2f} s",
+        f"- batch of 50 at 25 steps: {1000 * t['batched_25_steps_s_per_image']:.0f} ms per image",
+        "",
+        "## Sizes", "", "| file | size |", "|---|---|", *_file_sizes(),
+        "",
+        "## Vocabulary",
+        "",
+        "Colours " + ", ".join(k for k in SYNONYMS if k in ('red', 'orange', 'yellow', 'green', 'blue',
+                                                              'purple', 'white', 'black'))
+        + "; shapes circle, square, triangle; sizes small, large; relations above, below,"
+        " to the left of, to the right of, and. Synonyms (share of the concept's training mentions):",
+        "",
+    ]
+    for concept, words in training_frequencies().items():
+        rest = [f"{w} {_pct(f)}" for w, f in words.items()]
+        lines.append(f"- {concept}: " + ", ".join(rest))
+    lines.append("")
+    text = "\n".join(lines)
+    (WEIGHTS_DIR / "README.md").write_text(text)
+    return text
