@@ -82,6 +82,12 @@ def write_card(m: dict) -> str:
         if name in training:
             lines += [f"{what}: {training[name].get('steps')} steps.", ""]
     lines += [
+        "## Recommended settings",
+        "",
+        "25 DDIM steps, guidance scale 3 (see the sweep below: 7.5, SD's usual value,",
+        "over-sharpens this small model into blobs and artefacts). Prompts with a",
+        "colour and a shape work best; relations are not learned (about chance).",
+        "",
         "## Measured quality",
         "",
         "### Judge on generator images (ground truth)",
@@ -116,7 +122,7 @@ def write_card(m: dict) -> str:
         "between the two objects, another relation, another background.",
         "",
         f"### Generated images, judged ({gen['by_type'][next(iter(gen['by_type']))]['n']} prompts per type, "
-        "seeds 0.., 25 DDIM steps, guidance 7.5)",
+        f"seeds 0.., 25 DDIM steps, guidance {gen.get('guidance', 7.5)})",
         "",
         "| prompt type | judge pass | colours right | shapes right | relation right | example |",
         "|---|---|---|---|---|---|",
@@ -135,7 +141,7 @@ def write_card(m: dict) -> str:
     for steps_ in (50,):
         key = f"single_common_{steps_}_steps"
         if key in gen:
-            lines.append(f"- {steps_} steps, guidance 7.5: {_pct(gen[key])}")
+            lines.append(f"- {steps_} steps, guidance {gen.get('guidance', 7.5)}: {_pct(gen[key])}")
     lines += [
         "",
         "### Synonyms: training share and effect",
