@@ -71,7 +71,8 @@ def write_card(m: dict) -> str:
         "",
     ]
     if minutes:
-        lines += ["Wall time per stage of the run that produced these weights (stages overlapped):", "",
+        lines += ["Wall time of the last run of each stage (stages overlapped; for the resumed UNet and"
+                  " decoder only the resumed part: the first decoder part took 39.9 min):", "",
                   "| stage | minutes |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in minutes.items()]
         lines.append("")
