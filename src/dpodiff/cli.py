@@ -6,9 +6,16 @@ exits with status 2 and a message (add --debug for the traceback).
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+
+# Library chatter (loading bars, the torchvision notice) would bury our own progress and errors;
+# it must be silenced before transformers is first imported.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import json  # noqa: E402
+import sys  # noqa: E402
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -190,10 +197,7 @@ def _print_summary(result, out: Path) -> None:
 
 
 def _quiet_libraries() -> None:
-    """Library chatter (loading bars, the torchvision notice) would bury our own progress and errors."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    """Loading bars of diffusers and transformers off: the CLI shows its own progress."""
     import diffusers.utils.logging
     import transformers.utils.logging
 
