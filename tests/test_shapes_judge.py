@@ -3,9 +3,9 @@
 import numpy as np
 from PIL import Image
 
-from dpodiff.shapes.grammar import COLOURS, PALETTE, SHAPES, Scene, ShapeSpec, render_caption, sample_caption
+from dpodiff.shapes.grammar import Scene, ShapeSpec, render_caption, sample_caption
 from dpodiff.shapes.judge import judge
-from dpodiff.shapes.render import background_for, draw, layout, render
+from dpodiff.shapes.render import render, render_wrong
 
 
 def test_ground_truth_images_pass():
@@ -18,28 +18,13 @@ def test_ground_truth_images_pass():
     assert passed >= 297  # >= 99%
 
 
-def _wrong(scene: Scene, rng, what: str):
-    """A truthful layout with one shape's colour or shape changed."""
-    placed = layout(scene, rng)
-    bg = background_for(scene, rng)
-    i = int(rng.integers(len(placed)))
-    spec = placed[i].spec
-    if what == "colour":
-        used = {s.colour for s in scene.shapes} | {bg}
-        new = [c for c in COLOURS if c not in used][int(rng.integers(len(COLOURS) - len(used)))]
-        return draw(placed, bg, lambda s: PALETTE[new] if s is spec else PALETTE[s.colour])
-    other = [s for s in SHAPES if s != spec.shape][int(rng.integers(2))]
-    placed[i] = type(placed[i])(ShapeSpec(other, spec.colour, spec.size), placed[i].x0, placed[i].y0, placed[i].side)
-    return draw(placed, bg)
-
-
 def test_wrong_colour_or_shape_fails():
     rng = np.random.default_rng(7)
     for what, check in [("colour", "colour"), ("shape", "shape")]:
         failed = 0
         for _ in range(150):
             scene, caption = sample_caption(rng)
-            verdict = judge(caption, _wrong(scene, rng, what))
+            verdict = judge(caption, render_wrong(scene, rng, what))
             failed += not verdict.passed
             assert not all(v for k, v in verdict.checks.items() if k.startswith(check))
         assert failed == 150, what

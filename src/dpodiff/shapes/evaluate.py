@@ -20,7 +20,7 @@ from .grammar import (
     same_meaning, sample_caption, sample_scene, training_frequencies,
 )
 from .judge import judge
-from .render import background_for, draw, layout, render
+from .render import render, render_wrong
 
 EVAL_SEED = 31337
 # Recommended defaults for this model: the guidance sweep in the card peaks at 3
@@ -51,8 +51,6 @@ def _rate(verdicts) -> Rate:
 
 def judge_ground_truth(n: int = 1000) -> dict[str, float]:
     """Pass rate on true images; fail rate on images with one colour or one shape wrong."""
-    from .grammar import PALETTE
-
     rng = np.random.default_rng(EVAL_SEED)
     out = {}
     by_kind: dict[str, list[bool]] = {}
@@ -67,20 +65,7 @@ def judge_ground_truth(n: int = 1000) -> dict[str, float]:
         fails = []
         for _ in range(n):
             scene, caption = sample_caption(rng)
-            placed = layout(scene, rng)
-            bg = background_for(scene, rng)
-            i = int(rng.integers(len(placed)))
-            spec = placed[i].spec
-            if what == "colour":
-                used = {s.colour for s in scene.shapes} | {bg}
-                free = [c for c in COLOURS if c not in used]
-                new = free[int(rng.integers(len(free)))]
-                image = draw(placed, bg, lambda s, spec=spec, new=new: PALETTE[new if s is spec else s.colour])
-            else:
-                other = [s for s in SHAPES if s != spec.shape][int(rng.integers(2))]
-                placed[i] = type(placed[i])(ShapeSpec(other, spec.colour, spec.size),
-                                            placed[i].x0, placed[i].y0, placed[i].side)
-                image = draw(placed, bg)
+            image = render_wrong(scene, rng, what)
             fails.append(not judge(caption, image).passed)
         out[f"wrong_{what}_fail"] = float(np.mean(fails))
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .grammar import COLOURS, PALETTE, Scene, ShapeSpec
+from .grammar import COLOURS, PALETTE, SHAPES, Scene, ShapeSpec
 
 IMAGE_SIZE = 32
 SUPERSAMPLE = 4
@@ -114,3 +114,19 @@ def render(scene: Scene, rng: np.random.Generator) -> Image.Image:
 
 def render_array(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(render(scene, rng), dtype=np.uint8)
+
+
+def render_wrong(scene: Scene, rng: np.random.Generator, what: str) -> Image.Image:
+    """A truthful layout of `scene` with one shape's colour (what="colour") or shape changed: the judge must fail it."""
+    placed = layout(scene, rng)
+    bg = background_for(scene, rng)
+    i = int(rng.integers(len(placed)))
+    spec = placed[i].spec
+    if what == "colour":
+        used = {s.colour for s in scene.shapes} | {bg}
+        free = [c for c in COLOURS if c not in used]
+        new = free[int(rng.integers(len(free)))]
+        return draw(placed, bg, lambda s: PALETTE[new if s is spec else s.colour])
+    other = [s for s in SHAPES if s != spec.shape][int(rng.integers(2))]
+    placed[i] = type(placed[i])(ShapeSpec(other, spec.colour, spec.size), placed[i].x0, placed[i].y0, placed[i].side)
+    return draw(placed, bg)
