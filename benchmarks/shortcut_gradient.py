@@ -1,25 +1,34 @@
-"""Memory and time of one GPO step against the number of sampling steps T: shortcut vs full back-propagation.
+"""Peak memory and time of one GPO step against the number of sampling steps T: shortcut vs full back-propagation.
 
 The shortcut keeps one UNet call on the autograd tape whatever T is; full back-propagation keeps all T.
-Memory is accounted from allocations, not process RSS: on CUDA the allocator's peak
-(torch.cuda.max_memory_allocated); on the CPU the bytes of every tensor autograd saves for the
-backward pass (unique storages, counted as they are saved: the activation memory, which is what
-grows with T), plus the weights.
+Each (gradient, T) row runs in a FRESH process (multiprocessing "spawn"), so one row's high-water mark
+cannot hide another's. That process builds the models, runs a warm-up without autograd (lazy kernel
+and library set-up, at 2 sampling steps, so it stays below the step's own peak), reads its memory,
+then runs one GPO step (relaxed encoding, loss, backward to the logits) and reads the peak:
+  CPU:  the process's peak RSS (getrusage ru_maxrss, the whole life of the process) and the peak
+        added by the step = ru_maxrss after the step - VmRSS just before it (freed heap handed back
+        to the OS first with malloc_trim, so memory the warm-up freed is not counted as "before");
+  CUDA: torch.cuda.max_memory_allocated, reset before the step; added = peak - allocated before.
+The bytes autograd saves for backward (distinct storages) are shown too: they are what grows with T.
 
     .venv/bin/python benchmarks/shortcut_gradient.py                 # CPU, a UNet big enough that activations dominate
     .venv/bin/python benchmarks/shortcut_gradient.py --sd15 --device cuda   # SD 1.5 architecture, random weights, fp16
 
-The last line is `shortcut peak-memory ratio T=50/T=10: <number>`.
+The last line is `shortcut peak-memory ratio T=<hi>/T=<lo>: <number>`, from the memory added by the step.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import multiprocessing
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from dpodiff.backends.relaxed import encode_relaxed, negative_layout, positive_layout
+from dpodiff.backends import as_backend
 from dpodiff.backends.shortcut import full_backprop_loss, shortcut_loss
 from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.optimizers.gradient import GPOSettings, gumbel_weights, initial_logits
@@ -27,10 +36,11 @@ from dpodiff.spaces import SearchSpace, Slot, Span
 from dpodiff.tokenizers import clip_tokenizer
 
 PROMPT = "a red circle above a blue square"
+MiB = 2**20
 
 
 def build(sd15: bool, device: torch.device, dtype: torch.dtype):
-    """A StableDiffusionPipeline and a CLIP scorer with random weights and real architectures."""
+    """A backend (StableDiffusionPipeline) and a CLIP scorer with random weights and real architectures."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPTextModel
 
@@ -64,13 +74,14 @@ def build(sd15: bool, device: torch.device, dtype: torch.dtype):
     ).to(device, dtype)
     processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     clip = ClipScorer.from_parts(CLIPModel(scorer).to(device, dtype), clip_tokenizer(77), processor, "random CLIP")
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder, clip.model):
-        module.requires_grad_(False)
-    return pipe, clip
+    backend = as_backend(pipe)
+    for module in (*backend.modules, clip.model):
+        module.requires_grad_(False).eval()
+    return backend, clip
 
 
 class SavedTensorBytes:
-    """Bytes of the distinct storages autograd saves for backward (the activation memory)."""
+    """Bytes of the distinct storages autograd saves for backward: the activation memory, which grows with T."""
 
     def __init__(self):
         self.seen: set[int] = set()
@@ -92,36 +103,70 @@ class SavedTensorBytes:
         self.hooks.__exit__(*exc)
 
 
-def measure(pipe, clip, mode: str, steps: int, device: torch.device, repeats: int) -> tuple[float, float]:
-    """(peak MB, seconds) of one GPO step: relaxed encoding, loss, backward to the logits."""
+def vm_rss_mib() -> float:
+    """The process's resident memory now (VmRSS), after handing freed heap back to the OS."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed memory resident; don't count it as in use
+    except OSError:
+        pass
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gpo_loss(backend, clip, space, relaxed, logits, target, mode: str, steps: int) -> torch.Tensor:
+    """GPO's loss for one Gumbel draw: relaxed encoding, then the shortcut or full back-propagation."""
+    cond = relaxed(gumbel_weights(logits, space.sizes(), torch.Generator().manual_seed(0), 1.0))
+    noise = backend.initial_noise(0)
+    if mode == "shortcut":
+        return shortcut_loss(backend, clip, cond, target, noise, 0, GPOSettings().t_index(0, steps), steps, 7.5)
+    return full_backprop_loss(backend, clip, cond, target, noise, 0, steps, 7.5)
+
+
+def measure(sd15: bool, device: str, threads: int, mode: str, steps: int, repeats: int) -> dict:
+    """Run in a fresh process: build, warm up, then memory and best seconds of one GPO step."""
+    torch.set_num_threads(threads)
+    device = torch.device(device)
+    backend, clip = build(sd15, device, torch.float16 if device.type == "cuda" else torch.float32)
     space = SearchSpace(PROMPT, positive=[Span(2, 5, ["red", "crimson", "scarlet"])], negative=[Slot("red", ["blue", "green"]), Slot("q", ["blurry", "low quality"])])
-    pos_layout, neg_layout = positive_layout(space, pipe.tokenizer), negative_layout(space, pipe.tokenizer)
+    relaxed = backend.relaxed_encoders(space, True, True)
     target = clip.embed_text([PROMPT])
-    t_index = GPOSettings().t_index(0, steps)
-    weight_bytes = sum(p.numel() * p.element_size() for m in (pipe.unet, pipe.vae, pipe.text_encoder, clip.model) for p in m.parameters())
-    best_seconds, peak = float("inf"), 0.0
-    for _ in range(repeats):
-        logits = initial_logits(space.sizes())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+    built = vm_rss_mib()
+    with torch.no_grad():  # warm-up: nothing saved for backward, and 2 steps, so it stays below the step's peak
+        gpo_loss(backend, clip, space, relaxed, initial_logits(space.sizes(), device), target, "shortcut", 2)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / MiB
+    else:
+        before, peak_before = vm_rss_mib(), peak_rss_mib()
+    row = {"rss_built": built, "before": before, "seconds": float("inf")}
+    for i in range(repeats):
+        logits = initial_logits(space.sizes(), device)
         start = time.perf_counter()
         with SavedTensorBytes() as saved:
-            w = gumbel_weights(logits, torch.Generator().manual_seed(0), 1.0)
-            positive = encode_relaxed(pipe.text_encoder, pos_layout, w[:1])
-            negative = encode_relaxed(pipe.text_encoder, neg_layout, w[1:])
-            if mode == "shortcut":
-                loss = shortcut_loss(pipe, clip, negative, positive, target, 0, t_index, steps, 7.5)
-            else:
-                loss = full_backprop_loss(pipe, clip, negative, positive, target, 0, steps, 7.5)
+            loss = gpo_loss(backend, clip, space, relaxed, logits, target, mode, steps)
         loss.backward()
         if device.type == "cuda":
             torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            peak = (weight_bytes + saved.bytes) / 2**20
-        best_seconds = min(best_seconds, time.perf_counter() - start)
-    return peak, best_seconds
+        row["seconds"] = min(row["seconds"], time.perf_counter() - start)
+        if i == 0:  # memory of the first step; later repeats only time it
+            row["saved"] = saved.bytes / MiB
+            row["peak"] = torch.cuda.max_memory_allocated() / MiB if device.type == "cuda" else peak_rss_mib()
+            row["step_set_peak"] = device.type == "cuda" or row["peak"] > peak_before
+        del loss, logits
+    row["added"] = row["peak"] - before
+    return row
+
+
+def fresh_process(*args) -> dict:
+    """measure(*args) in a new spawned interpreter, so its peak is this measurement's alone."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, *args).result()
 
 
 def main() -> None:
@@ -129,25 +174,34 @@ def main() -> None:
     parser.add_argument("--sd15", action="store_true", help="the SD 1.5 architecture at 512x512 (use with --device cuda)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", default="10,25,50")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="steps timed per process (memory is the first step's)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--no-full", action="store_true", help="skip full back-propagation")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    pipe, clip = build(args.sd15, device, dtype)
+    cuda = torch.device(args.device).type == "cuda"
     step_counts = [int(s) for s in args.steps.split(",")]
     modes = ["shortcut"] + ([] if args.no_full else ["full"])
-    rows = {(m, t): measure(pipe, clip, m, t, device, args.repeats) for m in modes for t in step_counts}
-    memory = "peak allocated MB" if device.type == "cuda" else "weights + saved activations MB"
-    print(f"{'SD 1.5 architecture, 512x512' if args.sd15 else 'mid-size UNet, 256x256'}; {device}, {dtype}")
-    print(f"| gradient | T | {memory} | seconds per step |")
-    print("|---|---|---|---|")
-    for (mode, t), (mb, seconds) in rows.items():
-        print(f"| {mode} | {t} | {mb:.1f} | {seconds:.2f} |")
+    rows = {(m, t): fresh_process(args.sd15, args.device, args.threads, m, t, args.repeats) for m in modes for t in step_counts}
+    print(f"{'SD 1.5 architecture, 512x512' if args.sd15 else 'mid-size UNet, 256x256'}; {args.device}, "
+          f"{'float16' if cuda else 'float32'}; one fresh process per row")
+    if cuda:
+        print("| gradient | T | peak allocated MiB | allocated before the step MiB | added by one GPO step MiB | autograd saved tensors MiB | seconds per step |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print("| gradient | T | peak RSS of a fresh process MiB | RSS after build MiB | RSS before the step MiB "
+              "| peak RSS added by one GPO step MiB | autograd saved tensors MiB | seconds per step |")
+        print("|---|---|---|---|---|---|---|---|")
+    for (mode, t), r in rows.items():
+        built = "" if cuda else f" {r['rss_built']:.0f} |"
+        print(f"| {mode} | {t} | {r['peak']:.0f} |{built} {r['before']:.0f} | {r['added']:.0f} | {r['saved']:.0f} | {r['seconds']:.2f} |")
+    for (mode, t), r in rows.items():
+        if not r["step_set_peak"]:
+            print(f"warning: {mode} T={t}: the step did not raise the process's peak RSS (the warm-up did); its added peak is a lower bound")
     lo, hi = min(step_counts), max(step_counts)
+    added = {key: r["added"] for key, r in rows.items()}
     if "full" in modes:
-        print(f"full back-propagation peak-memory ratio T={hi}/T={lo}: {rows[('full', hi)][0] / rows[('full', lo)][0]:.2f}")
-    print(f"shortcut peak-memory ratio T={hi}/T={lo}: {rows[('shortcut', hi)][0] / rows[('shortcut', lo)][0]:.3f}")
+        print(f"full back-propagation peak-memory ratio T={hi}/T={lo}: {added[('full', hi)] / added[('full', lo)]:.2f}")
+    print(f"shortcut peak-memory ratio T={hi}/T={lo}: {added[('shortcut', hi)] / added[('shortcut', lo)]:.3f}")
 
 
 if __name__ == "__main__":

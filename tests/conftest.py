@@ -33,3 +33,10 @@ def tiny_scorer(tiny_scorer_dir):
     from dpodiff.objectives.clip_loss import ClipScorer
 
     return ClipScorer.from_pretrained(str(tiny_scorer_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    from dpodiff.testing import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))

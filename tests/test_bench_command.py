@@ -171,9 +171,10 @@ def test_select_direction_follows_the_task(tmp_path):
     from dpodiff.bench import storage
     from dpodiff.bench.command import _select
     from dpodiff.bench.config import BenchConfig
+    from dpodiff.config import RunConfig
 
     for task, kept in (("improve", ["b", "c"]), ("attack", ["a", "b"])):
-        config = BenchConfig(task=task, seeds=(0, 1), budget=3, out=str(tmp_path))
+        config = BenchConfig(RunConfig(task=task, seeds=(0, 1), budget=3), out=str(tmp_path))
         conn = storage.open_db(tmp_path / f"{task}.sqlite", config.settings())
         scores = {"a": [0.80, 0.84], "b": [0.85, 0.85], "c": [0.9, 1.0]}
         calls = []

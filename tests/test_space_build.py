@@ -122,5 +122,5 @@ def test_bad_input(args, message):
 
 
 def test_unknown_task():
-    with pytest.raises(UsageError, match="Unknown task"):
+    with pytest.raises(UsageError, match="--task .enhance. is not known"):
         build_task_space("a red car", "enhance")

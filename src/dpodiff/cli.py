@@ -27,7 +27,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmUrl, Model, Out, PerWord, Scorer,
-    SearchSeed, Seeds, Size, SpaceFile, SpaceSource, Steps,
+    Scheduler, SearchSeed, Seeds, Size, SpaceFile, SpaceSource, Steps,
 )
 from dpodiff.errors import UsageError
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
@@ -46,10 +46,10 @@ def improve(
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    out: Out = Path("runs/improve"),
+    scheduler: Scheduler = None, out: Out = Path("runs/improve"),
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
-    _optimize_command("improve", **locals())
+    _optimize_command(task="improve", **locals())
 
 
 @app.command()
@@ -62,10 +62,10 @@ def attack(
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    out: Out = Path("runs/attack"),
+    scheduler: Scheduler = None, out: Out = Path("runs/attack"),
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
-    _optimize_command("attack", **locals())
+    _optimize_command(task="attack", **locals())
 
 
 @app.command()
@@ -76,24 +76,28 @@ def generate(
     seeds: Seeds = "2",
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    out: Out = Path("runs/generate"),
+    scheduler: Scheduler = None, out: Out = Path("runs/generate"),
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
-    from dpodiff.backends.stable_diffusion import GenerationSettings, Request
-    from dpodiff.backends.stable_diffusion import generate as run_pipeline
-    from dpodiff.inputs import check_output_dir, check_prompt, parse_seeds
+    from dpodiff.backends import Request
+    from dpodiff.config import RunConfig
+    from dpodiff.inputs import check_output_dir, check_prompt
     from dpodiff.objectives.judge import find_judge, judge_images
     from dpodiff.report.grid import image_grid
+    from dpodiff.report.images import to_pil
 
-    seed_list = parse_seeds(seeds)
+    config = RunConfig.from_options(**locals())
     out = check_output_dir(out)
-    pipe, clip, model_name = _load_models(model, scorer, device, dtype)
-    prompt = check_prompt(prompt, pipe.tokenizer)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler)
+    prompt = check_prompt(prompt, backend.tokenizer)
+    backend.check_window([negative_prompt], "negative prompt")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
     t0 = time.perf_counter()
-    images = run_pipeline(pipe, [Request(prompt, negative_prompt, s) for s in seed_list], GenerationSettings(steps, guidance, height, width, batch_size))
+    pixels = backend.generate([Request(prompt, negative_prompt, s) for s in config.seeds], config.generation())
     seconds = time.perf_counter() - t0
-    losses = clip.losses(images, target)
+    losses = clip.loss(pixels, clip.embed_text([target])).tolist()
+    images = to_pil(pixels)
+    seed_list = list(config.seeds)
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
     verdicts = judge_images(judge, target, images)
     records = []
@@ -102,7 +106,8 @@ def generate(
         records.append({"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None})
     image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)]).save(out / "grid.png")
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {"steps": steps, "guidance": guidance}, "seeds": seed_list, "loss": sum(losses) / len(losses),
+              "generation": {"family": backend.family, "scheduler": type(backend.pipe.scheduler).__name__, "steps": steps, "guidance": guidance},
+              "config": config.to_dict(), "seeds": seed_list, "loss": sum(losses) / len(losses),
               "images": records, "seconds": seconds}
     (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     table = Table(title=f"{prompt!r}" + (f"  (negative: {negative_prompt!r})" if negative_prompt else ""))
@@ -124,36 +129,33 @@ def _verdict(verdict: dict | None) -> str:
     return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
 
 
-def _load_models(model: str | None, scorer: str | None, device: str, dtype: str):
+def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None):
     from dpodiff.models import load_models
 
     with console.status(f"loading {model or 'the shapes world'}"):
-        return load_models(model, scorer, device, dtype)
+        return load_models(model, scorer, device, dtype, scheduler)
 
 
-def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, dtype, seeds, budget, **options) -> None:
-    from dpodiff.inputs import check_budget, check_output_dir, check_prompt, parse_seeds
+def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, **options) -> None:
+    from dpodiff.config import RunConfig
+    from dpodiff.inputs import check_output_dir, check_prompt
     from dpodiff.optimize import optimize
-    from dpodiff.optimizers import ALGORITHMS, WHITE_BOX, GPOSettings
+    from dpodiff.optimizers import WHITE_BOX, GPOSettings
 
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
-    seed_list = parse_seeds(seeds)
-    check_budget(budget)
-    if options["algo"] not in ALGORITHMS:
-        raise UsageError(f"--algo {options['algo']!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
+    config = RunConfig.from_options(algorithm=options["algo"], **options)
     llm = None
-    if options["space_source"] == "llm" and options["space"] is None:
+    if config.space_source == "llm" and options["space"] is None:
         from dpodiff.spaces.llm import config_from
 
         llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"])
     out = check_output_dir(out)
-    pipe, clip, model_name = _load_models(model, scorer, device, dtype)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-    bar = progress.add_task(task, total=budget, best="-")
-
-    gpo_bar = progress.add_task("gpo", total=GPOSettings().iterations, best="-", visible=options["algo"] in WHITE_BOX)
+    bar = progress.add_task(config.task, total=config.budget, best="-")
+    gpo_bar = progress.add_task("gpo", total=GPOSettings().iterations, best="-", visible=config.algorithm in WHITE_BOX)
 
     def on_gpo_iteration(iteration, loss):
         progress.start()
@@ -164,14 +166,8 @@ def _optimize_command(task: str, prompt: str, out: Path, model, scorer, device, 
         progress.update(bar, completed=len(result.history), best=f"{result.best.loss:.4f}")
 
     try:
-        result = optimize(
-            prompt, pipeline=pipe, scorer=clip, task=task, space=options.get("space"), algorithm=options["algo"], budget=budget,
-            seeds=seed_list, steps=options["steps"], guidance=options["guidance"], height=options["height"], width=options["width"],
-            positive=options.get("positive", False), space_source=options["space_source"], per_word=options["per_word"], llm=llm,
-            min_similarity=options.get("min_similarity", DEFAULT_MIN_SIMILARITY),
-            similarity_model=options.get("similarity_model", DEFAULT_SENTENCE_MODEL), search_seed=options["search_seed"],
-            batch_size=options["batch_size"], model_name=model_name, on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration,
-        )
+        result = optimize(prompt, pipeline=backend, scorer=clip, config=config, space=options["space"], llm=llm, model_name=model_name,
+                          on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration)
     finally:
         progress.stop()
     result.save(out)
@@ -192,6 +188,8 @@ def _print_summary(result, out: Path) -> None:
         table.add_row(role, e.prompt, e.negative_prompt, f"{e.loss:.4f}", passed)
     console.print(table)
     rejected = f", {len(result.rejections)} rejected by the constraint" if result.constraint else ""
+    for dropped in (result.fit or {}).get("dropped", []):
+        console.print(f"[yellow]token window:[/yellow] dropped {dropped['part']} {dropped['name']!r} ({dropped['reason']})")
     console.print(f"{result.evaluations} candidates scored x {len(result.seeds)} seeds{rejected} ({result.stop_reason}); "
                   f"{result.timings['seconds_per_evaluation']:.2f} s per candidate. Results in {out}")
 

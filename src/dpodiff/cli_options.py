@@ -5,9 +5,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from dpodiff.backends.schedulers import SCHEDULERS
 from dpodiff.models import DEFAULT_HUB_SCORER
 
-Model = Annotated[Optional[str], typer.Option(help="Diffusers SD 1.x/2.x pipeline: hub id or local folder. Default: the shipped shapes-world model.")]
+Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x or SDXL, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
 Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
@@ -26,3 +27,4 @@ LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File with the API key 
 Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut gradient) or hybrid (gpo, then epo from its distribution).")]
 Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
 SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
+Scheduler = Annotated[Optional[str], typer.Option(help=f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own.")]

@@ -1,62 +1,71 @@
-"""GPO on a diffusers pipeline: the relaxed prompt, the shortcut loss, and the learned distribution.
+"""GPO on a backend: the relaxed prompt, the shortcut loss, and the learned distribution.
 
-Glue between the white-box backend (backends/relaxed.py, backends/shortcut.py) and the
-optimiser (optimizers/gradient.py), which never sees a model.
+Glue between the white-box backend (backends/) and the optimiser (optimizers/gradient.py), which
+never sees a model. Each seed's initial noise is drawn once and stays on the device.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
 
-from dpodiff.backends.relaxed import encode_relaxed, negative_layout, positive_layout
+from dpodiff.backends import Backend, GenerationSettings, Request
 from dpodiff.backends.shortcut import shortcut_loss
-from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.optimizers.gradient import GPOSettings, GPOTrace, learn_logits
 from dpodiff.spaces import SearchSpace
 from dpodiff.tasks import Task
 
 
-def freeze(pipe, scorer: ClipScorer) -> None:
+def freeze(backend: Backend, scorer) -> None:
     """Gradients flow to the logits only: no weight may require or receive one."""
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder, scorer.model):
+    for module in (*backend.modules, scorer.model):
         module.requires_grad_(False)
 
 
 def run_gpo(
-    pipe,
-    scorer: ClipScorer,
+    backend: Backend,
+    scorer,
     space: SearchSpace,
     task: Task,
     seeds: list[int],
-    steps: int,
-    guidance: float,
+    generation: GenerationSettings,
     settings: GPOSettings | None = None,
     seed: int = 0,
-    height: int | None = None,
-    width: int | None = None,
     on_iteration=None,
 ) -> tuple[list[torch.Tensor], GPOTrace]:
-    """Learn logits over the searched genes (positive spans first, then negative slots)."""
+    """Learn logits over the searched genes (in SearchSpace.split order)."""
     settings = settings or GPOSettings()
-    freeze(pipe, scorer)
-    unsearched = SearchSpace(space.prompt)
-    pos_layout = positive_layout(space if task.search_positive else unsearched, pipe.tokenizer)
-    neg_layout = negative_layout(space if task.search_negative else unsearched, pipe.tokenizer)
-    n_pos = len(pos_layout.choices)
+    steps = generation.steps
+    freeze(backend, scorer)
+    relaxed = backend.relaxed_encoders(space, task.search_positive, task.search_negative)
     target = scorer.embed_text([space.prompt])
+    noise = {s: backend.initial_noise(s, generation.height, generation.width) for s in seeds}
 
     def loss(weights: list[torch.Tensor], iteration: int) -> torch.Tensor:
-        positive = encode_relaxed(pipe.text_encoder, pos_layout, weights[:n_pos])
-        negative = encode_relaxed(pipe.text_encoder, neg_layout, weights[n_pos:])
-        value = shortcut_loss(pipe, scorer, negative, positive, target, seeds[iteration % len(seeds)],
-                              settings.t_index(iteration, steps), steps, guidance, height, width)
+        s = seeds[iteration % len(seeds)]
+        value = shortcut_loss(backend, scorer, relaxed(weights), target, noise[s], s, settings.t_index(iteration, steps),
+                              steps, generation.guidance)
         return task.sign * value
 
-    sizes = space.sizes(task.search_positive, task.search_negative)
     with torch.enable_grad():
-        logits, trace = learn_logits(loss, sizes, settings, seed, on_iteration)
+        logits, trace = learn_logits(loss, task.sizes(space), settings, seed, on_iteration, backend.device)
     trace.t = [settings.t_index(i, steps) for i in range(settings.iterations)]
     trace.losses = [task.sign * v for v in trace.losses]  # report the loss itself, not the minimised sign
-    # each iteration samples t steps and runs one more with gradient: about (t + 1) / steps of an image
-    trace.equivalent_image_evaluations = sum((t + 1) / steps for t in trace.t)
+    trace.equivalent_images_formula = sum((t + 1) / steps for t in trace.t)
+    trace.seconds_per_image = seconds_per_image(backend, scorer, space.prompt, seeds[0], generation)
+    trace.equivalent_images_measured = sum(trace.seconds) / trace.seconds_per_image
     return logits, trace
+
+
+def seconds_per_image(backend: Backend, scorer, prompt: str, seed: int, generation: GenerationSettings) -> float:
+    """Seconds to generate and score one plain image at these settings (the faster of two tries, the
+    first warms up): GPO's cost is measured in these units, not assumed."""
+    target = scorer.embed_text([prompt])
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            scorer.loss(backend.generate([Request(prompt, "", seed)], generation), target).tolist()
+        times.append(time.perf_counter() - t0)
+    return min(times)

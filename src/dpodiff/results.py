@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from dpodiff.report.grid import image_grid
+from dpodiff.tasks import make_task
 
 
 @dataclass
@@ -53,7 +54,9 @@ class OptimizationResult:
     rejections: list[Rejection] = field(default_factory=list)
     stop_reason: str = ""
     constraint: dict | None = None
+    config: dict | None = None  # the RunConfig
     space: dict | None = None
+    fit: dict | None = None  # what fitting the space to the token window dropped (dpodiff.spaces.fit)
     timings: dict = field(default_factory=dict)
     gpo: dict | None = None  # GPO's trace (losses, t, learned probabilities, cost) for gpo and hybrid
     judge: dict | None = None  # {"original": [verdict per seed], "best": [...]} when the model has a judge
@@ -61,7 +64,7 @@ class OptimizationResult:
 
     @property
     def sign(self) -> int:
-        return -1 if self.task == "attack" else 1
+        return make_task(self.task).sign
 
     @property
     def best(self) -> Evaluation:
@@ -90,6 +93,7 @@ class OptimizationResult:
             "image_evaluations": self.evaluations * len(self.seeds),
             "rejected": len(self.rejections),
             "stop_reason": self.stop_reason,
+            "config": self.config,
             "constraint": self.constraint,
             "original": asdict(self.original),
             "best": asdict(self.best),
@@ -101,6 +105,7 @@ class OptimizationResult:
             "rejections": [asdict(r) for r in self.rejections],
             "timings": self.timings,
             "space": self.space,
+            "fit": self.fit,
         }
 
     def save(self, out_dir: str | Path) -> Path:

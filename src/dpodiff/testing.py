@@ -1,7 +1,7 @@
 """Tiny real models built from configs: random weights, real architectures.
 
 UNet2DConditionModel, AutoencoderKL, a CLIPTextModel with the real CLIP BPE vocabulary and a CLIPModel
-scorer, saved with `save_pretrained`, so tests and benchmarks load them through the same code as a
+scorer (and an SDXL pipeline with its two text encoders), saved with `save_pretrained`, so tests and benchmarks load them through the same code as a
 user's model. They draw noise; they exist to exercise code paths in a second.
 """
 
@@ -14,7 +14,7 @@ TINY_MAX_TOKENS = 77
 
 def build_tiny_pipeline(path: Path) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     from dpodiff.tokenizers import clip_tokenizer
 
@@ -28,14 +28,47 @@ def build_tiny_pipeline(path: Path) -> Path:
         block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=TINY_MAX_TOKENS, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    ))
+    text_encoder = CLIPTextModel(_text_config(32))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(TINY_MAX_TOKENS), unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def _text_config(hidden: int, pad_token_id: int = 49407, **extra):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                          max_position_embeddings=TINY_MAX_TOKENS, bos_token_id=49406, eos_token_id=49407, pad_token_id=pad_token_id, **extra)
+
+
+def build_tiny_sdxl(path: Path) -> Path:
+    """An SDXL pipeline: two text encoders (the second with projection and "!" padding, as SDXL's),
+    a UNet reading pooled text and size ids, an Euler scheduler; 16-pixel images."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from dpodiff.tokenizers import clip_tokenizer
+
+    torch.manual_seed(2)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=4, use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 16, cross_attention_dim=32 + 16, norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                       timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(_text_config(32)), text_encoder_2=CLIPTextModelWithProjection(_text_config(16, 0, projection_dim=16)),
+        tokenizer=clip_tokenizer(TINY_MAX_TOKENS), tokenizer_2=clip_tokenizer(TINY_MAX_TOKENS, pad_token="!"), unet=unet, scheduler=scheduler,
     )
     pipe.save_pretrained(path)
     return path
@@ -57,3 +90,52 @@ def build_tiny_scorer(path: Path) -> Path:
     clip_tokenizer(TINY_MAX_TOKENS).save_pretrained(path)
     CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(path)
     return path
+
+
+def one_hot(picks, sizes) -> list[torch.Tensor]:
+    """float64 one-hot weights: a relaxed prompt at a vertex, which must encode like the discrete one."""
+    return [torch.nn.functional.one_hot(torch.tensor(k), n).double() for k, n in zip(picks, sizes)]
+
+
+def finite_difference_check(loss, sizes: list[int], eps: float = 1e-6) -> None:
+    """The autograd gradient of loss(logits) matches central differences (float64 models)."""
+    generator = torch.Generator().manual_seed(3)
+    logits = [torch.rand(k, generator=generator, dtype=torch.float64).requires_grad_() for k in sizes]
+    loss(logits).backward()
+    analytic = torch.cat([z.grad for z in logits])
+    numeric = []
+    for g in range(len(logits)):
+        for i in range(len(logits[g])):
+            values = []
+            for sign in (1, -1):
+                shifted = [z.detach().clone() for z in logits]
+                shifted[g][i] += sign * eps
+                with torch.no_grad():
+                    values.append(loss(shifted).item())
+            numeric.append((values[0] - values[1]) / (2 * eps))
+    numeric = torch.tensor(numeric, dtype=torch.float64)
+    assert analytic.abs().max() > 1e-6  # the gradient is not trivially zero
+    torch.testing.assert_close(analytic, numeric, rtol=1e-4, atol=1e-9)
+
+
+def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4, guidance: float = 7.5) -> None:
+    """d(loss)/d(logits) through the relaxed encoding, one UNet step, the x0 estimate, the VAE and CLIP
+    matches finite differences. The shortcut treats x_t (sampled without gradient) as a constant, so x_t is
+    sampled once, at the logits where the gradient is taken, and held fixed for the differences too."""
+    from dpodiff.backends.schedulers import fresh_scheduler, gradient_position
+    from dpodiff.backends.shortcut import one_step_loss, sample_until
+
+    relaxed = backend.relaxed_encoders(space, positive=True, negative=True)
+    target = scorer.embed_text([space.prompt]).double()
+    scheduler = fresh_scheduler(backend.pipe.scheduler, steps)
+    position = gradient_position(scheduler, t_index, steps)
+    noise = backend.initial_noise(0)
+    fixed = {}
+
+    def loss(logits):
+        cond = relaxed([torch.softmax(z, 0) for z in logits])
+        if "x_t" not in fixed:
+            fixed["x_t"] = sample_until(backend, scheduler, cond, noise, position, guidance)
+        return one_step_loss(backend, scorer, scheduler, position, fixed["x_t"], cond, target, guidance)
+
+    finite_difference_check(loss, space.sizes())

@@ -1,0 +1,29 @@
+"""Model families behind one protocol (see base.py). Adding a family is one file and one line here."""
+
+from __future__ import annotations
+
+from dpodiff.backends.base import Backend, Conditioning, Encoded, GenerationSettings, Request, seed_generator
+from dpodiff.backends.sdxl import StableDiffusionXLBackend
+from dpodiff.backends.stable_diffusion import StableDiffusionBackend
+from dpodiff.errors import UsageError
+
+FAMILIES: tuple[type[Backend], ...] = (StableDiffusionBackend, StableDiffusionXLBackend)
+
+
+def family_for(pipeline_class: str) -> type[Backend]:
+    """The backend for a diffusers pipeline class name (as model_index.json's `_class_name` says)."""
+    for family in FAMILIES:
+        if family.pipeline_class == pipeline_class:
+            return family
+    supported = ", ".join(f.pipeline_class for f in FAMILIES)
+    raise UsageError(f"The model is a {pipeline_class}, which dpodiff does not support yet; supported pipelines: {supported}.")
+
+
+def as_backend(model) -> Backend:
+    """A Backend for a backend or a diffusers pipeline object a user already holds."""
+    if isinstance(model, Backend):
+        return model
+    return family_for(type(model).__name__)(model)
+
+
+__all__ = ["FAMILIES", "Backend", "Conditioning", "Encoded", "GenerationSettings", "Request", "as_backend", "family_for", "seed_generator"]

@@ -12,8 +12,9 @@ one-hot weights reproduce the discrete prompt's encoding exactly:
 Trailing padding rows (up to the tokenizer's window) get presence from the same count, so
 a one-hot layout has exactly the window's number of present rows, like the tokenizer's output.
 
-The text encoder is run through its public modules (token and position embeddings, encoder,
-final layer norm); no copy of transformers' code.
+`RelaxedEncoder` gathers every embedding row it will need once, on the encoder's device and in
+its dtype; an encoding then only mixes them with the weights. The text encoder is run through its
+public modules (token and position embeddings, encoder layers, final layer norm).
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ class Layout:
     def width(self, slot: int) -> int:
         return max(len(ids) for ids in self.choices[slot])
 
+    def fixed(self) -> int:
+        return sum(len(p) for p in self.pieces if isinstance(p, list))
+
     def rows(self) -> int:
-        fixed = sum(len(p) for p in self.pieces if isinstance(p, list))
-        return 2 + fixed + sum(self.width(s) for s in range(len(self.choices)))
+        """Rows up to and including the end-of-text token, every slot at its widest."""
+        return 2 + self.fixed() + sum(self.width(s) for s in range(len(self.choices)))
 
     def discrete_ids(self, picks: list[int]) -> list[int]:
         """The token ids of one discrete choice per slot, padded to the window as a tokenizer would."""
@@ -62,11 +66,8 @@ def _layout(tokenizer, pieces_text: list[str | int], choices: list[list[str]]) -
     max_length = int(tokenizer.model_max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layout = Layout(pieces, choice_ids, max_length, tokenizer.bos_token_id, tokenizer.eos_token_id, pad)
-    if layout.rows() > max_length:
-        raise ValueError(
-            f"the relaxed prompt needs {layout.rows()} token rows with every slot at its longest choice, "
-            f"more than the text encoder's {max_length}; use shorter choices or fewer slots"
-        )
+    if layout.rows() > max_length:  # dpodiff.spaces.fit fits every space first; reaching this is a bug
+        raise ValueError(f"the relaxed prompt needs {layout.rows()} token rows, more than the text encoder's {max_length}")
     return layout
 
 
@@ -87,45 +88,73 @@ def negative_layout(space, tokenizer) -> Layout:
     return _layout(tokenizer, list(range(len(choices))), choices)
 
 
+@dataclass
+class RelaxedEncoding:
+    hidden: torch.Tensor  # [1, rows, D]: the states the UNet reads
+    presence: torch.Tensor  # [1, rows]
+    pooled: torch.Tensor  # [1, D]: the final-normed state at the end-of-text row (CLIP's pooled output)
+
+
 def _text_modules(text_encoder):
-    """transformers 5 puts embeddings/encoder/final_layer_norm on CLIPTextModel; 4.x under .text_model."""
+    """CLIPTextModel and CLIPTextModelWithProjection keep embeddings, layers and final norm under .text_model."""
     return getattr(text_encoder, "text_model", text_encoder)
 
 
-def encode_relaxed(text_encoder, layout: Layout, weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden states [1, rows, D], presence [1, rows]) of the layout under per-slot choice weights."""
-    modules = _text_modules(text_encoder)
-    table = modules.embeddings.token_embedding.weight
-    dtype, device = table.dtype, table.device
-    one = torch.ones((), dtype=dtype, device=device)
-    rows: list[torch.Tensor] = [table[layout.bos]]
-    keep: list[torch.Tensor] = [one]
-    for piece in layout.pieces:
-        if isinstance(piece, list):
-            rows += [table[i] for i in piece]
-            keep += [one] * len(piece)
-            continue
-        w = weights[piece].to(dtype)
-        for r in range(layout.width(piece)):
-            present = torch.tensor([r < len(ids) for ids in layout.choices[piece]], dtype=dtype, device=device)
-            ids = torch.tensor([ids[r] if r < len(ids) else layout.pad for ids in layout.choices[piece]], device=device)
-            rows.append((w * present) @ table[ids])
-            keep.append((w * present).sum())
-    rows.append(table[layout.eos])
-    keep.append(one)
-    count = torch.stack(keep).sum()
-    for _ in range(layout.max_length - (2 + sum(len(p) for p in layout.pieces if isinstance(p, list)))):
-        rows.append(table[layout.pad])
-        keep.append((layout.max_length - count).clamp(0, 1))  # padding fills the window, no further
-        count = count + keep[-1]
-    embeds = torch.stack(rows)[None]
-    presence = torch.stack(keep)[None]
-    position = torch.cumsum(presence, dim=1) - presence  # present rows before each row
-    hidden = embeds + _interpolated_positions(modules.embeddings.position_embedding.weight, position)
-    mask = _attention_bias(presence)
-    out = modules.encoder(inputs_embeds=hidden, attention_mask=mask)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    return modules.final_layer_norm(hidden), presence
+class RelaxedEncoder:
+    """Encodes one layout under per-slot choice weights with one text encoder.
+
+    `layer="last"` returns the final-normed last layer (SD 1.x/2.x); `"penultimate"` the input of the
+    last layer, unnormed (what SDXL feeds its UNet).
+    """
+
+    def __init__(self, text_encoder, layout: Layout, layer: str = "last"):
+        modules = _text_modules(text_encoder)
+        table = modules.embeddings.token_embedding.weight.detach()
+        device = table.device
+        self.modules, self.layout, self.layer = modules, layout, layer
+        self.dtype = table.dtype
+        # per piece: fixed rows [n, D]; per slot: presence [width, choices] and rows [width, choices, D]
+        self.fixed = {i: table[torch.tensor(p, dtype=torch.long, device=device)] for i, p in enumerate(layout.pieces) if isinstance(p, list)}
+        self.present, self.slot_rows = {}, {}
+        for slot, choice_ids in enumerate(layout.choices):
+            width = layout.width(slot)
+            present = [[r < len(ids) for ids in choice_ids] for r in range(width)]
+            ids = [[ids[r] if r < len(ids) else layout.pad for ids in choice_ids] for r in range(width)]
+            self.present[slot] = torch.tensor(present, dtype=self.dtype, device=device)
+            self.slot_rows[slot] = table[torch.tensor(ids, dtype=torch.long, device=device)]
+        self.bos, self.eos, self.pad = table[layout.bos][None], table[layout.eos][None], table[layout.pad]
+        self.n_pad = layout.max_length - 2 - layout.fixed()
+        self.eos_row = layout.rows() - 1
+        self.position_table = modules.embeddings.position_embedding.weight.detach()
+
+    def __call__(self, weights: list[torch.Tensor]) -> RelaxedEncoding:
+        one = self.bos.new_ones(1)
+        rows, keep = [self.bos], [one]
+        for i, piece in enumerate(self.layout.pieces):
+            if i in self.fixed:
+                rows.append(self.fixed[i])
+                keep.append(one.expand(len(self.fixed[i])))
+                continue
+            mix = self.present[piece] * weights[piece].to(self.dtype)  # [width, choices]
+            rows.append(torch.einsum("rc,rcd->rd", mix, self.slot_rows[piece]))
+            keep.append(mix.sum(1))
+        rows.append(self.eos)
+        keep.append(one)
+        presence = torch.cat(keep)
+        offsets = torch.arange(self.n_pad, device=presence.device, dtype=presence.dtype)
+        pad_keep = (self.layout.max_length - presence.sum() - offsets).clamp(0, 1)  # padding fills the window, no further
+        presence = torch.cat([presence, pad_keep])[None]
+        embeds = torch.cat(rows + [self.pad.expand(self.n_pad, -1)])[None]
+        position = torch.cumsum(presence, dim=1) - presence  # present rows before each row
+        hidden = embeds + _interpolated_positions(self.position_table, position)
+        mask = _attention_bias(presence)
+        layers = self.modules.encoder.layers
+        for layer in layers[:-1]:
+            hidden = layer(hidden, mask)
+        penultimate = hidden
+        last = self.modules.final_layer_norm(layers[-1](hidden, mask))
+        states = last if self.layer == "last" else penultimate
+        return RelaxedEncoding(states, presence, last[:, self.eos_row])
 
 
 def _interpolated_positions(table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
@@ -145,7 +174,7 @@ def _attention_bias(presence: torch.Tensor) -> torch.Tensor:
 
 
 def key_bias(presence: torch.Tensor) -> torch.Tensor:
-    safe = presence.clamp_min(1e-30)
+    safe = presence.clamp_min(torch.finfo(presence.dtype).tiny)  # float16 has no 1e-30
     return torch.where(presence > 0, torch.log(safe), torch.full_like(presence, NEG_BIAS))
 
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scorer, SearchSeed, Seeds, Size, SpaceSource, Steps,
+    BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seeds, Size, SpaceSource, Steps,
 )
 from dpodiff.errors import UsageError
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
@@ -39,32 +39,28 @@ def bench(
     space_source: SpaceSource = "auto", per_word: PerWord = 5,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
+    scheduler: Scheduler = None, backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --backend ray: the cluster (host:port or ray://host:port). Default: start a local cluster.")] = None,
 ):
     """Benchmark algorithms on many prompts; resumable (SQLite), with summary tables and an HTML report."""
     from dpodiff.bench import storage
     from dpodiff.bench.config import BenchConfig
     from dpodiff.bench.prompts import read_prompts
-    from dpodiff.inputs import check_budget, check_output_dir, parse_seeds
+    from dpodiff.config import RunConfig
+    from dpodiff.inputs import check_output_dir
     from dpodiff.optimizers import ALGORITHMS
 
     # 1. check every input before loading anything
-    if task not in ("improve", "attack"):
-        raise UsageError(f"--task {task!r} is not known; use improve or attack.")
     algorithms = [a.strip() for a in algos.split(",") if a.strip()]
     unknown = [a for a in algorithms if a not in ALGORITHMS]
     if not algorithms or unknown:
         raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
     algorithms = list(dict.fromkeys(algorithms))
+    run = RunConfig.from_options(**locals(), algorithm=algorithms[0])
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend {backend!r} is not known; use local or ray.")
     if ray_address and backend != "ray":
         raise UsageError("--ray-address needs --backend ray.")
-    if steps < 1 or (batch_size is not None and batch_size < 1):
-        raise UsageError("--steps and --batch-size must be at least 1.")
-    seed_list = parse_seeds(seeds)
-    check_budget(budget)
     if space is not None and not space.is_file():
         raise UsageError(f"The search space file {str(space)!r} does not exist.")
     listed = read_prompts(prompts)
@@ -73,12 +69,8 @@ def bench(
                       + "; ".join(repr(p) for p in listed.duplicates[:5]) + (" ..." if len(listed.duplicates) > 5 else ""))
     out = check_output_dir(out)
     db = db or out / "results.sqlite"
-    config = BenchConfig(
-        task=task, seeds=tuple(seed_list), budget=budget, out=str(out.resolve()), model=model, scorer=scorer, device=device, dtype=dtype,
-        steps=steps, guidance=guidance, height=height, width=width, batch_size=batch_size, positive=positive and task == "improve",
-        space=str(space) if space else None, space_source=space_source, per_word=per_word, min_similarity=min_similarity,
-        similarity_model=similarity_model, search_seed=search_seed,
-    )
+    config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, device=device, dtype=dtype,
+                         space=str(space) if space else None)
     settings = config.settings()
     conn = storage.open_db(db, settings)
     started_ray = False
@@ -91,10 +83,10 @@ def bench(
             run_jobs, score = ray_backend.run_ray, ray_backend.score_ray
         else:
             from dpodiff.bench.local_backend import run_local, score_local
-            from dpodiff.bench.runner import models
+            from dpodiff.bench.runner import bench_models
 
             with console.status(f"loading {model or 'the shapes world'}"):
-                models(model, scorer, device, dtype)
+                bench_models(config)
             run_jobs, score = run_local, score_local
 
         # 3. --select: the hard prompts only (original scores are stored, so a rerun does not score them again)
@@ -133,8 +125,9 @@ def _select(conn, config, prompts: list[str], threshold: float, score) -> list[s
         with console.status(f"scoring the original images of {len(missing)} prompt(s) for --select"):
             storage.store_baselines(conn, score(config, missing))
         known = storage.stored_baselines(conn)
-    hard = [p for p in prompts if (known[p] >= threshold if config.task == "improve" else known[p] <= threshold)]
-    sign = ">=" if config.task == "improve" else "<="
+    task = config.run.task_spec
+    hard = [p for p in prompts if task.is_hard(known[p], threshold)]
+    sign = task.hard_prompt
     console.print(f"--select: {len(hard)} of {len(prompts)} prompts have loss {sign} {threshold} and are kept.")
     if not hard:
         console.print("[yellow]No prompt passes the threshold; nothing to run. Lower (improve) or raise (attack) --select-threshold.")

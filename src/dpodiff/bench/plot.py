@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
 
+from dpodiff.tasks import make_task
+
 COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 W, H, LEFT, RIGHT, TOP, BOTTOM = 420, 260, 56, 12, 14, 40
 
@@ -11,6 +13,7 @@ W, H, LEFT, RIGHT, TOP, BOTTOM = 420, 260, 56, 12, 14, 40
 def loss_plot(curves: dict[str, list[float]], task: str) -> Image.Image:
     """Each algorithm's losses in evaluation order (dots) and its best so far (line): lower is better for
     improve, higher for attack."""
+    sign = make_task(task).sign
     image = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
@@ -37,14 +40,14 @@ def loss_plot(curves: dict[str, list[float]], task: str) -> Image.Image:
         x, _ = xy(i, lo)
         draw.line([x, H - BOTTOM, x, H - BOTTOM + 4], fill="black")
         draw.text((x - 4, H - BOTTOM + 6), str(i + 1), fill="black", font=font)
-    draw.text((LEFT + 60, H - 16), f"evaluation (loss: {'lower' if task == 'improve' else 'higher'} is better)", fill="black", font=font)
+    draw.text((LEFT + 60, H - 16), f"evaluation (loss: {'lower' if sign > 0 else 'higher'} is better)", fill="black", font=font)
     for k, (name, losses) in enumerate(curves.items()):
         color = COLORS[k % len(COLORS)]
         best, points = None, []
         for i, v in enumerate(losses):
             x, y = xy(i, v)
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
-            best = v if best is None else (min(best, v) if task != "attack" else max(best, v))
+            best = v if best is None else min(best, v, key=lambda u: sign * u)
             points.append(xy(i, best))
         if len(points) > 1:
             draw.line(points, fill=color, width=2 + 2 * (len(curves) - 1 - k))  # earlier curves wider: equal curves stay visible

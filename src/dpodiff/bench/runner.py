@@ -8,20 +8,26 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
+
+import torch
 
 from dpodiff.bench.config import BenchConfig
 from dpodiff.bench.records import RunRecord
 
 
 @lru_cache(maxsize=2)
-def models(model: str | None, scorer: str | None, device: str, dtype: str):
-    """(pipeline, scorer, model name), loaded once per process and reused by every run in it."""
+def models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None):
+    """(backend, scorer, model name), loaded once per process and reused by every run in it."""
     from dpodiff.models import load_models
 
-    return load_models(model, scorer, device, dtype)
+    return load_models(model, scorer, device, dtype, scheduler)
+
+
+def bench_models(config: BenchConfig):
+    return models(config.model, config.scorer, config.device, config.dtype, config.run.scheduler)
 
 
 def run_dir_name(prompt: str, algorithm: str) -> str:
@@ -32,18 +38,12 @@ def run_dir_name(prompt: str, algorithm: str) -> str:
 
 def run_one(config: BenchConfig, prompt: str, algorithm: str, on_evaluation=None) -> RunRecord:
     """Optimise `prompt` with `algorithm`, save its images under the output folder, and return what to store."""
-    from dpodiff.objectives.similarity import DEFAULT_SENTENCE_MODEL
     from dpodiff.optimize import optimize
 
-    pipe, clip, model_name = models(config.model, config.scorer, config.device, config.dtype)
+    backend, clip, model_name = bench_models(config)
     started = time.perf_counter()
-    result = optimize(
-        prompt, pipeline=pipe, scorer=clip, task=config.task, space=config.space, algorithm=algorithm, budget=config.budget,
-        seeds=list(config.seeds), steps=config.steps, guidance=config.guidance, height=config.height, width=config.width,
-        positive=config.positive, space_source=config.space_source, per_word=config.per_word,
-        min_similarity=config.min_similarity, similarity_model=config.similarity_model or DEFAULT_SENTENCE_MODEL,
-        search_seed=config.search_seed, batch_size=config.batch_size, model_name=model_name, on_evaluation=on_evaluation,
-    )
+    result = optimize(prompt, pipeline=backend, scorer=clip, config=replace(config.run, algorithm=algorithm), space=config.space,
+                      model_name=model_name, on_evaluation=on_evaluation)
     wall = time.perf_counter() - started
     if result.stop_reason == "interrupted":
         raise KeyboardInterrupt
@@ -65,13 +65,13 @@ def _pass_share(verdicts: list[dict] | None) -> float | None:
 
 def score_prompts(config: BenchConfig, prompts: list[str]) -> dict[str, list[float]]:
     """Loss of each seed's image of each prompt as it is (no negative prompt): what --select compares to the threshold."""
-    from dpodiff.backends.stable_diffusion import GenerationSettings, Request, generate
+    from dpodiff.backends import Request
     from dpodiff.optimize import default_batch_size
 
-    pipe, clip, _ = models(config.model, config.scorer, config.device, config.dtype)
-    settings = GenerationSettings(config.steps, config.guidance, config.height, config.width,
-                                  config.batch_size or default_batch_size(pipe.device, len(config.seeds)))
+    backend, clip, _ = bench_models(config)
+    settings = config.run.generation(default_batch_size(backend.device, len(config.seeds)))
     requests = [Request(prompt, "", s) for prompt in prompts for s in config.seeds]
-    images = generate(pipe, requests, settings)  # every prompt's images, batch_size of them per pipeline call
-    n = len(config.seeds)
-    return {prompt: clip.losses(images[i * n : (i + 1) * n], prompt) for i, prompt in enumerate(prompts)}
+    with torch.inference_mode():
+        images = backend.generate(requests, settings)  # every prompt's images, batch_size of them per pipeline call
+        n = len(config.seeds)
+        return {prompt: clip.loss(images[i * n : (i + 1) * n], clip.embed_text([prompt])).tolist() for i, prompt in enumerate(prompts)}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from dpodiff.loading import check_local, not_found
 
 
 def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -21,8 +21,9 @@ def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class ClipScorer:
     """A CLIP model with its tokenizer and preprocessing settings; scores images against a prompt.
 
-    Preprocessing (resize the short side, centre crop, normalise) is done in torch so the same code
-    serves black-box scoring and, later, a differentiable path.
+    Preprocessing (resize the short side, centre crop, normalise) is done in torch, on the scorer's
+    device, so ONE path serves black-box scoring (under inference mode) and the shortcut gradient:
+    pixel tensors in, losses out; images become PIL only when they are saved.
     """
 
     model: object  # transformers.CLIPModel
@@ -35,8 +36,6 @@ class ClipScorer:
 
     @classmethod
     def from_pretrained(cls, name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> "ClipScorer":
-        from dpodiff.models import load_clip
-
         model, tokenizer, processor = load_clip(name, torch.device(device), dtype)
         return cls.from_parts(model, tokenizer, processor, name)
 
@@ -72,18 +71,37 @@ class ClipScorer:
         std = torch.tensor(self.std, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
         return (pixels - mean) / std
 
-    @torch.no_grad()
-    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
-        pixels = torch.from_numpy(np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images]))
-        pixels = pixels.permute(0, 3, 1, 2).to(self.device)
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Image features of [N, 3, H, W] pixels in [0, 1] (differentiable), in float32 or wider."""
         dtype = next(self.model.parameters()).dtype
-        return _features(self.model.get_image_features(pixel_values=self.preprocess(pixels).to(dtype))).float()
+        features = _features(self.model.get_image_features(pixel_values=self.preprocess(pixels.to(self.device, dtype))))
+        return features.to(torch.promote_types(features.dtype, torch.float32))
 
-    def losses(self, images: list[Image.Image], prompt: str) -> list[float]:
-        """Spherical distance of each image to `prompt` (lower is a better match)."""
-        return spherical_distance(self.embed_images(images), self.embed_text([prompt])).tolist()
+    def loss(self, pixels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Spherical distance [N] of each image to the target text embedding (lower is a better match)."""
+        return spherical_distance(self.embed_pixels(pixels), target.to(self.device))
 
 
 def _features(output) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features; 4.x returns the tensor."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def load_clip(name: str, device: torch.device, dtype: torch.dtype):
+    """A transformers CLIPModel with its tokenizer and image-preprocessing settings."""
+    from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer
+    from transformers.utils import logging as hf_logging
+
+    check_local(name, "CLIP scorer", "config.json", "transformers CLIPModel")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # CLIPImageProcessor warns that torchvision is absent; we preprocess ourselves
+    try:
+        model = CLIPModel.from_pretrained(name, dtype=dtype)
+        tokenizer = CLIPTokenizer.from_pretrained(name)
+        processor = AutoImageProcessor.from_pretrained(name)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise not_found("CLIP scorer", name, "transformers CLIPModel (config.json, model weights, tokenizer, preprocessor_config.json)", e) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model = model.to(device).requires_grad_(False).eval()
+    return model, tokenizer, processor

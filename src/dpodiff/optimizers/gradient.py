@@ -11,6 +11,7 @@ and the hybrid optimiser seeds EPO's first population with it.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -46,21 +47,28 @@ class GPOTrace:
     t: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     probabilities: list[list[float]] = field(default_factory=list)
-    equivalent_image_evaluations: float = 0.0
+    # cost in plain images (one candidate x one seed): the sampling steps run, counted as fractions of an
+    # image (what the paper counts), and the seconds spent over the measured seconds of one plain image
+    equivalent_images_formula: float = 0.0
+    equivalent_images_measured: float | None = None
+    seconds_per_image: float | None = None
     settings: dict = field(default_factory=dict)
 
 
-def initial_logits(sizes: list[int]) -> list[torch.Tensor]:
-    return [torch.tensor([1.0] + [0.0] * (k - 1), dtype=torch.float64, requires_grad=True) for k in sizes]
+def initial_logits(sizes: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """All genes' logits in one flat tensor (one optimiser state, one host copy per iteration)."""
+    flat = torch.cat([torch.tensor([1.0] + [0.0] * (k - 1)) for k in sizes])
+    return flat.to(device).requires_grad_()
 
 
-def gumbel_weights(logits: list[torch.Tensor], generator: torch.Generator, temperature: float) -> list[torch.Tensor]:
-    """Relaxed one-hot samples: softmax((logits + Gumbel noise) / temperature) per gene."""
-    out = []
-    for z in logits:
-        u = torch.rand(z.shape, generator=generator, dtype=z.dtype).clamp(1e-10, 1 - 1e-10)
-        out.append(torch.softmax((z - torch.log(-torch.log(u))) / temperature, dim=0))
-    return out
+def gumbel_weights(logits: torch.Tensor, sizes: list[int], generator: torch.Generator, temperature: float) -> list[torch.Tensor]:
+    """Relaxed one-hot samples: softmax((logits + Gumbel noise) / temperature) per gene.
+
+    The uniform noise is drawn on the CPU (the same on every device) and moved in one copy.
+    """
+    u = torch.rand(logits.shape, generator=generator, dtype=torch.float32).clamp(1e-10, 1 - 1e-10).to(logits.device)
+    noisy = (logits - torch.log(-torch.log(u))) / temperature
+    return [torch.softmax(z, dim=0) for z in noisy.split(sizes)]
 
 
 def learn_logits(
@@ -69,31 +77,31 @@ def learn_logits(
     settings: GPOSettings,
     seed: int = 0,
     on_iteration: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[list[torch.Tensor], GPOTrace]:
-    """Minimise E[loss(weights, iteration)] over the logits; returns them (detached) and a trace."""
-    import time
+    """Minimise E[loss(weights, iteration)] over the logits; returns them (detached, on the CPU) and a trace.
 
-    logits = initial_logits(sizes)
-    optimizer = torch.optim.RMSprop(logits, lr=settings.lr, momentum=settings.momentum)
+    Everything stays on `device`; the loss crosses to the host once per iteration, for the trace.
+    """
+    logits = initial_logits(sizes, device)
+    optimizer = torch.optim.RMSprop([logits], lr=settings.lr, momentum=settings.momentum)
     generator = torch.Generator().manual_seed(seed)
     trace = GPOTrace(settings=asdict(settings))
     for i in range(settings.iterations):
         t0 = time.perf_counter()
         optimizer.zero_grad()
-        value = loss(gumbel_weights(logits, generator, settings.temperature), i)
+        value = loss(gumbel_weights(logits, sizes, generator, settings.temperature), i)
         value.backward()
         with torch.no_grad():
-            for z in logits:
-                z.grad.clamp_(-settings.grad_clip, settings.grad_clip)
+            logits.grad.clamp_(-settings.grad_clip, settings.grad_clip)
         optimizer.step()
         with torch.no_grad():
-            for z in logits:
-                z.clamp_(settings.logit_min, settings.logit_max)
+            logits.clamp_(settings.logit_min, settings.logit_max)
         trace.losses.append(value.item())
         trace.seconds.append(time.perf_counter() - t0)
         if on_iteration:
             on_iteration(i, trace.losses[-1])
-    learned = [z.detach().clone() for z in logits]
+    learned = [z.detach().cpu().double() for z in logits.split(sizes)]
     trace.probabilities = [torch.softmax(z, 0).tolist() for z in learned]
     return learned, trace
 

@@ -19,10 +19,10 @@ from dpodiff.spaces import llm as llm_source
 from dpodiff.spaces.nplib import nplib_slots
 from dpodiff.spaces.space import SearchSpace, Slot, Span
 from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, match_case, same_lemma
+from dpodiff.tasks import make_task
 
 KINDS = ("synonym", "antonym")
 SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
-TASKS = ("improve", "attack")
 BUILDER_VERSION = 2  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
@@ -287,7 +287,7 @@ def build_space(
 
 def build_task_space(
     prompt: str,
-    task: str,
+    task,
     with_positive: bool = False,
     source: str = "auto",
     per_word: int = 5,
@@ -297,26 +297,26 @@ def build_task_space(
     llm: llm_source.LLMConfig | None = None,
     cache_dir=None,
 ) -> SearchSpace:
-    """The space a task searches: improve = antonym slots (+ NPLib slots) and optionally synonym spans;
-    attack = synonym spans only."""
-    if task not in TASKS:
-        raise UsageError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
+    """The space a task searches: synonym spans where it searches the positive prompt, antonym slots
+    (+ NPLib slots) where it searches the negative prompt. `task` is a dpodiff.tasks.Task, or a task
+    name with `with_positive` (improve: also synonym spans)."""
+    if isinstance(task, str):
+        task = make_task(task, with_positive)
     common = dict(source=source, per_word=per_word, tokenizer=tokenizer, text_encoder=text_encoder, llm=llm, cache_dir=cache_dir)
     positive: list[Span] = []
     negative: list[Slot] = []
     keywords: list[str] = []
-    if task == "attack" or with_positive:
+    if task.search_positive:
         synonyms = build_space(prompt, "synonym", **common)
         positive, keywords = synonyms.positive, synonyms.keywords
-    if task == "improve":
+    if task.search_negative:
         antonyms = build_space(prompt, "antonym", **common)
         negative = antonyms.negative + (nplib_slots(per_word) if nplib else [])
         keywords = keywords or antonyms.keywords
     space = SearchSpace(prompt, positive=positive, negative=negative, keywords=keywords)
     if space.size() <= 1:
-        what = "synonyms" if task == "attack" else "opposites"
         raise UsageError(
-            f"Found no {what} for any word of {prompt!r} with source {source!r}; try another --source "
+            f"Found no {task.searched} for any word of {prompt!r} with source {source!r}; try another --source "
             "(llm, or embedding with the model's text encoder), or write a space file by hand."
         )
     return space

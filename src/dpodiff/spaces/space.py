@@ -74,13 +74,19 @@ class SearchSpace:
             [len(s.choices) for s in self.negative] if negative else []
         )
 
+    def split(self, genes: list, positive: bool = True, negative: bool = True) -> tuple[list, list]:
+        """(positive genes, negative genes) of the searched parts, in the one gene order every optimiser,
+        renderer and relaxed encoder shares: the positive spans first, then the negative slots."""
+        n_positive = len(self.positive) if positive else 0
+        if len(genes) != n_positive + (len(self.negative) if negative else 0):
+            raise ValueError(f"{len(genes)} genes do not fit a space of sizes {self.sizes(positive, negative)}")
+        return list(genes[:n_positive]), list(genes[n_positive:])
+
     def render(self, candidate: Candidate, positive: bool = True, negative: bool = True) -> tuple[str, str]:
         """(positive prompt, negative prompt) of a candidate over the searched parts."""
-        genes = list(candidate)
-        pos_genes = [genes.pop(0) for _ in self.positive] if positive else [0] * len(self.positive)
-        neg_genes = genes if negative else [0] * len(self.negative)
-        if len(neg_genes) != len(self.negative):
-            raise ValueError(f"candidate {candidate} does not fit a space of sizes {self.sizes(positive, negative)}")
+        pos_genes, neg_genes = self.split(candidate, positive, negative)
+        pos_genes = pos_genes if positive else [0] * len(self.positive)
+        neg_genes = neg_genes if negative else [0] * len(self.negative)
         text = self.prompt
         for span, g in sorted(zip(self.positive, pos_genes), key=lambda x: -x[0].start):
             text = text[: span.start] + span.choices[g] + text[span.end :]

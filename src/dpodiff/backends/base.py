@@ -1,0 +1,236 @@
+"""The backend protocol: what dpodiff needs from a loaded text-to-image model.
+
+A backend wraps one diffusers pipeline and can
+  (a) generate images for a batch of requests, as tensors on the model's device,
+  (b) encode discrete prompts,
+  (c) encode relaxed prompts (weighted mixes of choices, for GPO),
+  (d) take one guided UNet step with gradient and return the clean-latent estimate,
+  (e) tell its token window and native image size.
+A model family (SD 1.x/2.x, SDXL, ...) is one subclass in its own file; it supplies the encoders
+and what its UNet reads besides the text states. Scheduler arithmetic lives in schedulers.py and
+works on fresh scheduler copies, never the pipeline's own instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import torch
+
+from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
+from dpodiff.backends.schedulers import clean_latent
+from dpodiff.errors import UsageError
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    steps: int = 50
+    guidance: float = 7.5
+    height: int | None = None  # None: the model's native size
+    width: int | None = None
+    batch_size: int | None = None  # images per pipeline call; None: all images of a request list at once
+
+
+@dataclass(frozen=True)
+class Request:
+    """One image to make: a positive prompt, a negative prompt and the seed of its initial noise."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+
+
+@dataclass
+class Encoded:
+    """Text encodings of a batch of prompts: the states the UNet reads, and what else the family needs."""
+
+    hidden: torch.Tensor  # [N, rows, D]
+    presence: torch.Tensor | None = None  # [N, rows]: relaxed prompts only; None means every row is present
+    pooled: torch.Tensor | None = None  # [N, P]: families whose UNet reads a pooled text embedding (SDXL)
+
+    def rows(self, index) -> "Encoded":
+        return Encoded(self.hidden[index], None if self.presence is None else self.presence[index],
+                       None if self.pooled is None else self.pooled[index])
+
+
+@dataclass
+class Conditioning:
+    """A classifier-free-guidance batch: the negative encodings, then the positive ones."""
+
+    context: torch.Tensor
+    mask: torch.Tensor | None = None  # the UNet's encoder_attention_mask (relaxed prompts)
+    pooled: torch.Tensor | None = None
+
+    @classmethod
+    def guided(cls, negative: Encoded, positive: Encoded) -> "Conditioning":
+        rows = max(negative.hidden.shape[1], positive.hidden.shape[1])
+        parts = []
+        for e in (negative, positive):
+            presence = e.presence if e.presence is not None else e.hidden.new_ones(e.hidden.shape[:2])
+            parts.append(pad_rows(e.hidden, presence, rows))
+        relaxed = negative.presence is not None or positive.presence is not None
+        pooled = None if positive.pooled is None else torch.cat([negative.pooled, positive.pooled])
+        return cls(torch.cat([parts[0][0], parts[1][0]]), unet_mask(torch.cat([parts[0][1], parts[1][1]])) if relaxed else None, pooled)
+
+    def detach(self) -> "Conditioning":
+        return replace(self, **{k: None if v is None else v.detach() for k, v in vars(self).items()})
+
+
+class Backend:
+    """One loaded model. Subclasses set `family`, `pipeline_class`, and the encoders."""
+
+    family: ClassVar[str] = ""
+    pipeline_class: ClassVar[str] = ""  # the diffusers class named in model_index.json
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    # -- (e) what the model reads and draws -------------------------------------------
+    @property
+    def tokenizers(self) -> list:
+        return [self.pipe.tokenizer]
+
+    @property
+    def tokenizer(self):
+        return self.tokenizers[0]
+
+    @property
+    def token_window(self) -> int:
+        """Tokens a prompt may have, start and end tokens included (the smallest of the encoders' windows)."""
+        return min(int(t.model_max_length) for t in self.tokenizers)
+
+    @property
+    def native_size(self) -> int:
+        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.unet.dtype
+
+    @property
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.pipe.unet, self.pipe.vae, *self.text_encoders]
+
+    @property
+    def text_encoders(self) -> list:
+        return [self.pipe.text_encoder]
+
+    def check_window(self, texts: list[str], what: str = "prompt") -> None:
+        """Every text must fit the window as it is: the tokenizer would cut it silently."""
+        for text in dict.fromkeys(texts):
+            n = len(self.tokenizer(text, truncation=False).input_ids)
+            if n > self.token_window:
+                raise UsageError(f"The {what} {text[:80]!r}{'...' if len(text) > 80 else ''} is {n - 2} tokens long, but the "
+                                 f"text encoder reads at most {self.token_window - 2} (plus start and end tokens); shorten it.")
+
+    # -- (b) and (c) text -------------------------------------------------------------
+    def encode(self, texts: list[str]) -> Encoded:
+        raise NotImplementedError
+
+    def relaxed_encoders(self, space, positive: bool, negative: bool) -> "RelaxedPrompt":
+        """Relaxed encoders of the searched parts of `space` (an unsearched part is its fixed text)."""
+        from dpodiff.spaces import SearchSpace
+
+        fixed = SearchSpace(space.prompt)
+        return RelaxedPrompt(self, [self._relaxed(positive_layout(space if positive else fixed, t), e) for t, e in self._pairs()],
+                             [self._relaxed(negative_layout(space if negative else fixed, t), e) for t, e in self._pairs()],
+                             lambda genes: space.split(genes, positive, negative))
+
+    def _pairs(self):
+        return list(zip(self.tokenizers, self.text_encoders))
+
+    def _relaxed(self, layout, text_encoder) -> RelaxedEncoder:
+        return RelaxedEncoder(text_encoder, layout)
+
+    def combine_relaxed(self, encodings) -> Encoded:
+        """One Encoded from the relaxed encodings of each text encoder (one encoder: itself)."""
+        (only,) = encodings
+        return Encoded(only.hidden, only.presence)
+
+    # -- (d) one guided step -----------------------------------------------------------
+    def unet_extras(self, cond: Conditioning, height: int, width: int) -> dict:
+        """What the family's UNet reads besides the text states (SDXL: pooled text and size ids)."""
+        return {}
+
+    def guided_x0(self, scheduler, position: int, sigma: float, latents: torch.Tensor, cond: Conditioning,
+                  guidance: float) -> torch.Tensor:
+        """x0 estimated from one classifier-free-guided UNet call at `position` of the scheduler's ladder."""
+        model_input, output = self.guided_output(scheduler, position, latents, cond, guidance)
+        return clean_latent(scheduler.config.prediction_type, model_input, output, sigma)
+
+    def guided_output(self, scheduler, position: int, latents: torch.Tensor, cond: Conditioning, guidance: float):
+        """(scaled model input, guided model output) for latents [B, C, h, w] and a 2B conditioning batch."""
+        t = scheduler.timesteps[position]
+        model_input = scheduler.scale_model_input(latents, t)
+        height, width = (s * self.pipe.vae_scale_factor for s in latents.shape[-2:])
+        out = self.pipe.unet(torch.cat([model_input] * 2), t, encoder_hidden_states=cond.context,
+                             encoder_attention_mask=cond.mask, **self.unet_extras(cond, height, width)).sample
+        uncond, text = out.chunk(2)
+        return model_input, uncond + guidance * (text - uncond)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] from latents, differentiably, in the VAE's dtype (a family whose VAE overflows
+        in float16 keeps it in float32, see sdxl.py)."""
+        vae = self.pipe.vae
+        image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        return ((image.to(torch.promote_types(image.dtype, torch.float32)) + 1) / 2).clamp(0, 1)
+
+    def initial_noise(self, seed: int, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """The pipeline's initial noise for this seed: drawn on the CPU, then moved once."""
+        scale = self.pipe.vae_scale_factor
+        shape = (1, self.pipe.unet.config.in_channels, (height or self.native_size) // scale, (width or self.native_size) // scale)
+        noise = torch.randn(shape, generator=seed_generator(seed), dtype=torch.float32)
+        return noise.to(self.device, self.dtype)
+
+    # -- (a) images --------------------------------------------------------------------
+    def pipeline_embeds(self, encoded: Encoded, positive, negative) -> dict:
+        return {"prompt_embeds": encoded.hidden[positive], "negative_prompt_embeds": encoded.hidden[negative]}
+
+    def generate(self, requests: list[Request], settings: GenerationSettings) -> torch.Tensor:
+        """Images [N, 3, H, W] in [0, 1] on the model's device, in request order; `settings.batch_size`
+        images per pipeline call. Each distinct text is encoded once. The same requests in the same
+        batches give bit-identical images on the CPU."""
+        texts = list(dict.fromkeys([r.prompt for r in requests] + [r.negative_prompt for r in requests]))
+        self.check_window(texts)
+        row = {text: i for i, text in enumerate(texts)}
+        encoded = self.encode(texts)
+        step = settings.batch_size or len(requests)
+        images = []
+        for i in range(0, len(requests), step):
+            batch = requests[i : i + step]
+            positive = torch.tensor([row[r.prompt] for r in batch], device=self.device)
+            negative = torch.tensor([row[r.negative_prompt] for r in batch], device=self.device)
+            out = self.pipe(
+                **self.pipeline_embeds(encoded, positive, negative),
+                generator=[seed_generator(r.seed) for r in batch],
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance,
+                height=settings.height or self.native_size,
+                width=settings.width or self.native_size,
+                output_type="pt",
+            )
+            images.append(out.images)
+        return torch.cat(images)
+
+
+class RelaxedPrompt:
+    """The relaxed positive and negative prompts of a space, as one function of the searched genes' weights."""
+
+    def __init__(self, backend: Backend, positive: list[RelaxedEncoder], negative: list[RelaxedEncoder], split):
+        self.backend, self.positive, self.negative, self.split = backend, positive, negative, split
+
+    def __call__(self, weights: list[torch.Tensor]) -> Conditioning:
+        pos_w, neg_w = self.split(weights)
+        positive = self.backend.combine_relaxed([e(pos_w) for e in self.positive])
+        negative = self.backend.combine_relaxed([e(neg_w) for e in self.negative])
+        return Conditioning.guided(negative, positive)
+
+
+def seed_generator(seed: int) -> torch.Generator:
+    """Noise is drawn on the CPU, so a seed gives the same image on every device."""
+    return torch.Generator("cpu").manual_seed(int(seed))

@@ -1,0 +1,102 @@
+"""Scheduler arithmetic for the shortcut gradient, for any diffusers scheduler.
+
+Every scheduler a user may set (DDIM, PNDM, Euler, Euler ancestral, DPMSolver, UniPC, LMS, Heun)
+walks down a ladder of noise levels. Whatever its own latent convention (alpha-based ones keep
+x = a * x0 + s * eps, sigma-based ones keep x = x0 + sigma * eps and rescale it in
+`scale_model_input`), the UNet always sees the variance-preserving input
+x_in = a * x0 + s * eps with a = 1 / sqrt(1 + sigma^2) and s = sigma * a. So the clean-latent
+estimate needs only the noise level sigma at the current position of the ladder and the model's
+prediction type, and it is taken from the model input, never from the scheduler's private state.
+
+The pipeline's own scheduler is never stepped: each use takes a fresh instance from its config.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from dpodiff.errors import UsageError
+
+# CLI name -> diffusers class name
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "dpm_multistep": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+}
+
+
+def check_scheduler_name(name: str | None) -> str | None:
+    if name is not None and name not in SCHEDULERS:
+        raise UsageError(f"--scheduler {name!r} is not known; choose one of {', '.join(SCHEDULERS)} (or leave it out for the model's own).")
+    return name
+
+
+def set_scheduler(pipe, name: str | None) -> None:
+    """Replace the pipeline's scheduler by `name`, built from the model's own scheduler config."""
+    if check_scheduler_name(name) is None:
+        return
+    import diffusers
+
+    cls = getattr(diffusers, SCHEDULERS[name])
+    if type(pipe.scheduler) is not cls:
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+
+
+def scheduler_name(scheduler) -> str:
+    """The CLI name of a scheduler instance, or its class name when it is not one of ours."""
+    cls = type(scheduler).__name__
+    return next((name for name, c in SCHEDULERS.items() if c == cls), cls)
+
+
+def fresh_scheduler(scheduler, steps: int, device: torch.device | str | None = None):
+    """A new scheduler of the same class and config with its timesteps set (sampling mutates state)."""
+    fresh = type(scheduler).from_config(scheduler.config)
+    fresh.set_timesteps(steps, device=device)
+    return fresh
+
+
+def gradient_position(scheduler, t_index: int, steps: int) -> int:
+    """Position in `scheduler.timesteps` of sampling step `t_index` of `steps`.
+
+    Second-order and PLMS schedulers list more timesteps than sampling steps (Heun 2n - 1,
+    PNDM with Runge-Kutta warm-up n + 9); the step maps to the same fraction of the ladder.
+    """
+    n = len(scheduler.timesteps)
+    return min(n - 1, t_index * n // steps)
+
+
+def step(scheduler, output: torch.Tensor, position: int, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One sampling step; the generator goes to the schedulers that draw noise (ancestral, DDIM with eta)."""
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+    extra = {"generator": generator} if takes_generator else {}
+    return scheduler.step(output, scheduler.timesteps[position], latents, **extra).prev_sample
+
+
+def noise_levels(scheduler) -> torch.Tensor:
+    """sigma (float64, on the CPU) at every position of `scheduler.timesteps`."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None and len(sigmas) >= len(scheduler.timesteps):
+        return torch.as_tensor(sigmas[: len(scheduler.timesteps)]).detach().to("cpu", torch.float64)
+    alphas_cumprod = scheduler.alphas_cumprod.to("cpu", torch.float64)
+    t = scheduler.timesteps.to("cpu").long()
+    return ((1 - alphas_cumprod[t]) / alphas_cumprod[t]).sqrt()
+
+
+def clean_latent(prediction_type: str, model_input: torch.Tensor, output: torch.Tensor, sigma: float) -> torch.Tensor:
+    """x0 from the variance-preserving model input and the model's output at noise level sigma."""
+    a = (1 + sigma**2) ** -0.5
+    s = sigma * a
+    if prediction_type == "epsilon":
+        return (model_input - s * output) / a
+    if prediction_type == "v_prediction":
+        return a * model_input - s * output
+    if prediction_type == "sample":
+        return output
+    raise ValueError(f"prediction type {prediction_type!r} is not supported")

@@ -1,0 +1,90 @@
+"""One description of a run: `RunConfig`, built once by the CLI, bench (and the UI), passed to `optimize()`,
+saved in result.json and in bench's settings fingerprint.
+
+`checked()` validates every field with a message that says how to fix it, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+from dpodiff.backends import GenerationSettings
+from dpodiff.backends.schedulers import check_scheduler_name
+from dpodiff.errors import UsageError
+from dpodiff.inputs import check_budget, parse_seeds
+from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+from dpodiff.optimizers import ALGORITHMS
+from dpodiff.tasks import Task, make_task
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str = "improve"
+    algorithm: str = "epo"
+    budget: int = 40  # candidates scored, the original included
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 50
+    guidance: float = 7.5
+    height: int | None = None  # None: the model's native size
+    width: int | None = None
+    scheduler: str | None = None  # None: the model's own scheduler
+    batch_size: int | None = None  # images per pipeline call; None: a default for the device
+    positive: bool = False  # improve: also substitute synonyms in the prompt
+    space_source: str = "auto"
+    per_word: int = 5
+    min_similarity: float = DEFAULT_MIN_SIMILARITY  # attack's constraint
+    similarity_model: str = DEFAULT_SENTENCE_MODEL
+    search_seed: int = 0
+
+    @classmethod
+    def from_options(cls, **options) -> "RunConfig":
+        """A config from keyword options (CLI parameters, optimize() keywords); unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names}).checked()
+
+    def checked(self) -> "RunConfig":
+        """This config with seeds parsed, or a UsageError naming the bad setting."""
+        make_task(self.task)
+        if self.algorithm not in ALGORITHMS:
+            raise UsageError(f"--algo {self.algorithm!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
+        check_budget(self.budget)
+        seeds = self.seeds if isinstance(self.seeds, (str, int)) else list(self.seeds)
+        if self.steps < 1 or (self.batch_size is not None and self.batch_size < 1):
+            raise UsageError("--steps and --batch-size must be at least 1.")
+        if not math.isfinite(self.guidance):
+            raise UsageError(f"--guidance {self.guidance} is not a finite number; SD models use about 3 to 12.")
+        for side in (self.height, self.width):
+            if side is not None and side < 8:
+                raise UsageError(f"--height/--width {side} is too small; give a multiple of 8 of at least 8 pixels.")
+        check_scheduler_name(self.scheduler)
+        from dpodiff.spaces.build import SOURCES
+
+        if self.space_source not in SOURCES:
+            raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
+        return replace(self, seeds=tuple(parse_seeds(seeds)), positive=self.positive and self.task_spec.search_negative)
+
+    @property
+    def task_spec(self) -> Task:
+        return make_task(self.task, self.positive)
+
+    def generation(self, batch_size: int | None = None) -> GenerationSettings:
+        """Generation settings; `batch_size` is the default when the config names none."""
+        return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        return data
+
+    def fingerprint(self) -> dict:
+        """What decides the numbers of a run, so that two bench databases with equal ones are comparable.
+
+        The algorithm (a bench runs several) and the batch size (speed, not results) are left out, and the
+        constraint where the task has none.
+        """
+        data = self.to_dict()
+        del data["algorithm"], data["batch_size"]
+        if not self.task_spec.constrained:
+            del data["min_similarity"], data["similarity_model"]
+        return data

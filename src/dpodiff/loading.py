@@ -1,0 +1,39 @@
+"""Where a model comes from: a local folder or a hub id, and the one-paragraph error when neither works.
+
+A leaf module, shared by the pipeline loader (models.py) and the scorer loader (objectives/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dpodiff.errors import UsageError
+
+
+def not_found(what: str, name: str, layout: str, error: Exception | None) -> UsageError:
+    reason = f" ({type(error).__name__}: {str(error).splitlines()[0][:300]})" if error else ""
+    return UsageError(
+        f"Could not load the {what} {name!r}{reason}. It is neither a local folder in the {layout} layout "
+        f"nor a model the Hugging Face hub cache could provide. Check the spelling; if you are offline, "
+        f"download it on a connected machine (e.g. `huggingface-cli download {name}`) or pass the path of a local "
+        f"folder that holds it."
+    )
+
+
+def is_local(name: str) -> bool:
+    path = Path(name).expanduser()
+    return path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def check_local(name: str, what: str, marker: str, layout: str) -> None:
+    """A name that looks like a path must be a folder holding `marker`."""
+    if not is_local(name):
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"The {what} folder {name!r} does not exist. Pass an existing folder in the {layout} layout or a hub id.")
+    if not (path / marker).is_file():
+        raise UsageError(
+            f"The folder {name!r} is not a {what} in the {layout} layout: it has no {marker}. "
+            f"Save the model there with `save_pretrained`, or point to the folder that contains {marker}."
+        )

@@ -1,0 +1,97 @@
+"""The shortcut's clean-latent estimate under every scheduler, against what the scheduler itself computes."""
+
+import diffusers
+import pytest
+import torch
+
+from dpodiff.backends.schedulers import SCHEDULERS, clean_latent, fresh_scheduler, gradient_position, noise_levels, set_scheduler, step
+from dpodiff.errors import UsageError
+from dpodiff.spaces import SearchSpace, Slot
+
+PROMPT = "a red circle above a blue square"
+
+SD_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, clip_sample=False)
+# schedulers that hand back their own x0: in the step output, or (multistep solvers) as the converted model output they keep
+OWN_X0 = {"ddim", "euler", "euler_ancestral", "lms", "heun", "dpm_multistep", "unipc"}
+
+
+def scheduler(name: str, prediction_type: str = "epsilon", steps: int = 10, **config):
+    base = diffusers.DDIMScheduler(**SD_SCHEDULE, prediction_type=prediction_type, **config)
+    return fresh_scheduler(getattr(diffusers, SCHEDULERS[name]).from_config(base.config), steps)
+
+
+def reported_x0(s, out):
+    if getattr(out, "pred_original_sample", None) is not None:
+        return out.pred_original_sample
+    return s.model_outputs[-1]  # DPMSolver and UniPC keep the data prediction of the last call
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("name", sorted(OWN_X0))
+def test_x0_estimate_matches_the_schedulers_own_at_every_position(name, prediction_type):
+    s = scheduler(name, prediction_type)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 8, 8, generator=generator, dtype=torch.float64) * s.init_noise_sigma
+    sigmas = noise_levels(s)
+    for position, t in enumerate(s.timesteps):
+        model_input = s.scale_model_input(latents, t)
+        output = torch.randn(latents.shape, generator=generator, dtype=torch.float64)
+        ours = clean_latent(prediction_type, model_input, output, float(sigmas[position]))
+        out = s.step(output, t, latents, **({"generator": generator} if name == "euler_ancestral" else {}))
+        torch.testing.assert_close(ours, reported_x0(s, out).to(ours.dtype), rtol=1e-5, atol=1e-5, msg=f"{name} at position {position}")
+        latents = out.prev_sample
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_sampling_with_an_exact_model_reaches_its_clean_latent(name):
+    """With a model that predicts the true noise of a fixed x0 (exact from the estimate's own noise level),
+    the estimate is x0 at every position, and a full denoise from any position lands on x0."""
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    s = scheduler(name, steps=20, set_alpha_to_one=True)  # DDIM and PNDM end at noise level 0 like the others
+    sigmas = noise_levels(s)
+    latents = torch.randn(x0.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * s.init_noise_sigma
+    for position in range(len(s.timesteps)):
+        model_input = s.scale_model_input(latents, s.timesteps[position])
+        sigma = float(sigmas[position])
+        a = (1 + sigma**2) ** -0.5
+        eps = (model_input - a * x0) / (sigma * a)  # the noise that x0 implies at this level
+        torch.testing.assert_close(clean_latent("epsilon", model_input, eps, sigma), x0)
+        latents = step(s, eps, position, latents, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(latents, x0, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_position_maps_steps_onto_longer_ladders():
+    heun = scheduler("heun", steps=50)
+    assert len(heun.timesteps) == 99 and gradient_position(heun, 15, 50) == 29
+    assert gradient_position(scheduler("ddim", steps=50), 15, 50) == 15
+
+
+def test_set_scheduler_replaces_by_config_and_refuses_unknown_names(tiny_model_dir):
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(tiny_model_dir)
+    set_scheduler(pipe, "euler")
+    assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler" and pipe.scheduler.config.beta_schedule == "scaled_linear"
+    with pytest.raises(UsageError, match="euler_a.*not known.*ddim"):
+        set_scheduler(pipe, "euler_a")
+
+
+
+def test_gpo_trace_under_every_scheduler_is_in_ddims_range():
+    """On the shapes world, the shortcut's losses with any scheduler lie where DDIM's do (a wrong noise
+    level, e.g. DDIM arithmetic on Euler's sigma-scaled latents, decodes garbage far above them)."""
+    from dpodiff.config import RunConfig
+    from dpodiff.gradient_search import run_gpo
+    from dpodiff.models import load_models
+    from dpodiff.optimizers import GPOSettings
+
+    backend, scorer, _ = load_models(None, None, "cpu", "float32")
+    config = RunConfig(seeds=(0, 1), steps=25, guidance=3.0)
+    settings = GPOSettings(iterations=10, t_every=1)  # the paper's t from 8 to 12 of 25, in half the iterations
+    s = SearchSpace(PROMPT, negative=[Slot("red", ["green", "yellow"]), Slot("square", ["triangle", "circle"])])
+    traces = {}
+    for name in SCHEDULERS:
+        set_scheduler(backend.pipe, name)
+        _, trace = run_gpo(backend, scorer, s, config.task_spec, list(config.seeds), config.generation(), settings)
+        traces[name] = trace.losses
+    low, high = min(traces["ddim"]), max(traces["ddim"])
+    means = {name: sum(losses) / len(losses) for name, losses in traces.items()}
+    assert all(low <= mean <= high for mean in means.values()), (low, high, means)

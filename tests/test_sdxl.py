@@ -1,0 +1,101 @@
+"""SDXL through the same protocol as SD: a tiny SDXL folder saved and loaded like a user's, in every command."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+import dpodiff
+from dpodiff.backends.sdxl import StableDiffusionXLBackend
+from dpodiff.models import load_pipeline
+from dpodiff.objectives.clip_loss import ClipScorer
+from dpodiff.optimizers import GPOSettings
+from dpodiff.spaces import SearchSpace, Slot, Span
+from dpodiff.testing import check_shortcut_gradient, one_hot
+
+PROMPT = "a red circle above a blue square"
+
+
+def space() -> SearchSpace:
+    return SearchSpace(
+        PROMPT,
+        positive=[Span(2, 5, ["red", "crimson", "scarlet red"])],
+        negative=[Slot("red", ["blue", "green"]), Slot("quality", ["blurry", "low quality"])],
+    )
+
+
+@pytest.fixture(scope="module")
+def sdxl(tiny_sdxl_dir):
+    return load_pipeline(str(tiny_sdxl_dir), torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def sdxl64(tiny_sdxl_dir):
+    return load_pipeline(str(tiny_sdxl_dir), torch.device("cpu"), torch.float64)
+
+
+def test_the_family_is_read_from_model_index(sdxl):
+    assert isinstance(sdxl, StableDiffusionXLBackend) and sdxl.family == "sdxl"
+    assert sdxl.token_window == 77 and sdxl.native_size == 16
+    assert len(sdxl.text_encoders) == 2 and sdxl.tokenizers[1].pad_token == "!"
+
+
+@pytest.mark.parametrize("picks", [(0, 0, 0), (2, 1, 2), (1, 2, 0)])
+def test_relaxed_encoding_is_exact_at_one_hot_vertices(sdxl64, picks):
+    """Both encoders' penultimate states (concatenated) and the second's projected pooled output, taken at the
+    relaxed prompt's end-of-text row, equal the pipeline's own encoding of the discrete prompts."""
+    s = space()
+    cond = sdxl64.relaxed_encoders(s, positive=True, negative=True)(one_hot(picks, s.sizes()))
+    text, negative = s.render(picks)
+    reference = sdxl64.encode([negative, text])
+    present = cond.mask > 0.5  # presence 1 -> mask 1; absent rows -> mask 0
+    for i in range(2):
+        assert present[i].sum() == 77
+        torch.testing.assert_close(cond.context[i][present[i]], reference.hidden[i], rtol=0, atol=1e-10)
+    torch.testing.assert_close(cond.pooled, reference.pooled, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("t_index", [0, 2])
+def test_shortcut_gradient_matches_finite_differences(sdxl64, tiny_scorer_dir, t_index):
+    scorer = ClipScorer.from_pretrained(str(tiny_scorer_dir), "cpu", torch.float64)
+    check_shortcut_gradient(sdxl64, scorer, space(), t_index)
+
+
+@pytest.mark.parametrize("algo", ["random", "epo", "gpo", "hybrid"])
+def test_every_algorithm_runs_on_sdxl(sdxl, tiny_scorer, algo):
+    result = dpodiff.optimize(PROMPT, pipeline=sdxl, scorer=tiny_scorer, space=space(), algorithm=algo, budget=5, seeds=[0, 1],
+                              steps=3, positive=True, gpo_settings=GPOSettings(iterations=2))
+    assert result.evaluations == 5 and result.generation["family"] == "sdxl"
+    assert result.images["best"][0].size == (16, 16)
+    assert (result.gpo is not None) == (algo in ("gpo", "hybrid"))
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    from dpodiff.cli import main
+
+    sys.argv = ["dpodiff", *map(str, args)]
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+def test_every_command_takes_an_sdxl_folder(capsys, tmp_path, tiny_sdxl_dir, tiny_scorer_dir):
+    models = ["--model", tiny_sdxl_dir, "--scorer", tiny_scorer_dir, "--steps", 2, "--seeds", 1]
+    space_file = tmp_path / "space.json"
+    space().save(space_file)
+    for command in ("improve", "attack"):
+        extra = ["--min-similarity", 0.5] if command == "attack" else ["--positive"]
+        code, err = run_cli(capsys, command, PROMPT, "--space", space_file, "--budget", 3, "--out", tmp_path / command, *extra, *models)
+        assert code == 0, err
+        assert json.loads((tmp_path / command / "result.json").read_text())["generation"]["family"] == "sdxl"
+    code, err = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--out", tmp_path / "generate", *models)
+    assert code == 0, err
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPT + "\n")
+    code, err = run_cli(capsys, "bench", prompts, "--algos", "random,hybrid", "--budget", 3, "--space", space_file,
+                        "--out", tmp_path / "bench", *models)
+    assert code == 0, err
