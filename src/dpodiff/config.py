@@ -36,6 +36,7 @@ class RunConfig:
     min_similarity: float = DEFAULT_MIN_SIMILARITY  # attack's constraint
     similarity_model: str = DEFAULT_SENTENCE_MODEL
     search_seed: int = 0
+    charge_gpo: bool = False  # gpo/hybrid: GPO's measured cost, in candidates, comes out of the budget (equal-cost comparisons)
 
     @classmethod
     def from_options(cls, **options) -> "RunConfig":

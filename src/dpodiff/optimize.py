@@ -7,6 +7,7 @@ original and the best candidate.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -85,6 +86,10 @@ def optimize(
         logits, gpo_trace = run_gpo(backend, scorer, space, task, seeds, generation, gpo_settings or GPOSettings(),
                                     config.search_seed, on_gpo_iteration)
 
+    budget = config.budget
+    if gpo_trace and config.charge_gpo:  # GPO's measured cost, in candidates of len(seeds) images, is spent already
+        budget = max(1, budget - math.ceil(gpo_trace.equivalent_images_measured / len(seeds)))
+
     # 4. score the original, then search
     optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits)
     target = scorer.embed_text([prompt])
@@ -100,7 +105,7 @@ def optimize(
                     "width": config.width or backend.native_size, "batch_size": config.batch_size,
                     "dtype": str(backend.dtype).removeprefix("torch."), "token_window": backend.token_window},
         seeds=seeds,
-        budget=config.budget,
+        budget=budget,
         original=None,  # type: ignore[arg-type]  # set by the first evaluation
         history=[],
         config=config.to_dict(),
@@ -145,7 +150,7 @@ def optimize(
 
     original = tuple([0] * len(sizes))
     with torch.inference_mode():
-        outcome = run_search(optimizer, original, objective, config.budget, admissible if constraint else None)
+        outcome = run_search(optimizer, original, objective, budget, admissible if constraint else None)
     result.stop_reason = outcome.stop_reason
     if result.original is None:
         raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save

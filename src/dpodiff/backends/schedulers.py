@@ -79,14 +79,14 @@ def step(scheduler, output: torch.Tensor, position: int, latents: torch.Tensor, 
     return scheduler.step(output, scheduler.timesteps[position], latents, **extra).prev_sample
 
 
-def noise_levels(scheduler) -> torch.Tensor:
-    """sigma (float64, on the CPU) at every position of `scheduler.timesteps`."""
+def noise_levels(scheduler) -> list[float]:
+    """sigma at every position of `scheduler.timesteps`, computed on the CPU (no device sync)."""
     sigmas = getattr(scheduler, "sigmas", None)
     if sigmas is not None and len(sigmas) >= len(scheduler.timesteps):
-        return torch.as_tensor(sigmas[: len(scheduler.timesteps)]).detach().to("cpu", torch.float64)
-    alphas_cumprod = scheduler.alphas_cumprod.to("cpu", torch.float64)
-    t = scheduler.timesteps.to("cpu").long()
-    return ((1 - alphas_cumprod[t]) / alphas_cumprod[t]).sqrt()
+        return torch.as_tensor(sigmas[: len(scheduler.timesteps)]).detach().to("cpu", torch.float64).tolist()
+    cpu = scheduler if scheduler.timesteps.device.type == "cpu" else fresh_scheduler(scheduler, scheduler.num_inference_steps)
+    alphas_cumprod = cpu.alphas_cumprod.to("cpu", torch.float64)[cpu.timesteps.long()]
+    return ((1 - alphas_cumprod) / alphas_cumprod).sqrt().tolist()
 
 
 def clean_latent(prediction_type: str, model_input: torch.Tensor, output: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -34,7 +34,7 @@ def sample_until(backend: Backend, scheduler, cond: Conditioning, noise: torch.T
 def one_step_loss(backend: Backend, scorer, scheduler, position: int, latents: torch.Tensor, cond: Conditioning,
                   target: torch.Tensor, guidance: float) -> torch.Tensor:
     """The differentiable part: one guided UNet call, x0 estimate, VAE decode, CLIP loss."""
-    sigma = float(noise_levels(scheduler)[position])
+    sigma = noise_levels(scheduler)[position]
     x0 = backend.guided_x0(scheduler, position, sigma, latents, cond, guidance)
     return scorer.loss(backend.decode(x0), target).mean()
 

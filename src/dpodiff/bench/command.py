@@ -39,7 +39,9 @@ def bench(
     space_source: SpaceSource = "auto", per_word: PerWord = 5,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
+    scheduler: Scheduler = None,
+    equal_cost: Annotated[bool, typer.Option("--equal-cost", help="Charge gpo/hybrid their measured GPO cost (in candidates) against --budget, so every algorithm spends the same compute.")] = False,
+    backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --backend ray: the cluster (host:port or ray://host:port). Default: start a local cluster.")] = None,
 ):
     """Benchmark algorithms on many prompts; resumable (SQLite), with summary tables and an HTML report."""
@@ -56,7 +58,7 @@ def bench(
     if not algorithms or unknown:
         raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
     algorithms = list(dict.fromkeys(algorithms))
-    run = RunConfig.from_options(**locals(), algorithm=algorithms[0])
+    run = RunConfig.from_options(**locals(), algorithm=algorithms[0], charge_gpo=equal_cost)
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend {backend!r} is not known; use local or ray.")
     if ray_address and backend != "ray":
