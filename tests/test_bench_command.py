@@ -2,37 +2,23 @@
 
 import contextlib
 import csv
-import io
 import json
 import shutil
 import socket
 import sqlite3
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 
-from dpodiff.cli import main
+from dpodiff.testing import run_cli
+
 
 PROMPTS = ["a red circle above a blue square", "a green triangle next to a yellow circle"]
 SPACE = {
     PROMPTS[0]: {"synonym": {"circle": ["disk", "ring"]}, "antonym": {"red": ["blue", "green", "pink"], "circle": ["square", "triangle"]}, "keywords": ["red", "circle"]},
     PROMPTS[1]: {"synonym": {"triangle": ["wedge"]}, "antonym": {"green": ["red", "blue"], "triangle": ["square", "circle"]}, "keywords": ["green", "triangle"]},
 }
-
-
-def run_cli(*args) -> tuple[int, str]:
-    """Run `dpodiff ARGS` in this process; (exit status, stderr)."""
-    sys.argv = ["dpodiff", *map(str, args)]
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-    return code, err.getvalue()
 
 
 @pytest.fixture(scope="module")

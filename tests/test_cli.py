@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dpodiff.cli import main
+from dpodiff.testing import run_cli
+
 
 PROMPT = "a red circle above a blue square"
 REFERENCE_SPACE = {
@@ -31,20 +32,9 @@ def models(tiny_model_dir, tiny_scorer_dir) -> list[str]:
     return ["--model", str(tiny_model_dir), "--scorer", str(tiny_scorer_dir), "--steps", "2"]
 
 
-def run_cli(capsys, *args) -> tuple[int, str]:
-    """Run `dpodiff ARGS` in-process; return (exit status, stderr)."""
-    sys.argv = ["dpodiff", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
-
-
-def test_improve_end_to_end(capsys, tmp_path, space_file, models):
+def test_improve_end_to_end(tmp_path, space_file, models):
     out = tmp_path / "run"
-    code, err = run_cli(capsys, "improve", PROMPT, "--space", space_file, "--budget", 6, "--seeds", "0,2", "--out", out, *models)
+    code, err = run_cli("improve", PROMPT, "--space", space_file, "--budget", 6, "--seeds", "0,2", "--out", out, *models)
     assert code == 0, err
     data = json.loads((out / "result.json").read_text())
     assert data["task"] == "improve" and data["seeds"] == [0, 2] and data["evaluations"] == 6
@@ -54,9 +44,9 @@ def test_improve_end_to_end(capsys, tmp_path, space_file, models):
     assert "best" in err and "original" in err  # the summary table
 
 
-def test_attack_end_to_end(capsys, tmp_path, space_file, models):
+def test_attack_end_to_end(tmp_path, space_file, models):
     out = tmp_path / "attack"
-    code, err = run_cli(capsys, "attack", PROMPT, "--space", space_file, "--budget", 4, "--min-similarity", 0.5, "--out", out, *models)
+    code, err = run_cli("attack", PROMPT, "--space", space_file, "--budget", 4, "--min-similarity", 0.5, "--out", out, *models)
     assert code == 0, err
     data = json.loads((out / "result.json").read_text())
     assert data["task"] == "attack" and data["constraint"]["min_similarity"] == 0.5
@@ -64,19 +54,19 @@ def test_attack_end_to_end(capsys, tmp_path, space_file, models):
     assert "rejected by the constraint" in err
 
 
-def test_generate_writes_images_and_losses(capsys, tmp_path, models):
+def test_generate_writes_images_and_losses(tmp_path, models):
     out = tmp_path / "gen"
-    code, err = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--seeds", 3, "--out", out, *models)
+    code, err = run_cli("generate", PROMPT, "--negative-prompt", "blurry", "--seeds", 3, "--out", out, *models)
     assert code == 0, err
     data = json.loads((out / "result.json").read_text())
     assert [im["seed"] for im in data["images"]] == [0, 1, 2]
     assert data["loss"] == pytest.approx(sum(im["loss"] for im in data["images"]) / 3)
     assert all((out / im["file"]).is_file() for im in data["images"])
     # the same seeds give the same loss, bit for bit; other batching, the same within float tolerance
-    code, _ = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--seeds", "3", "--out", tmp_path / "again", *models)
+    code, _ = run_cli("generate", PROMPT, "--negative-prompt", "blurry", "--seeds", "3", "--out", tmp_path / "again", *models)
     again = json.loads((tmp_path / "again" / "result.json").read_text())
     assert [im["loss"] for im in again["images"]] == [im["loss"] for im in data["images"]]
-    code, _ = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--seeds", "2,1", "--batch-size", 1, "--out", tmp_path / "one", *models)
+    code, _ = run_cli("generate", PROMPT, "--negative-prompt", "blurry", "--seeds", "2,1", "--batch-size", 1, "--out", tmp_path / "one", *models)
     one = json.loads((tmp_path / "one" / "result.json").read_text())
     assert one["images"][1]["loss"] == pytest.approx(data["images"][1]["loss"], abs=1e-4)
 
@@ -97,14 +87,14 @@ LONG_PROMPT = "a red circle " * 30
         (["generate", PROMPT, "--device", "tpu"], "--device"),
     ],
 )
-def test_bad_input_exits_2_with_a_message(capsys, tmp_path, models, args, message):
-    code, err = run_cli(capsys, *args, "--out", tmp_path / "out", *models)
+def test_bad_input_exits_2_with_a_message(tmp_path, models, args, message):
+    code, err = run_cli(*args, "--out", tmp_path / "out", *models)
     assert code == 2
     assert message in " ".join(err.split())
     assert "Traceback" not in err
 
 
-def test_bad_files_and_models(capsys, tmp_path, space_file, models):
+def test_bad_files_and_models(tmp_path, space_file, models):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     cases = [
@@ -119,7 +109,7 @@ def test_bad_files_and_models(capsys, tmp_path, space_file, models):
     bad_space.write_text("{oops")
     cases.append((["improve", PROMPT, "--space", bad_space, "--out", tmp_path / "o", *models], "not valid JSON"))
     for args, message in cases:
-        code, err = run_cli(capsys, *args)
+        code, err = run_cli(*args)
         assert code == 2, (args, err)
         assert message in " ".join(err.split()), (args, err)
         assert "Traceback" not in err

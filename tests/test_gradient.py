@@ -1,6 +1,5 @@
 """The relaxed prompt and the shortcut text gradient on tiny real models, in float64."""
 
-import json
 
 import pytest
 import torch

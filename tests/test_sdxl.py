@@ -1,7 +1,6 @@
 """SDXL through the same protocol as SD: a tiny SDXL folder saved and loaded like a user's, in every command."""
 
 import json
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from dpodiff.models import load_pipeline
 from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.optimizers import GPOSettings
 from dpodiff.spaces import SearchSpace, Slot, Span
-from dpodiff.testing import check_shortcut_gradient, one_hot
+from dpodiff.testing import check_shortcut_gradient, one_hot, run_cli
 
 PROMPT = "a red circle above a blue square"
 
@@ -71,31 +70,19 @@ def test_every_algorithm_runs_on_sdxl(sdxl, tiny_scorer, algo):
     assert (result.gpo is not None) == (algo in ("gpo", "hybrid"))
 
 
-def run_cli(capsys, *args) -> tuple[int, str]:
-    from dpodiff.cli import main
-
-    sys.argv = ["dpodiff", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
-
-
-def test_every_command_takes_an_sdxl_folder(capsys, tmp_path, tiny_sdxl_dir, tiny_scorer_dir):
+def test_every_command_takes_an_sdxl_folder(tmp_path, tiny_sdxl_dir, tiny_scorer_dir):
     models = ["--model", tiny_sdxl_dir, "--scorer", tiny_scorer_dir, "--steps", 2, "--seeds", 1]
     space_file = tmp_path / "space.json"
     space().save(space_file)
     for command in ("improve", "attack"):
         extra = ["--min-similarity", 0.5] if command == "attack" else ["--positive"]
-        code, err = run_cli(capsys, command, PROMPT, "--space", space_file, "--budget", 3, "--out", tmp_path / command, *extra, *models)
+        code, err = run_cli(command, PROMPT, "--space", space_file, "--budget", 3, "--out", tmp_path / command, *extra, *models)
         assert code == 0, err
         assert json.loads((tmp_path / command / "result.json").read_text())["generation"]["family"] == "sdxl"
-    code, err = run_cli(capsys, "generate", PROMPT, "--negative-prompt", "blurry", "--out", tmp_path / "generate", *models)
+    code, err = run_cli("generate", PROMPT, "--negative-prompt", "blurry", "--out", tmp_path / "generate", *models)
     assert code == 0, err
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(PROMPT + "\n")
-    code, err = run_cli(capsys, "bench", prompts, "--algos", "random,hybrid", "--budget", 3, "--space", space_file,
+    code, err = run_cli("bench", prompts, "--algos", "random,hybrid", "--budget", 3, "--space", space_file,
                         "--out", tmp_path / "bench", *models)
     assert code == 0, err

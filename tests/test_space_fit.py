@@ -10,7 +10,7 @@ import torch
 from dpodiff.backends.relaxed import negative_layout, positive_layout
 from dpodiff.errors import UsageError
 from dpodiff.spaces.build import build_task_space
-from dpodiff.spaces.fit import check_fits, fit_space, worst_case_tokens
+from dpodiff.spaces.fit import fit_space, worst_case_tokens
 from dpodiff.spaces.space import SearchSpace, Slot, Span
 from dpodiff.tokenizers import clip_tokenizer
 
@@ -157,12 +157,6 @@ def test_report_is_json():
     _, report = fit_space(negative_space(), TOK20, window=10)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["window"] == 10 and data["dropped"][0]["part"] == "negative"
-
-
-def test_check_fits():
-    check_fits(TOK20, "a red car", 20, "the prompt")
-    with pytest.raises(ValueError, match="the negative prompt has 2[0-9] tokens"):
-        check_fits(TOK20, "blurry, " * 10, 20, "the negative prompt")
 
 
 def test_a_built_space_fits_the_shapes_window(tmp_path):

@@ -106,7 +106,7 @@ def generate(
         records.append({"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None})
     image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)]).save(out / "grid.png")
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {"family": backend.family, "scheduler": type(backend.pipe.scheduler).__name__, "steps": steps, "guidance": guidance},
+              "generation": {**backend.describe(), "steps": steps, "guidance": guidance},
               "config": config.to_dict(), "seeds": seed_list, "loss": sum(losses) / len(losses),
               "images": records, "seconds": seconds}
     (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -100,10 +100,8 @@ def optimize(
         scorer=scorer.name,
         algorithm=config.algorithm,
         algorithm_settings={"search_seed": config.search_seed, **optimizer.settings()},
-        generation={"family": backend.family, "scheduler": type(backend.pipe.scheduler).__name__, "steps": config.steps,
-                    "guidance": config.guidance, "height": config.height or backend.native_size,
-                    "width": config.width or backend.native_size, "batch_size": config.batch_size,
-                    "dtype": str(backend.dtype).removeprefix("torch."), "token_window": backend.token_window},
+        generation={**backend.describe(), "steps": config.steps, "guidance": config.guidance, "height": config.height or backend.native_size,
+                    "width": config.width or backend.native_size, "batch_size": config.batch_size},
         seeds=seeds,
         budget=budget,
         original=None,  # type: ignore[arg-type]  # set by the first evaluation

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
-from dpodiff.backends.schedulers import clean_latent
+from dpodiff.backends.schedulers import clean_latent, scheduler_name
 from dpodiff.errors import UsageError
 
 
@@ -119,6 +119,11 @@ class Backend:
     @property
     def text_encoders(self) -> list:
         return [self.pipe.text_encoder]
+
+    def describe(self) -> dict:
+        """What result files record about the model's generation set-up."""
+        return {"family": self.family, "scheduler": scheduler_name(self.pipe.scheduler), "token_window": self.token_window,
+                "dtype": str(self.dtype).removeprefix("torch.")}
 
     def check_window(self, texts: list[str], what: str = "prompt") -> None:
         """Every text must fit the window as it is: the tokenizer would cut it silently."""

@@ -109,13 +109,6 @@ def worst_case_tokens(space: SearchSpace, tokenizer, part: str) -> int:
     return _positive_worst(space, space.positive, count)
 
 
-def check_fits(tokenizer, text: str, window: int, what: str) -> None:
-    """Guard for a rendered candidate: a text longer than the window would be cut off without a word."""
-    n = len(tokenizer(text).input_ids)
-    if n > window:
-        raise ValueError(f"{what} has {n} tokens, more than the text encoder's window of {window}: {text!r}")
-
-
 def _is_library(slot: Slot) -> bool:
     return slot.source == "nplib" or slot.name.startswith("nplib:")
 
