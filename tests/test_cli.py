@@ -122,3 +122,15 @@ def test_console_script_exit_status(tmp_path):
     assert plain.returncode == 2 and "prompt is empty" in plain.stderr and "Traceback" not in plain.stderr
     debug = subprocess.run([exe, "improve", "", "--out", tmp_path, "--debug"], capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("algo", ["gpo", "hybrid"])
+def test_white_box_improve_on_the_default_model(tmp_path, algo):
+    """The README's prompt on the shapes world (a 20-token window: the built space is fitted to it)."""
+    out = tmp_path / algo
+    code, err = run_cli("improve", "a red circle above a blue square", "--algo", algo, "--steps", 10, "--guidance", 3,
+                        "--budget", 4, "--seeds", 1, "--out", out)
+    assert code == 0, err
+    data = json.loads((out / "result.json").read_text())
+    assert data["evaluations"] == 4 and len(data["gpo"]["losses"]) == 20 and data["generation"]["token_window"] == 20
+    assert data["fit"]["dropped"] and "token window" in err

@@ -106,3 +106,24 @@ def test_batching_candidates_together_gives_the_same_losses(tiny_pipe, tiny_scor
     assert [e.candidate for e in one.history] == [e.candidate for e in batched.history]
     for a, b in zip(one.history, batched.history):
         assert a.losses == pytest.approx(b.losses, abs=1e-4)
+
+
+def test_a_space_over_the_window_is_fitted_and_recorded(tiny_pipe, tiny_scorer, tmp_path):
+    """30 library slots of 3-token terms ("worst quality,") overflow the 77-token window: library slots go first,
+    every scored negative prompt fits, and result.json says what was dropped."""
+    library = [Slot(f"nplib:{i}", ["worst quality", "low resolution", "bad anatomy"], "nplib") for i in range(30)]
+    big = SearchSpace(PROMPT, negative=[Slot("red", ["blue", "green"])] + library)
+    result = run(tiny_pipe, tiny_scorer, space=big, budget=6, algorithm="random")
+    dropped = result.fit["dropped"]
+    assert dropped and all(d["name"].startswith("nplib:") for d in dropped)
+    assert result.fit["negative_tokens_before"] > 77 >= result.fit["negative_tokens_after"]
+    kept = {s["name"] for s in result.space["negative"]}
+    assert "red" in kept and not kept & {d["name"] for d in dropped}
+    assert all(len(tiny_pipe.tokenizer(e.negative_prompt).input_ids) <= 77 for e in result.history)
+    result.save(tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text())["fit"]["dropped"] == dropped
+
+
+def test_the_run_configuration_is_recorded(tiny_pipe, tiny_scorer):
+    result = run(tiny_pipe, tiny_scorer, budget=3, scheduler="euler")
+    assert result.config["scheduler"] == "euler" and result.config["seeds"] == [0, 1] and result.config["algorithm"] == "epo"

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from dpodiff.backends import Backend, Request, as_backend
+from dpodiff.backends.schedulers import set_scheduler
 from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
 from dpodiff.gradient_search import run_gpo
@@ -51,7 +52,8 @@ def optimize(
     """Search a better negative prompt (task="improve") or a meaning-preserving attack (task="attack").
 
     `pipeline` is a diffusers pipeline or a dpodiff backend; `config` a RunConfig, and any of its fields
-    may also be given as keywords (e.g. `algorithm="hybrid", budget=40, seeds=4`). `space` is a
+    may also be given as keywords (e.g. `algorithm="hybrid", budget=40, seeds=4`); a `scheduler` replaces
+    the pipeline's own (built from its config). `space` is a
     SearchSpace, a space file, or None to build one with `config.space_source`. Returns the result with
     every evaluation, the best candidates and the images of the original and the best candidate for
     each seed. Ctrl-C stops the search and returns what was found so far.
@@ -61,6 +63,7 @@ def optimize(
     config = RunConfig.from_options(**{**(config.to_dict() if config else {}), **settings})
     task = config.task_spec
     backend = as_backend(pipeline)
+    set_scheduler(backend.pipe, config.scheduler)  # None keeps the pipeline's own
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):
         scorer = ClipScorer.from_pretrained(str(scorer), backend.device)
