@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -9,47 +10,70 @@ import pytest
 from dpodiff.errors import UsageError
 from dpodiff.spaces.build import build_space
 from dpodiff.spaces.llm import LLMConfig, config_from, parse_answer
+from dpodiff.testing import run_cli
 
 KEY = "sk-test-secret-0123456789"
 
 
 class FakeServer:
-    """Answers each POST with the next queued (status, body) pair; remembers the requests it saw."""
+    """Answers each request with the next queued (status, body[, headers]); remembers every request it saw
+    (GETs too: a redirect followed the browser way arrives as a GET) with all its headers."""
 
     def __init__(self):
-        self.answers: list[tuple[int, bytes]] = []
+        self.answers: list[tuple] = []
         self.requests: list[dict] = []
+        self.delay = 0.0  # seconds to wait before answering: a slow or hung model
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = min(int(self.headers.get("Content-Length", 0)), 100_000)
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(self.rfile.read(length))})
-                status, body = outer.answers.pop(0) if outer.answers else (500, b"{}")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                body = self.rfile.read(length) if length else b""
+                outer.requests.append({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization"),
+                                       "headers": dict(self.headers), "body": json.loads(body) if body else None})
+                status, body, *headers = outer.answers.pop(0) if outer.answers else (500, b"{}")
+                time.sleep(outer.delay)
+                try:
+                    self.send_response(status)
+                    for name, value in {"Content-Type": "application/json", **(headers[0] if headers else {})}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client gave up waiting
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def reply(self, content: str, status: int = 200):
         self.answers.append((status, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()))
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture
 def server():
     s = FakeServer()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.close()
+
+
+@pytest.fixture
+def elsewhere():
+    """A second server on another port: where a hostile or misconfigured endpoint redirects."""
+    s = FakeServer()
+    yield s
+    s.close()
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +160,165 @@ def test_config_from_options(tmp_path, monkeypatch):
         config_from("127.0.0.1:1", "m")
     with pytest.raises(UsageError, match="Cannot read the API key file"):
         config_from("http://127.0.0.1:1", "m", tmp_path / "missing")
+
+
+# -- the key ---------------------------------------------------------------------------------------
+
+
+def test_key_file_is_read_for_its_first_non_empty_line(tmp_path, server):
+    key_file = tmp_path / "key"
+    key_file.write_text(f"\n  {KEY}  \n# work key, expires in March\n")
+    config = config_from(server.url, "m", key_file, timeout=5, retries=0)
+    assert config.key == KEY
+    server.reply("red -> crimson")
+    build_space("red", "synonym", source="llm", llm=config)
+    assert server.requests[0]["auth"] == f"Bearer {KEY}"
+    key_file.write_text("\n \n")
+    with pytest.raises(UsageError, match="is empty"):
+        config_from(server.url, "m", key_file)
+
+
+@pytest.mark.parametrize("bad", [KEY + "é", KEY + "中", "Bearer " + KEY, KEY + "\x7f", "“" + KEY + "”"])
+def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(tmp_path, monkeypatch, bad):
+    key_file = tmp_path / "key"
+    key_file.write_text(bad + "\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="cannot be sent in an HTTP header") as e:
+        config_from("http://127.0.0.1:1", "m", key_file)
+    assert KEY not in str(e.value) and str(key_file) in str(e.value)
+    monkeypatch.setenv("OPENAI_API_KEY", bad)
+    with pytest.raises(UsageError, match=r"\$OPENAI_API_KEY has a character") as e:
+        config_from("http://127.0.0.1:1", "m")
+    assert KEY not in str(e.value)
+    with pytest.raises(UsageError, match="LLMConfig.key"):
+        LLMConfig("http://127.0.0.1:1", "m", bad)
+
+
+def test_a_key_file_that_is_not_utf8_is_refused(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY.encode() + b"\xe9\n")
+    with pytest.raises(UsageError, match="cannot be sent in an HTTP header") as e:
+        config_from("http://127.0.0.1:1", "m", key_file)
+    assert KEY not in str(e.value)
+
+
+# -- redirects -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_server_is_refused_and_gets_no_key(server, elsewhere, code):
+    server.answers.append((code, b"", {"Location": elsewhere.url + "/v1/chat/completions"}))
+    elsewhere.reply("red -> crimson")
+    with pytest.raises(UsageError, match="redirected to another server") as e:
+        build_space("red", "synonym", source="llm", llm=_config(server))
+    assert server.url in str(e.value) and elsewhere.url in str(e.value) and KEY not in str(e.value)
+    assert elsewhere.requests == []
+    assert len(server.requests) == 1  # refused at once, not retried
+
+
+def test_a_redirect_on_the_same_server_is_followed_with_the_same_request(server):
+    server.answers.append((307, b"", {"Location": "/v1/chat/completions/"}))
+    server.reply("red -> crimson")
+    space = build_space("red", "synonym", source="llm", llm=_config(server))
+    assert space.positive[0].choices == ["red", "crimson"]
+    first, second = server.requests
+    assert second["path"] == "/v1/chat/completions/" and second["method"] == "POST"
+    assert second["auth"] == f"Bearer {KEY}" and second["body"] == first["body"]
+
+
+# -- robustness ------------------------------------------------------------------------------------
+
+
+def test_defaults_give_up_on_a_dead_endpoint_within_about_30_seconds():
+    config = LLMConfig("http://127.0.0.1:1", "m")
+    worst = config.timeout * (config.retries + 1) + sum(config.backoff * 2**i for i in range(config.retries))
+    assert config.retries >= 1 and worst <= 35
+
+
+def test_a_slow_endpoint_fails_quickly_and_names_the_timeout(server, tmp_path):
+    server.delay = 3
+    t0 = time.perf_counter()
+    with pytest.raises(UsageError, match="no answer within 0.3 s"):
+        build_space("a red car", "synonym", source="llm", llm=config_from(server.url, "m", timeout=0.3, retries=1))
+    assert time.perf_counter() - t0 < 2.5 and len(server.requests) == 2
+    code, err = run_cli("space", "a blue car", "--kind", "synonym", "--source", "llm", "--llm-url", server.url, "--llm-model", "m",
+                        "--llm-timeout", 0.3, "--llm-retries", 0, "--out", tmp_path / "space.json")
+    err = " ".join(err.split())
+    assert code == 2 and "no answer within 0.3 s" in err and "raise --llm-timeout (now 0.3 s per request)" in err, err
+    assert len(server.requests) == 3
+    code, err = run_cli("space", "red", "--kind", "synonym", "--source", "llm", "--llm-url", server.url, "--llm-model", "m",
+                        "--llm-timeout", 0, "--out", tmp_path / "space.json")
+    assert code == 2 and "--llm-timeout must be a positive number" in " ".join(err.split())
+
+
+def test_an_answer_with_no_usable_substitute_is_an_error_and_not_cached(server, tmp_path):
+    args = ["space", "red", "--kind", "synonym", "--source", "llm", "--llm-url", server.url, "--llm-model", "m", "--out", tmp_path / "s.json"]
+    server.reply("red -> the, a")  # parsed, but only stopwords: nothing survives
+    code, err = run_cli(*args)
+    assert code == 2 and "No synonyms found" in " ".join(err.split())
+    server.reply("red -> crimson")
+    code, err = run_cli(*args)
+    assert code == 0, err
+    assert len(server.requests) == 2  # the second run asked again
+    assert json.loads((tmp_path / "s.json").read_text())["positive"][0]["choices"] == ["red", "crimson"]
+
+
+# -- no error path shows the key -------------------------------------------------------------------
+
+
+def _redirect(server, elsewhere):
+    server.answers.append((302, b"", {"Location": elsewhere.url + "/v1/chat/completions"}))
+
+
+FAILURES = {  # name: (set the servers up, what the message says)
+    "key": (None, "cannot be sent in an HTTP header"),
+    "401": (lambda s, e: s.answers.append((401, b"{}")), "check the API key"),
+    "500": (lambda s, e: None, "could not be reached after 2 tries (last error: HTTP 500"),
+    "redirect": (_redirect, "redirected to another server"),
+    "garbage": (lambda s, e: s.answers.append((200, b"<html>not json</html>")), "did not answer like an OpenAI"),
+    "empty": (lambda s, e: s.reply("I am sorry, I cannot help with that."), "no 'word -> substitutes' line"),
+    "timeout": (lambda s, e: setattr(s, "delay", 2), "raise --llm-timeout"),
+}
+
+
+@pytest.mark.parametrize("command", ["space", "improve"])
+@pytest.mark.parametrize("failure", FAILURES)
+def test_no_failure_shows_the_key_even_with_debug(server, elsewhere, tmp_path, failure, command, request):
+    setup, message = FAILURES[failure]
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    key_file = secret_dir / "key"
+    key_file.write_text(KEY + ("é" if failure == "key" else "") + "\nsecond line: a note\n", encoding="utf-8")
+    if setup:
+        setup(server, elsewhere)
+    llm = ["--llm-url", server.url, "--llm-model", "m", "--llm-key-file", key_file, "--llm-timeout", 0.5, "--llm-retries", 1]
+    out = tmp_path / "out"
+    if command == "space":
+        out.mkdir()
+        args = ["space", "a red car", "--kind", "synonym", "--source", "llm", *llm, "--out", out / "space.json"]
+    else:
+        models = ["--model", request.getfixturevalue("tiny_model_dir"), "--scorer", request.getfixturevalue("tiny_scorer_dir")]
+        args = ["improve", "a red car", "--space-source", "llm", *llm, "--budget", 2, "--steps", 2, "--out", out, *models]
+    code, err = run_cli(*args, "--debug")
+    assert code == 2 and message in " ".join(err.split()), err
+    assert "Traceback" in err and "UsageError" in err  # --debug shows where it failed
+    assert KEY not in err
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and secret_dir not in p.parents]
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert all(r["auth"] is None for r in elsewhere.requests) and elsewhere.requests == []
+
+
+def test_an_unexpected_error_quoting_the_key_is_printed_scrubbed(server, tmp_path, monkeypatch):
+    import dpodiff.spaces.llm as llm_module
+
+    def leaky(config, text):
+        raise ValueError(f"Invalid header value b'Bearer {config.key}\\n# note'")
+
+    monkeypatch.setattr(llm_module, "ask", leaky)
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    args = ["space", "red", "--kind", "synonym", "--source", "llm", "--llm-url", server.url, "--llm-model", "m",
+            "--llm-key-file", key_file, "--out", tmp_path / "s.json"]
+    for extra in ([], ["--debug"]):
+        code, err = run_cli(*args, *extra)
+        assert code == 1 and "ValueError: Invalid header value b'" in err and "***" in err and KEY not in err, err

@@ -14,7 +14,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import json  # noqa: E402
 import sys  # noqa: E402
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmUrl, Model, Out, PerWord, Scorer,
+    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
     Scheduler, SearchSeed, Seeds, Size, SpaceFile, SpaceSource, Steps,
 )
+from dpodiff.display import terminal
 from dpodiff.errors import UsageError
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 from dpodiff.spaces.command import space as space_command
@@ -42,7 +42,7 @@ def improve(
     prompt: Annotated[str, typer.Argument(help="The prompt whose images should match it better.")],
     positive: Annotated[bool, typer.Option("--positive", help="Also substitute synonyms in the positive prompt.")] = False,
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
-    llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None,
+    llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
@@ -58,7 +58,7 @@ def attack(
     min_similarity: Annotated[float, typer.Option(help="Least sentence-embedding cosine similarity to the prompt a rewording may have.")] = DEFAULT_MIN_SIMILARITY,
     similarity_model: Annotated[str, typer.Option(help="sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
-    llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None,
+    llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
@@ -81,6 +81,7 @@ def generate(
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
     from dpodiff.backends import Request
     from dpodiff.config import RunConfig
+    from dpodiff.files import save_all, save_image, write_json
     from dpodiff.inputs import check_output_dir, check_prompt
     from dpodiff.objectives.judge import find_judge, judge_images
     from dpodiff.report.grid import image_grid
@@ -100,17 +101,17 @@ def generate(
     seed_list = list(config.seeds)
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
     verdicts = judge_images(judge, target, images)
-    records = []
-    for i, (seed, image, loss) in enumerate(zip(seed_list, images, losses)):
-        image.save(out / f"seed{seed}.png")
-        records.append({"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None})
-    image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)]).save(out / "grid.png")
+    records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
+               for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
               "generation": {**backend.describe(), "steps": steps, "guidance": guidance},
               "config": config.to_dict(), "seeds": seed_list, "loss": sum(losses) / len(losses),
               "images": records, "seconds": seconds}
-    (out / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    table = Table(title=f"{prompt!r}" + (f"  (negative: {negative_prompt!r})" if negative_prompt else ""))
+    grid = image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)])
+    save_all(out, [("result.json", lambda p: write_json(p, result))]
+             + [(r["file"], lambda p, im=image: save_image(p, im)) for r, image in zip(records, images)]
+             + [("grid.png", lambda p: save_image(p, grid))])
+    table = Table(title=terminal(prompt) + (f"  (negative: {terminal(negative_prompt)})" if negative_prompt else ""))
     for column in ("seed", "loss", "judge"):
         table.add_column(column)
     for r in records:
@@ -149,7 +150,7 @@ def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, **op
     if config.space_source == "llm" and options["space"] is None:
         from dpodiff.spaces.llm import config_from
 
-        llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"])
+        llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"], options["llm_timeout"], options["llm_retries"])
     out = check_output_dir(out)
     backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
@@ -178,14 +179,14 @@ def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, **op
 
 
 def _print_summary(result, out: Path) -> None:
-    table = Table(title=f"{result.task}: {result.prompt!r}")
+    table = Table(title=f"{result.task}: {terminal(result.prompt)}")
     for column in ("", "prompt", "negative prompt", "loss", "judge"):
         table.add_column(column)
     judge = result.judge or {}
     for role, e in (("original", result.original), ("best", result.best)):
         verdicts = judge.get(role)
         passed = f"{sum(v['pass'] for v in verdicts)}/{len(verdicts)}" if verdicts else "-"
-        table.add_row(role, e.prompt, e.negative_prompt, f"{e.loss:.4f}", passed)
+        table.add_row(role, terminal(e.prompt), terminal(e.negative_prompt), f"{e.loss:.4f}", passed)
     console.print(table)
     rejected = f", {len(result.rejections)} rejected by the constraint" if result.constraint else ""
     for dropped in (result.fit or {}).get("dropped", []):
@@ -204,6 +205,16 @@ def _quiet_libraries() -> None:
 
 
 def main() -> None:
+    import traceback
+
+    from rich.markup import escape
+
+    from dpodiff.secrets import scrub
+
+    def print_traceback(e: BaseException) -> None:
+        """Printed by us, not Python, so that no secret (the LLM key) in an exception's text reaches the terminal."""
+        sys.stderr.write(scrub("".join(traceback.format_exception(e))))
+
     _quiet_libraries()
     debug = "--debug" in sys.argv
     if debug:
@@ -212,12 +223,15 @@ def main() -> None:
         app()
     except UsageError as e:
         if debug:
-            raise
-        console.print(f"[red]error:[/red] {e}")
+            print_traceback(e)
+        console.print("[red]error:[/red]", escape(scrub(str(e))))
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.")
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001  a bug: the traceback is for the report, always printed, secrets blanked out
+        print_traceback(e)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

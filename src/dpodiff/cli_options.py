@@ -7,6 +7,7 @@ import typer
 
 from dpodiff.backends.schedulers import SCHEDULERS
 from dpodiff.models import DEFAULT_HUB_SCORER
+from dpodiff.spaces.llm import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x or SDXL, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
 Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
@@ -23,7 +24,9 @@ SpaceSource = Annotated[str, typer.Option(help="Where a space built from the pro
 PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
 LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
 LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-source llm.")]
-LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File with the API key for --space-source llm (default: $OPENAI_API_KEY).")]
+LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File whose first non-empty line is the API key for --space-source llm (default: $OPENAI_API_KEY).")]
+LlmTimeout = Annotated[Optional[float], typer.Option(help=f"Seconds to wait for each --space-source llm request (default {DEFAULT_TIMEOUT:g}); raise it for a slow model.")]
+LlmRetries = Annotated[Optional[int], typer.Option(help=f"Retries of a failed --space-source llm request (default {DEFAULT_RETRIES}).")]
 Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut gradient) or hybrid (gpo, then epo from its distribution).")]
 Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
 SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]

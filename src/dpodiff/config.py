@@ -55,6 +55,8 @@ class RunConfig:
             raise UsageError("--steps and --batch-size must be at least 1.")
         if not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a finite number; SD models use about 3 to 12.")
+        if not -1 <= self.min_similarity <= 1:  # NaN fails this too
+            raise UsageError(f"--min-similarity {self.min_similarity} is not a cosine similarity; give a number in [-1, 1] (default 0.85).")
         for side in (self.height, self.width):
             if side is not None and side < 8:
                 raise UsageError(f"--height/--width {side} is too small; give a multiple of 8 of at least 8 pixels.")

@@ -6,3 +6,4 @@ class UsageError(Exception):
 
     The message says what is wrong and how to fix it.
     """
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dpodiff.display import shown
 from dpodiff.errors import UsageError
 
 
@@ -46,7 +47,7 @@ def check_prompt(prompt: str, tokenizer, what: str = "text encoder") -> str:
         cut = tokenizer.decode(ids[limit - 1 : -1])
         raise UsageError(
             f"The prompt is {len(ids) - 2} tokens long, but the {what} reads at most {limit - 2} (plus start and end "
-            f"tokens). Everything after {kept[-40:]!r} would be cut: {cut!r}. Shorten the prompt."
+            f"tokens). Everything after {shown(kept[-40:])!r} would be cut: {shown(cut)!r}. Shorten the prompt."
         )
     return prompt
 

@@ -41,15 +41,45 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def pipeline_class_name(name: str) -> str:
-    """`_class_name` of the pipeline's model_index.json (a local folder, or the hub cache)."""
+def _source(name: str) -> str:
+    path = Path(name).expanduser()
+    return str(path) if path.is_dir() else name
+
+
+def model_index(name: str) -> dict:
+    """The pipeline's model_index.json (a local folder, or the hub cache)."""
     from diffusers import DiffusionPipeline
 
     try:
-        config = DiffusionPipeline.load_config(str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name)
+        return DiffusionPipeline.load_config(_source(name))
     except (OSError, ValueError, EnvironmentError) as e:
         raise not_found("diffusion model", name, PIPELINE_LAYOUT, e) from None
-    return str(config.get("_class_name", ""))
+
+
+def load_weighted_components(name: str, index: dict, dtype: torch.dtype) -> dict:
+    """Every component with weights (UNet, VAE, text encoders), each loaded with its loading report.
+
+    diffusers and transformers initialise missing weights at random and at most warn; a pipeline with a
+    random text encoder layer draws nonsense, so a missing or mismatched weight is an error here.
+    """
+    import importlib
+
+    components, problems = {}, []
+    for component, spec in index.items():
+        if component.startswith("_") or not isinstance(spec, (list, tuple)) or None in spec:
+            continue
+        cls = getattr(importlib.import_module(spec[0]), spec[1], None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+            continue  # tokenizers, schedulers, image processors: the pipeline loads them
+        model, info = cls.from_pretrained(_source(name), subfolder=component, dtype=dtype, output_loading_info=True)
+        missing = list(info.get("missing_keys") or []) + [str(k[0]) for k in info.get("mismatched_keys") or []]
+        if missing:
+            problems.append(f"{component}: {len(missing)} ({', '.join(sorted(missing)[:3])}{', ...' if len(missing) > 3 else ''})")
+        components[component] = model
+    if problems:
+        raise UsageError(f"The diffusion model {name!r} lacks weights its configuration needs, which would be initialised at random: "
+                         f"{'; '.join(problems)}. Re-download or re-save the model; a partial checkpoint cannot be used.")
+    return components
 
 
 def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler: str | None = None) -> Backend:
@@ -57,12 +87,12 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
     import diffusers
 
     check_local(name, "diffusion model", "model_index.json", "diffusers")
-    family = family_for(pipeline_class_name(name))
+    index = model_index(name)
+    family = family_for(str(index.get("_class_name", "")))
+    extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
     try:
-        pipe = getattr(diffusers, family.pipeline_class).from_pretrained(
-            str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name, dtype=dtype,
-            **({"safety_checker": None, "requires_safety_checker": False} if family.pipeline_class == "StableDiffusionPipeline" else {}),
-        )
+        components = load_weighted_components(name, index, dtype)
+        pipe = getattr(diffusers, family.pipeline_class).from_pretrained(_source(name), dtype=dtype, **components, **extra)
     except (OSError, ValueError, EnvironmentError) as e:
         raise not_found("diffusion model", name, PIPELINE_LAYOUT, e) from None
     pipe = pipe.to(device)

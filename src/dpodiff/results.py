@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from dpodiff.files import save_all, save_image, write_json
 from dpodiff.report.grid import image_grid
 from dpodiff.tasks import make_task
 
@@ -109,20 +109,21 @@ class OptimizationResult:
         }
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write result.json, the space searched (space.json), the original and best image of each seed, and a grid."""
+        """Write result.json first (the record that matters most), then the space searched (space.json),
+        the original and best image of each seed, and a grid; each file atomically (dpodiff.files)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for role, images in self.images.items():
-            for seed, image in zip(self.seeds, images):
-                image.save(out / f"{role}_seed{seed}.png")
-        if self.images.get("original") and self.images.get("best"):
-            best = self.best
-            image_grid(
-                [self.images["original"], self.images["best"]],
-                row_labels=[f"original  loss {self.original.loss:.3f}", f"best  loss {best.loss:.3f}"],
-                col_labels=[f"seed {s}" for s in self.seeds],
-            ).save(out / "grid.png")
+        writes = [("result.json", lambda p: write_json(p, self.to_dict()))]
         if self.space is not None:
-            (out / "space.json").write_text(json.dumps(self.space, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out / "result.json").write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            writes.append(("space.json", lambda p: write_json(p, self.space)))
+        for role, images in self.images.items():
+            writes += [(f"{role}_seed{seed}.png", lambda p, im=image: save_image(p, im)) for seed, image in zip(self.seeds, images)]
+        if self.images.get("original") and self.images.get("best"):
+            grid = image_grid(
+                [self.images["original"], self.images["best"]],
+                row_labels=[f"original  loss {self.original.loss:.3f}", f"best  loss {self.best.loss:.3f}"],
+                col_labels=[f"seed {s}" for s in self.seeds],
+            )
+            writes.append(("grid.png", lambda p: save_image(p, grid)))
+        save_all(out, writes)
         return out

@@ -20,6 +20,7 @@ import torch
 
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
 from dpodiff.backends.schedulers import clean_latent, scheduler_name
+from dpodiff.display import shown
 from dpodiff.errors import UsageError
 
 
@@ -130,7 +131,7 @@ class Backend:
         for text in dict.fromkeys(texts):
             n = len(self.tokenizer(text, truncation=False).input_ids)
             if n > self.token_window:
-                raise UsageError(f"The {what} {text[:80]!r}{'...' if len(text) > 80 else ''} is {n - 2} tokens long, but the "
+                raise UsageError(f"The {what} {shown(text)!r} is {n - 2} tokens long, but the "
                                  f"text encoder reads at most {self.token_window - 2} (plus start and end tokens); shorten it.")
 
     # -- (b) and (c) text -------------------------------------------------------------

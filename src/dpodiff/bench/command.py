@@ -5,6 +5,7 @@ Rerunning the same command resumes: finished runs are skipped, interrupted or fa
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from dpodiff.cli_options import (
     BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seeds, Size, SpaceSource, Steps,
 )
+from dpodiff.display import terminal
 from dpodiff.errors import UsageError
 from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 
@@ -59,6 +61,8 @@ def bench(
         raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
     algorithms = list(dict.fromkeys(algorithms))
     run = RunConfig.from_options(**locals(), algorithm=algorithms[0], charge_gpo=equal_cost)
+    if not math.isfinite(select_threshold):
+        raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend {backend!r} is not known; use local or ray.")
     if ray_address and backend != "ray":
@@ -68,7 +72,7 @@ def bench(
     listed = read_prompts(prompts)
     if listed.duplicates:
         console.print(f"[yellow]{len(listed.duplicates)} prompt(s) appear more than once in {prompts}; each is run once: "
-                      + "; ".join(repr(p) for p in listed.duplicates[:5]) + (" ..." if len(listed.duplicates) > 5 else ""))
+                      + "; ".join(terminal(p) for p in listed.duplicates[:5]) + (" ..." if len(listed.duplicates) > 5 else ""))
     out = check_output_dir(out)
     db = db or out / "results.sqlite"
     config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, device=device, dtype=dtype,
@@ -113,7 +117,7 @@ def bench(
     console.print(f"Results: {db}; {out / 'summary.csv'}, {out / 'summary.md'}, {out / 'report.html'}")
     if failed:
         for p, a, e in failed:
-            console.print(f"[red]failed[/red] {a} on {p!r}: {e}")
+            console.print(f"[red]failed[/red] {a} on {terminal(p)}: {terminal(e, 500)}")
         console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
         raise typer.Exit(1)
 
@@ -153,15 +157,15 @@ def _run(conn, config, settings: dict, prompts: list[str], algorithms: list[str]
     bar = progress.add_task("runs", total=len(wanted), completed=len(wanted) - len(todo), current="")
 
     def on_start(job):
-        progress.update(bar, current=f"{job.algorithm}: {job.prompt[:50]}")
+        progress.update(bar, current=f"{job.algorithm}: {terminal(job.prompt, 50)}")
 
     def on_done(job, record, error):
         if record is None:
             storage.fail(conn, job.run_id, error)
-            progress.console.print(f"[red]failed[/red] {job.algorithm} on {job.prompt!r}: {error}")
+            progress.console.print(f"[red]failed[/red] {job.algorithm} on {terminal(job.prompt)}: {terminal(error, 500)}")
         else:
             storage.finish(conn, job.run_id, record)
-        progress.update(bar, advance=1, current=f"done {job.algorithm}: {job.prompt[:50]}")
+        progress.update(bar, advance=1, current=f"done {job.algorithm}: {terminal(job.prompt, 50)}")
 
     with progress:
         run_jobs(config, jobs, on_start, on_done)

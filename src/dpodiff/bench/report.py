@@ -11,7 +11,16 @@ from dpodiff.bench import storage
 from dpodiff.bench.config import BenchConfig
 from dpodiff.bench.plot import loss_plot
 from dpodiff.bench.runner import run_dir_name
-from dpodiff.bench.summary import COLUMNS, SummaryRow, _cell, summarize, to_markdown, write_csv
+from dpodiff.bench.summary import (
+    COLUMNS,
+    SummaryRow,
+    _cell,
+    summarize,
+    to_markdown,
+    write_csv,
+)
+from dpodiff.display import shown
+from dpodiff.files import save_image, write_text
 
 
 def write_outputs(conn, config: BenchConfig, prompts: list[str], algorithms: list[str], db: Path) -> list[SummaryRow]:
@@ -20,10 +29,10 @@ def write_outputs(conn, config: BenchConfig, prompts: list[str], algorithms: lis
     rows = storage.run_rows(conn, config.task, prompts, algorithms)
     summary = summarize(rows, algorithms)
     write_csv(summary, out / "summary.csv")
-    (out / "summary.md").write_text(to_markdown(summary), encoding="utf-8")
+    write_text(out / "summary.md", to_markdown(summary))
     failed = [dict(prompt=p, algorithm=a, error=e) for p, a, e in conn.execute(
         "SELECT prompt, algorithm, error FROM runs WHERE task = ? AND status = 'failed'", (config.task,)) if p in prompts and a in algorithms]
-    (out / "report.html").write_text(render_report(conn, config, prompts, algorithms, rows, summary, failed, db), encoding="utf-8")
+    write_text(out / "report.html", render_report(conn, config, prompts, algorithms, rows, summary, failed, db))
     return summary
 
 
@@ -41,9 +50,12 @@ def render_report(conn, config, prompts, algorithms, rows, summary, failed, db) 
             continue
         plot = Path(run_dir_name(prompt, "x")).parent / "loss.png"
         (out / plot).parent.mkdir(parents=True, exist_ok=True)
-        loss_plot({r["algorithm"]: storage.history(conn, r["id"]) for r in runs}, config.task).save(out / plot)
+        save_image(out / plot, loss_plot({r["algorithm"]: storage.history(conn, r["id"]) for r in runs}, config.task))
         entries.append({"prompt": prompt, "plot": plot.as_posix(), "runs": [_run_view(r, out) for r in runs]})
-    template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
+    # every text shown with control characters escaped (a prompt file may hold terminal escape codes)
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                                     finalize=lambda v: shown(v, 1000) if isinstance(v, str) else v)
+    template = environment.from_string(
         files("dpodiff").joinpath("assets/bench/report.html.j2").read_text(encoding="utf-8"))
     return template.render(
         task=config.task, n_prompts=len(entries), algorithms=algorithms, seeds=list(config.seeds), budget=config.budget,

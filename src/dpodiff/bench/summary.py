@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+
+from dpodiff.files import write_atomic
 
 
 @dataclass
@@ -58,7 +61,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _cell(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -66,10 +69,13 @@ def _cell(value) -> str:
 
 
 def write_csv(rows: list[SummaryRow], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows([[_cell(v) for v in astuple(r)] for r in rows])
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            writer.writerows([[_cell(v) for v in astuple(r)] for r in rows])
+
+    write_atomic(path, write)
 
 
 def to_markdown(rows: list[SummaryRow]) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dpodiff.errors import UsageError
 from dpodiff.loading import check_local, not_found
 
 
@@ -96,12 +97,17 @@ def load_clip(name: str, device: torch.device, dtype: torch.dtype):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # CLIPImageProcessor warns that torchvision is absent; we preprocess ourselves
     try:
-        model = CLIPModel.from_pretrained(name, dtype=dtype)
+        model, info = CLIPModel.from_pretrained(name, dtype=dtype, output_loading_info=True)
         tokenizer = CLIPTokenizer.from_pretrained(name)
         processor = AutoImageProcessor.from_pretrained(name)
     except (OSError, ValueError, EnvironmentError) as e:
         raise not_found("CLIP scorer", name, "transformers CLIPModel (config.json, model weights, tokenizer, preprocessor_config.json)", e) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    missing = list(info.get("missing_keys") or []) + [k for k, *_ in info.get("mismatched_keys") or []]
+    if missing:  # transformers would initialise them at random and only warn: a scorer that scores noise
+        shown = ", ".join(sorted(missing)[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UsageError(f"The CLIP scorer {name!r} lacks {len(missing)} weights of a CLIPModel ({shown}); it is not a complete "
+                         "CLIP model (a text-only CLIPTextModel, say). Pass a CLIPModel folder or hub id with --scorer.")
     model = model.to(device).requires_grad_(False).eval()
     return model, tokenizer, processor

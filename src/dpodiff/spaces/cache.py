@@ -34,13 +34,19 @@ def read(key: dict, cache_dir=None) -> SearchSpace | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("key") != key:
             return None
-        return SearchSpace.from_dict(data["space"])
+        space = SearchSpace.from_dict(data["space"])
+        return space if space.positive or space.negative else None  # stored by older versions: ask again
     except (OSError, ValueError, KeyError, TypeError, UsageError):
         return None  # missing or damaged entries are rebuilt
 
 
 def write(key: dict, space: SearchSpace, cache_dir=None) -> None:
-    """Store atomically; a cache that cannot be written only costs a rebuild next time, so warn and go on."""
+    """Store atomically; a cache that cannot be written only costs a rebuild next time, so warn and go on.
+
+    An empty space is not stored: it usually means a source that failed for now (an LLM answer with no
+    usable substitute), and a cached one would stop every later run from asking again."""
+    if not space.positive and not space.negative:
+        return
     path = path_for(key, cache_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

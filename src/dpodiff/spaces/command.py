@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from dpodiff.errors import UsageError
+from dpodiff.files import write_json
 from dpodiff.spaces import llm as llm_source
 from dpodiff.spaces.build import KINDS, SOURCES, build_space, check_choice
 from dpodiff.spaces.reference import to_reference
@@ -47,7 +47,9 @@ def space(
     model: Optional[str] = typer.Option(None, "--model", help="Pipeline folder or id whose text encoder the embedding source uses."),
     llm_url: Optional[str] = typer.Option(None, "--llm-url", help="OpenAI-compatible server for --source llm."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name for --source llm."),
-    llm_key_file: Optional[Path] = typer.Option(None, "--llm-key-file", help="File holding the API key (default: $OPENAI_API_KEY)."),
+    llm_key_file: Optional[Path] = typer.Option(None, "--llm-key-file", help="File whose first non-empty line is the API key (default: $OPENAI_API_KEY)."),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", help=f"Seconds to wait for each --source llm request (default {llm_source.DEFAULT_TIMEOUT:g})."),
+    llm_retries: Optional[int] = typer.Option(None, "--llm-retries", help=f"Retries of a failed --source llm request (default {llm_source.DEFAULT_RETRIES})."),
 ) -> None:
     """Build a search space for a prompt: synonyms (attack) or opposites (negative prompts) per word."""
     check_choice(kind, source, per_word)
@@ -57,7 +59,7 @@ def space(
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'space.json'}.")
     if not out.parent.exists():
         raise UsageError(f"--out {out}: the folder {out.parent} does not exist; create it first.")
-    llm = llm_source.config_from(llm_url, llm_model, llm_key_file) if source == "llm" else None
+    llm = llm_source.config_from(llm_url, llm_model, llm_key_file, llm_timeout, llm_retries) if source == "llm" else None
     tokenizer = text_encoder = None
     if model is not None and (source == "embedding" or (source == "auto" and kind == "antonym")):
         tokenizer, text_encoder = load_text_model(model)
@@ -71,7 +73,7 @@ def space(
         )
     data = to_reference(built) if format == "reference" else built.to_dict()
     try:
-        out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(out, data)
     except OSError as e:
         raise UsageError(f"Cannot write --out {out} ({e.strerror}); choose a writable path.") from None
     parts = built.positive or built.negative

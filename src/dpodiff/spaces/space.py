@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dpodiff.errors import UsageError
+from dpodiff.files import write_json
 
 FORMAT_NAME = "dpodiff-space"
 FORMAT_VERSION = 1
@@ -113,7 +114,7 @@ class SearchSpace:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict, prompt: str | None = None) -> "SearchSpace":
