@@ -112,7 +112,7 @@ def test_escape_codes_in_a_prompt_do_not_reach_the_terminal(tmp_path, tiny_model
     assert "\x1b[2J" not in err and "\\x1b[2J" in err and "[bold]" in err
 
 
-def test_a_pipeline_with_missing_weights_is_refused(tmp_path):
+def test_a_pipeline_with_missing_weights_is_refused(tmp_path, tiny_scorer_dir):
     from safetensors.torch import load_file, save_file
 
     from dpodiff.testing import build_tiny_pipeline
@@ -123,7 +123,7 @@ def test_a_pipeline_with_missing_weights_is_refused(tmp_path):
     missing = sorted(state)[3]
     del state[missing]
     save_file(state, weights)
-    code, err = run_cli("generate", "a red circle", "--model", folder, "--out", tmp_path / "out")
+    code, err = run_cli("generate", "a red circle", "--model", folder, "--scorer", tiny_scorer_dir, "--out", tmp_path / "out")
     assert code == 2 and "text_encoder: 1" in err and missing in " ".join(err.split())
 
 

@@ -127,3 +127,98 @@ def test_a_space_over_the_window_is_fitted_and_recorded(tiny_pipe, tiny_scorer, 
 def test_the_run_configuration_is_recorded(tiny_pipe, tiny_scorer):
     result = run(tiny_pipe, tiny_scorer, budget=3, scheduler="euler")
     assert result.config["scheduler"] == "euler" and result.config["seeds"] == [0, 1] and result.config["algorithm"] == "epo"
+
+
+def interrupting_backend(tiny_pipe, on_call: int):
+    """The tiny model's backend, whose `on_call`-th generate() (one pipeline call of a batch) is hit by Ctrl-C."""
+    from dpodiff.backends import as_backend
+
+    backend = as_backend(tiny_pipe)
+    generate, calls = backend.generate, []
+
+    def interrupted(requests, settings):
+        calls.append(len(requests))
+        if len(calls) == on_call:
+            raise KeyboardInterrupt
+        return generate(requests, settings)
+
+    backend.generate = interrupted
+    return backend, calls
+
+
+def test_interrupt_inside_a_pipeline_call_keeps_the_earlier_chunks_of_its_batch(tiny_pipe, tiny_scorer, tmp_path):
+    """batch_size 4 = 2 candidates x 2 seeds per pipeline call. Call 1 scores the original; EPO's first batch (11 candidates)
+    then takes calls 2, 3, ...; Ctrl-C in call 4 keeps the original and the 4 candidates of calls 2 and 3."""
+    reference = run(tiny_pipe, tiny_scorer, batch_size=4)
+    backend, calls = interrupting_backend(tiny_pipe, on_call=4)
+    result = run(backend, tiny_scorer, batch_size=4)
+    assert calls == [2, 4, 4, 4]  # the batch goes one pipeline call at a time, as the backend batched it before
+    assert result.stop_reason == "interrupted" and result.evaluations == 5
+    assert [e.candidate for e in result.history] == [e.candidate for e in reference.history[:5]]
+    assert [e.losses for e in result.history] == [e.losses for e in reference.history[:5]]
+    assert result.best.loss == min(e.loss for e in result.history) and len(result.images["best"]) == 2
+    result.save(tmp_path)
+    data = json.loads((tmp_path / "result.json").read_text())
+    assert data["stop_reason"] == "interrupted" and [h["index"] for h in data["history"]] == list(range(5))
+    assert [h["candidate"] for h in data["history"]] == [e.candidate for e in reference.history[:5]]
+
+
+def test_interrupt_in_a_call_that_straddles_candidates(tiny_pipe, tiny_scorer):
+    """batch_size 3 with 2 seeds: a candidate's images span two calls; those of a candidate cut off are dropped."""
+    backend, calls = interrupting_backend(tiny_pipe, on_call=4)  # calls: original (2 images), then 3, 3, [3]
+    result = run(backend, tiny_scorer, batch_size=3)
+    assert calls == [2, 3, 3, 3] and result.stop_reason == "interrupted"
+    assert result.evaluations == 1 + 3  # 6 images of the batch made before the interrupt: 3 whole candidates
+
+
+def test_interrupt_from_the_callback_mid_batch_tells_the_search_what_was_scored(tiny_pipe, tiny_scorer):
+    seen = []
+
+    def stop_at_seven(evaluation, result):
+        seen.append(evaluation)
+        if len(result.history) == 7:  # the 6th candidate of EPO's first batch of 11
+            raise KeyboardInterrupt
+
+    result = run(tiny_pipe, tiny_scorer, on_evaluation=stop_at_seven, batch_size=4)
+    assert result.stop_reason == "interrupted" and result.history == seen and result.evaluations == 7
+
+
+def test_run_search_tells_the_optimiser_the_scored_part_of_an_interrupted_batch():
+    from dpodiff.optimizers import make_optimizer
+    from dpodiff.search import BatchInterrupted, run_search
+
+    told = []
+    optimizer = make_optimizer("random", [4, 4, 4], seed=0)
+    tell = optimizer.tell
+    optimizer.tell = lambda candidate, value: (told.append(candidate), tell(candidate, value))
+
+    def objective(candidates):
+        if len(candidates) == 1:
+            return [1.0]
+        raise BatchInterrupted([0.5, 0.25])  # Ctrl-C after two candidates of the batch were scored
+
+    outcome = run_search(optimizer, (0, 0, 0), objective, budget=20)
+    assert outcome.stop_reason == "interrupted" and outcome.evaluated == 3 and len(told) == 3
+
+
+def test_the_cli_says_how_many_candidates_an_interrupt_kept(tiny_model_dir, tiny_scorer_dir, tmp_path, monkeypatch):
+    from dpodiff.backends import Backend
+    from dpodiff.testing import run_cli
+
+    generate, calls = Backend.generate, []
+
+    def interrupted(self, requests, settings):
+        calls.append(len(requests))
+        if len(calls) == 4:  # Ctrl-C in the third call of EPO's first batch: the original and 4 candidates are kept
+            raise KeyboardInterrupt
+        return generate(self, requests, settings)
+
+    monkeypatch.setattr(Backend, "generate", interrupted)
+    space_file = tmp_path / "space.json"
+    space().save(space_file)
+    out = tmp_path / "run"
+    code, err = run_cli("improve", PROMPT, "--space", space_file, "--budget", 12, "--seeds", 2, "--batch-size", 4, "--steps", 2,
+                        "--model", tiny_model_dir, "--scorer", tiny_scorer_dir, "--out", out)
+    assert code == 130, err
+    assert "Interrupted: 5 candidates scored, saved in" in " ".join(err.split())
+    assert json.loads((out / "result.json").read_text())["evaluations"] == 5

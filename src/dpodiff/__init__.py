@@ -1,11 +1,29 @@
-"""dpodiff: discrete prompt optimisation for text-to-image diffusion models (DPO-Diff)."""
+"""dpodiff: discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).
+
+The public names load on first use, so that `import dpodiff.cli` (and `dpodiff --help`) does not
+import torch.
+"""
 
 __version__ = "0.1.0"
 
-from dpodiff.errors import UsageError
-from dpodiff.objectives.clip_loss import ClipScorer
-from dpodiff.optimize import optimize
-from dpodiff.results import Evaluation, OptimizationResult
-from dpodiff.spaces import SearchSpace, load_space
+_PUBLIC = {
+    "ClipScorer": "dpodiff.objectives.clip_loss",
+    "Evaluation": "dpodiff.results",
+    "OptimizationResult": "dpodiff.results",
+    "RunConfig": "dpodiff.config",
+    "SearchSpace": "dpodiff.spaces",
+    "UsageError": "dpodiff.errors",
+    "load_space": "dpodiff.spaces",
+    "optimize": "dpodiff.optimization",
+}
 
-__all__ = ["ClipScorer", "Evaluation", "OptimizationResult", "SearchSpace", "UsageError", "load_space", "optimize"]
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'dpodiff' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
+
+
+__all__ = sorted(_PUBLIC)

@@ -26,11 +26,11 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Scheduler, SearchSeed, Seeds, Size, SpaceFile, SpaceSource, Steps,
+    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
-from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 from dpodiff.spaces.command import space as space_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,10 +43,10 @@ def improve(
     positive: Annotated[bool, typer.Option("--positive", help="Also substitute synonyms in the positive prompt.")] = False,
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
-    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
+    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, out: Out = Path("runs/improve"),
+    scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
     _optimize_command(task="improve", **locals())
@@ -59,10 +59,10 @@ def attack(
     similarity_model: Annotated[str, typer.Option(help="sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
-    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = "2", search_seed: SearchSeed = 0,
+    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, out: Out = Path("runs/attack"),
+    scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
     _optimize_command(task="attack", **locals())
@@ -73,22 +73,24 @@ def generate(
     prompt: Annotated[str, typer.Argument(help="Positive prompt.")],
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt.")] = "",
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
-    seeds: Seeds = "2",
+    seeds: Seeds = None, seed: Seed = None,
     model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, out: Out = Path("runs/generate"),
+    scheduler: Scheduler = None, out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
-    from dpodiff.backends import Request
     from dpodiff.config import RunConfig
+    from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
+
+    seeds = pick_seeds(seeds, seed)
+    config = RunConfig.from_options(**locals())  # every option checked before anything heavy is imported
+    out = check_output_dir(out, overwrite)
+    from dpodiff.backends import Request
     from dpodiff.files import save_all, save_image, write_json
-    from dpodiff.inputs import check_output_dir, check_prompt
     from dpodiff.objectives.judge import find_judge, judge_images
     from dpodiff.report.grid import image_grid
     from dpodiff.report.images import to_pil
 
-    config = RunConfig.from_options(**locals())
-    out = check_output_dir(out)
     backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
@@ -137,21 +139,23 @@ def _load_models(model: str | None, scorer: str | None, device: str, dtype: str,
         return load_models(model, scorer, device, dtype, scheduler)
 
 
-def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, **options) -> None:
+def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, seeds, seed, overwrite, **options) -> None:
     from dpodiff.config import RunConfig
-    from dpodiff.inputs import check_output_dir, check_prompt
-    from dpodiff.optimize import optimize
-    from dpodiff.optimizers import WHITE_BOX, GPOSettings
+    from dpodiff.defaults import WHITE_BOX
+    from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
 
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
-    config = RunConfig.from_options(algorithm=options["algo"], **options)
+    config = RunConfig.from_options(algorithm=options["algo"], seeds=pick_seeds(seeds, seed), **options)
     llm = None
     if config.space_source == "llm" and options["space"] is None:
         from dpodiff.spaces.llm import config_from
 
         llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"], options["llm_timeout"], options["llm_retries"])
-    out = check_output_dir(out)
+    out = check_output_dir(out, overwrite)
+    from dpodiff.optimization import optimize
+    from dpodiff.optimizers import GPOSettings
+
     backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
@@ -174,7 +178,8 @@ def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, **op
     result.save(out)
     _print_summary(result, out)
     if result.stop_reason == "interrupted":
-        console.print(f"[yellow]Interrupted: what was found so far is saved in {out}.")
+        scored = f"{result.evaluations} candidate{'s' if result.evaluations != 1 else ''} scored"  # all of them, the batch in flight's too
+        console.print(f"[yellow]Interrupted: {scored}, saved in {out}.")
         raise typer.Exit(130)
 
 
@@ -195,15 +200,6 @@ def _print_summary(result, out: Path) -> None:
                   f"{result.timings['seconds_per_evaluation']:.2f} s per candidate. Results in {out}")
 
 
-def _quiet_libraries() -> None:
-    """Loading bars of diffusers and transformers off: the CLI shows its own progress."""
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def main() -> None:
     import traceback
 
@@ -215,7 +211,6 @@ def main() -> None:
         """Printed by us, not Python, so that no secret (the LLM key) in an exception's text reaches the terminal."""
         sys.stderr.write(scrub("".join(traceback.format_exception(e))))
 
-    _quiet_libraries()
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")

@@ -5,17 +5,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from dpodiff.backends.schedulers import SCHEDULERS
-from dpodiff.models import DEFAULT_HUB_SCORER
+from dpodiff.defaults import DEFAULT_HUB_SCORER, SCHEDULERS
 from dpodiff.spaces.llm import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x or SDXL, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
 Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
-Steps = Annotated[int, typer.Option(help="Sampling steps.")]
+Steps = Annotated[int, typer.Option(help="Sampling steps (1 to 1000).")]
 Guidance = Annotated[float, typer.Option(help="Classifier-free guidance scale.")]
-Seeds = Annotated[str, typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over them.")]
+Seeds = Annotated[Optional[str], typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over the seeds. Default: 2.")]
+Seed = Annotated[Optional[list[int]], typer.Option("--seed", help="A particular seed; repeat it for several (--seed 7 --seed 1234). Instead of --seeds.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its result.json, space.json and images).")]
 Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
 Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call. Default: all seeds of a candidate in one call.")]

@@ -9,12 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from dpodiff.backends import GenerationSettings
-from dpodiff.backends.schedulers import check_scheduler_name
+from dpodiff.defaults import ALGORITHMS, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, MAX_STEPS, SOURCES, check_scheduler_name
 from dpodiff.errors import UsageError
 from dpodiff.inputs import check_budget, parse_seeds
-from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
-from dpodiff.optimizers import ALGORITHMS
 from dpodiff.tasks import Task, make_task
 
 
@@ -51,18 +48,18 @@ class RunConfig:
             raise UsageError(f"--algo {self.algorithm!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
         check_budget(self.budget)
         seeds = self.seeds if isinstance(self.seeds, (str, int)) else list(self.seeds)
-        if self.steps < 1 or (self.batch_size is not None and self.batch_size < 1):
-            raise UsageError("--steps and --batch-size must be at least 1.")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps {self.steps} is out of range; give 1 to {MAX_STEPS} (25-50 is usual).")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size {self.batch_size}: a pipeline call makes at least 1 image.")
         if not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a finite number; SD models use about 3 to 12.")
         if not -1 <= self.min_similarity <= 1:  # NaN fails this too
             raise UsageError(f"--min-similarity {self.min_similarity} is not a cosine similarity; give a number in [-1, 1] (default 0.85).")
-        for side in (self.height, self.width):
-            if side is not None and side < 8:
-                raise UsageError(f"--height/--width {side} is too small; give a multiple of 8 of at least 8 pixels.")
+        for option, side in (("--height", self.height), ("--width", self.width)):
+            if side is not None and (side < 8 or side % 8):  # the VAE's factor for every supported family
+                raise UsageError(f"{option} {side} is not a positive multiple of 8; the VAE draws in 8-pixel blocks (e.g. 512).")
         check_scheduler_name(self.scheduler)
-        from dpodiff.spaces.build import SOURCES
-
         if self.space_source not in SOURCES:
             raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
         return replace(self, seeds=tuple(parse_seeds(seeds)), positive=self.positive and self.task_spec.search_negative)
@@ -71,8 +68,10 @@ class RunConfig:
     def task_spec(self) -> Task:
         return make_task(self.task, self.positive)
 
-    def generation(self, batch_size: int | None = None) -> GenerationSettings:
+    def generation(self, batch_size: int | None = None):
         """Generation settings; `batch_size` is the default when the config names none."""
+        from dpodiff.backends import GenerationSettings
+
         return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size)
 
     def to_dict(self) -> dict:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dpodiff.defaults import MAX_IMAGES
 from dpodiff.display import shown
 from dpodiff.errors import UsageError
+
+
+def pick_seeds(seeds: str | None, seed: list[int] | None) -> str | list[int]:
+    """`--seeds N` (seeds 0..N-1, or a comma list) or `--seed S` (repeatable: these seeds); default 2 seeds."""
+    if seeds is not None and seed:
+        raise UsageError("Give either --seeds (a count or a comma list) or --seed (particular seeds), not both.")
+    return list(seed) if seed else (seeds if seeds is not None else "2")
 
 
 def parse_seeds(text: str | int | list[int]) -> list[int]:
@@ -24,10 +32,15 @@ def parse_seeds(text: str | int | list[int]) -> list[int]:
         if len(values) == 1 and "," not in str(text):
             if values[0] < 1:
                 raise UsageError(f"--seeds {text} asks for no images; give a count >= 1 or a comma list of seeds.")
+            if values[0] > MAX_IMAGES:
+                raise UsageError(f"--seeds {shown(str(text), 30)} asks for more than {MAX_IMAGES} images per candidate; give a "
+                                 "smaller count, or particular seeds with --seed S (e.g. --seed 1234).")
             return list(range(values[0]))
         seeds = values
     if not seeds:
         raise UsageError("--seeds is empty; give a count >= 1 or a comma list of seeds.")
+    if len(seeds) > MAX_IMAGES:
+        raise UsageError(f"{len(seeds)} seeds are more than {MAX_IMAGES} images per candidate; list fewer.")
     if any(s < 0 or s >= 2**63 for s in seeds):
         raise UsageError(f"--seeds {seeds}: seeds must be non-negative 64-bit integers.")
     if len(set(seeds)) != len(seeds):
@@ -58,9 +71,22 @@ def check_budget(budget: int) -> int:
     return budget
 
 
-def check_output_dir(path: str | Path) -> Path:
-    """Create the folder now, so an unwritable one fails before any model is loaded."""
+RUN_FILES = ("result.json", "space.json", "grid.png", "*seed*.png")  # what improve, attack and generate write
+
+
+def check_output_dir(path: str | Path, overwrite: bool | None = None) -> Path:
+    """Create the folder now, so an unwritable one fails before any model is loaded.
+
+    With `overwrite` False, a folder holding another run is refused (its images would sit beside the
+    new result); True clears the files dpodiff wrote there; None (bench) leaves the folder as it is.
+    """
     out = Path(path).expanduser()
+    earlier = [p for pattern in RUN_FILES for p in out.glob(pattern)] if out.is_dir() and overwrite is not None else []
+    if earlier and not overwrite:
+        raise UsageError(f"The output folder {str(out)!r} already holds a run ({earlier[0].name} and {len(earlier) - 1} more files). "
+                         "Choose another --out, or add --overwrite to replace it.")
+    for p in earlier:
+        p.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".dpodiff-write-test"

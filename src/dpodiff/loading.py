@@ -5,6 +5,8 @@ A leaf module, shared by the pipeline loader (models.py) and the scorer loader (
 
 from __future__ import annotations
 
+import socket
+import urllib.parse
 from pathlib import Path
 
 from dpodiff.errors import UsageError
@@ -15,7 +17,7 @@ def not_found(what: str, name: str, layout: str, error: Exception | None) -> Usa
     return UsageError(
         f"Could not load the {what} {name!r}{reason}. It is neither a local folder in the {layout} layout "
         f"nor a model the Hugging Face hub cache could provide. Check the spelling; if you are offline, "
-        f"download it on a connected machine (e.g. `huggingface-cli download {name}`) or pass the path of a local "
+        f"download it on a connected machine (e.g. `hf download {name}`) or pass the path of a local "
         f"folder that holds it."
     )
 
@@ -25,9 +27,28 @@ def is_local(name: str) -> bool:
     return path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection now (seconds, not its client's retries)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urllib.parse.urlsplit(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def check_local(name: str, what: str, marker: str, layout: str) -> None:
-    """A name that looks like a path must be a folder holding `marker`."""
+    """A name that looks like a path must be a folder holding `marker`; a hub id must be in the local
+    cache or the hub reachable right now (otherwise the hub client retries for half a minute)."""
     if not is_local(name):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, marker), str) and not hub_reachable():
+            raise not_found(what, name, layout, ConnectionError("not in the local cache, and the hub cannot be reached"))
         return
     path = Path(name).expanduser()
     if not path.is_dir():

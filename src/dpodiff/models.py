@@ -16,7 +16,7 @@ from dpodiff.errors import UsageError
 from dpodiff.loading import check_local, not_found
 from dpodiff.objectives.clip_loss import ClipScorer
 
-DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"  # the paper's scorer, CLIP ViT-B/32
+from dpodiff.defaults import DEFAULT_HUB_SCORER  # noqa: F401  (re-exported)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 PIPELINE_LAYOUT = "diffusers (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
 
@@ -107,6 +107,11 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
 def load_models(model: str | None, scorer: str | None, device: str = "auto", dtype: str = "auto",
                 scheduler: str | None = None) -> tuple[Backend, ClipScorer, str]:
     """(backend, ClipScorer, model name) as the CLI loads them: the shapes world when no model is named."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()  # the CLI shows its own progress
+    transformers.utils.logging.disable_progress_bar()
     dev = resolve_device(device)
     if dtype != "auto" and dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}.")
@@ -116,6 +121,9 @@ def load_models(model: str | None, scorer: str | None, device: str = "auto", dty
 
         model = str(shapes.PIPELINE_DIR)
         scorer = scorer or str(shapes.SCORER_DIR)
+    scorer = scorer or DEFAULT_HUB_SCORER
+    check_local(model, "diffusion model", "model_index.json", "diffusers")  # both names checked before either loads
+    check_local(scorer, "CLIP scorer", "config.json", "transformers CLIPModel")
     backend = load_pipeline(model, dev, torch_dtype, scheduler)
-    clip = ClipScorer.from_pretrained(scorer or DEFAULT_HUB_SCORER, dev, torch_dtype)
+    clip = ClipScorer.from_pretrained(scorer, dev, torch_dtype)
     return backend, clip, model

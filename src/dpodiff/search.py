@@ -2,8 +2,9 @@
 
 The optimiser only proposes. This loop scores the original candidate first,
 then asks for batches until `budget` candidates have been scored, the space is
-exhausted, or the user presses Ctrl-C (which loses at most the batch being scored). A candidate the constraint rejects costs
-no evaluation; the optimiser is told math.inf for it.
+exhausted, or the user presses Ctrl-C. An objective that scores a batch in parts raises BatchInterrupted
+with the values it has, so Ctrl-C keeps (and tells the optimiser) every candidate already scored. A candidate
+the constraint rejects costs no evaluation; the optimiser is told math.inf for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dpodiff.optimizers.base import Candidate, Optimizer
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C while an objective scored a batch: `values` are those of the batch's first candidates, scored before it."""
+
+    def __init__(self, values: list[float]):
+        super().__init__()
+        self.values = list(values)
 
 
 @dataclass
@@ -41,7 +50,16 @@ def run_search(
     idle = 0
 
     def score(candidates: list[Candidate]) -> None:
-        for candidate, value in zip(candidates, objective(candidates)):
+        try:
+            values = objective(candidates)
+        except BatchInterrupted as e:
+            values = e.values[: len(candidates)]
+            tell(candidates[: len(values)], values)  # what was scored before the interrupt counts
+            raise
+        tell(candidates, values)
+
+    def tell(candidates: list[Candidate], values: list[float]) -> None:
+        for candidate, value in zip(candidates, values):
             cache[candidate] = value
             optimizer.tell(candidate, value)
             outcome.evaluated += 1

@@ -50,10 +50,6 @@ class Encoded:
     presence: torch.Tensor | None = None  # [N, rows]: relaxed prompts only; None means every row is present
     pooled: torch.Tensor | None = None  # [N, P]: families whose UNet reads a pooled text embedding (SDXL)
 
-    def rows(self, index) -> "Encoded":
-        return Encoded(self.hidden[index], None if self.presence is None else self.presence[index],
-                       None if self.pooled is None else self.pooled[index])
-
 
 @dataclass
 class Conditioning:

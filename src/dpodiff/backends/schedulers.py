@@ -17,26 +17,7 @@ import inspect
 
 import torch
 
-from dpodiff.errors import UsageError
-
-# CLI name -> diffusers class name
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_ancestral": "EulerAncestralDiscreteScheduler",
-    "dpm_multistep": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-    "lms": "LMSDiscreteScheduler",
-    "heun": "HeunDiscreteScheduler",
-}
-
-
-def check_scheduler_name(name: str | None) -> str | None:
-    if name is not None and name not in SCHEDULERS:
-        raise UsageError(f"--scheduler {name!r} is not known; choose one of {', '.join(SCHEDULERS)} (or leave it out for the model's own).")
-    return name
-
+from dpodiff.defaults import SCHEDULERS, check_scheduler_name
 
 def set_scheduler(pipe, name: str | None) -> None:
     """Replace the pipeline's scheduler by `name`, built from the model's own scheduler config."""

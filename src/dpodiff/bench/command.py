@@ -15,11 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seeds, Size, SpaceSource, Steps,
+    BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource, Steps,
 )
+from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
-from dpodiff.objectives.similarity import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 
 console = Console(stderr=True)
 PAPER_THRESHOLD = 0.85  # the paper's "hard prompt" cut: loss >= 0.85 to improve, <= 0.85 to attack
@@ -29,7 +29,7 @@ def bench(
     prompts: Annotated[Path, typer.Argument(help="Prompt file: one prompt a line, or JSON/JSONL (strings or objects with a \"prompt\" field). Lines starting with # are skipped.")],
     task: Annotated[str, typer.Option(help="improve or attack.")] = "improve",
     algos: Annotated[str, typer.Option(help="Comma list of algorithms: random, epo, gpo, hybrid.")] = "random,epo",
-    seeds: Seeds = "2", budget: Budget = 40, search_seed: SearchSeed = 0,
+    seeds: Seeds = None, seed: Seed = None, budget: Budget = 40, search_seed: SearchSeed = 0,
     db: Annotated[Optional[Path], typer.Option(help="SQLite database of results; rerunning with the same one resumes. Default: OUT/results.sqlite.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for summary.csv, summary.md, report.html and each run's images.")] = Path("runs/bench"),
     select: Annotated[bool, typer.Option("--select", help="Keep only the hard prompts: score each prompt's own images first and keep those past --select-threshold.")] = False,
@@ -49,10 +49,11 @@ def bench(
     """Benchmark algorithms on many prompts; resumable (SQLite), with summary tables and an HTML report."""
     from dpodiff.bench import storage
     from dpodiff.bench.config import BenchConfig
+    from dpodiff.bench.lock import BenchLock
     from dpodiff.bench.prompts import read_prompts
     from dpodiff.config import RunConfig
-    from dpodiff.inputs import check_output_dir
-    from dpodiff.optimizers import ALGORITHMS
+    from dpodiff.inputs import check_output_dir, pick_seeds
+    from dpodiff.defaults import ALGORITHMS
 
     # 1. check every input before loading anything
     algorithms = [a.strip() for a in algos.split(",") if a.strip()]
@@ -60,6 +61,7 @@ def bench(
     if not algorithms or unknown:
         raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
     algorithms = list(dict.fromkeys(algorithms))
+    seeds = pick_seeds(seeds, seed)
     run = RunConfig.from_options(**locals(), algorithm=algorithms[0], charge_gpo=equal_cost)
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
@@ -78,48 +80,49 @@ def bench(
     config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, device=device, dtype=dtype,
                          space=str(space) if space else None)
     settings = config.settings()
-    conn = storage.open_db(db, settings)
-    started_ray = False
-    try:
-        # 2. the backend: models here, or a Ray cluster
-        if backend == "ray":
-            from dpodiff.bench import ray_backend
+    with BenchLock(db):  # one bench per database: a second exits at once (see bench/lock.py)
+        conn = storage.open_db(db, settings)
+        started_ray = False
+        try:
+            # 2. the backend: models here, or a Ray cluster
+            if backend == "ray":
+                from dpodiff.bench import ray_backend
 
-            started_ray = ray_backend.connect(ray_address)
-            run_jobs, score = ray_backend.run_ray, ray_backend.score_ray
-        else:
-            from dpodiff.bench.local_backend import run_local, score_local
-            from dpodiff.bench.runner import bench_models
+                started_ray = ray_backend.connect(ray_address)
+                run_jobs, score = ray_backend.run_ray, ray_backend.score_ray
+            else:
+                from dpodiff.bench.local_backend import run_local, score_local
+                from dpodiff.bench.runner import bench_models
 
-            with console.status(f"loading {model or 'the shapes world'}"):
-                bench_models(config)
-            run_jobs, score = run_local, score_local
+                with console.status(f"loading {model or 'the shapes world'}"):
+                    bench_models(config)
+                run_jobs, score = run_local, score_local
 
-        # 3. --select: the hard prompts only (original scores are stored, so a rerun does not score them again)
-        chosen = listed.prompts
-        if select:
-            chosen = _select(conn, config, chosen, select_threshold, score)
-        _run(conn, config, settings, chosen, algorithms, run_jobs)
-    finally:
-        if started_ray:
-            from dpodiff.bench import ray_backend
+            # 3. --select: the hard prompts only (original scores are stored, so a rerun does not score them again)
+            chosen = listed.prompts
+            if select:
+                chosen = _select(conn, config, chosen, select_threshold, score)
+            _run(conn, config, settings, chosen, algorithms, run_jobs)
+        finally:
+            if started_ray:
+                from dpodiff.bench import ray_backend
 
-            ray_backend.shutdown()
+                ray_backend.shutdown()
 
-    # 4. outputs, from the database
-    from dpodiff.bench.report import write_outputs
+        # 4. outputs, from the database
+        from dpodiff.bench.report import write_outputs
 
-    summary = write_outputs(conn, config, chosen, algorithms, db)
-    _print_summary(summary)
-    failed = conn.execute("SELECT prompt, algorithm, error FROM runs WHERE task = ? AND status = 'failed'", (task,)).fetchall()
-    failed = [f for f in failed if f[0] in chosen and f[1] in algorithms]
-    conn.close()
-    console.print(f"Results: {db}; {out / 'summary.csv'}, {out / 'summary.md'}, {out / 'report.html'}")
-    if failed:
-        for p, a, e in failed:
-            console.print(f"[red]failed[/red] {a} on {terminal(p)}: {terminal(e, 500)}")
-        console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
-        raise typer.Exit(1)
+        summary = write_outputs(conn, config, chosen, algorithms, db)
+        _print_summary(summary)
+        failed = conn.execute("SELECT prompt, algorithm, error FROM runs WHERE task = ? AND status = 'failed'", (task,)).fetchall()
+        failed = [f for f in failed if f[0] in chosen and f[1] in algorithms]
+        conn.close()
+        console.print(f"Results: {db}; {out / 'summary.csv'}, {out / 'summary.md'}, {out / 'report.html'}")
+        if failed:
+            for p, a, e in failed:
+                console.print(f"[red]failed[/red] {a} on {terminal(p)}: {terminal(e, 500)}")
+            console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
+            raise typer.Exit(1)
 
 
 def _select(conn, config, prompts: list[str], threshold: float, score) -> list[str]:

@@ -38,7 +38,7 @@ def run_dir_name(prompt: str, algorithm: str) -> str:
 
 def run_one(config: BenchConfig, prompt: str, algorithm: str, on_evaluation=None) -> RunRecord:
     """Optimise `prompt` with `algorithm`, save its images under the output folder, and return what to store."""
-    from dpodiff.optimize import optimize
+    from dpodiff.optimization import optimize
 
     backend, clip, model_name = bench_models(config)
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def _pass_share(verdicts: list[dict] | None) -> float | None:
 def score_prompts(config: BenchConfig, prompts: list[str]) -> dict[str, list[float]]:
     """Loss of each seed's image of each prompt as it is (no negative prompt): what --select compares to the threshold."""
     from dpodiff.backends import Request
-    from dpodiff.optimize import default_batch_size
+    from dpodiff.optimization import default_batch_size
 
     backend, clip, _ = bench_models(config)
     settings = config.run.generation(default_batch_size(backend.device, len(config.seeds)))

@@ -2,6 +2,8 @@
 
 Each finished run is written in one transaction, so killing the process loses at most the runs in progress.
 A run is first claimed (status 'running'); a rerun redoes every run that is not 'done', under the same id.
+Claims are not exclusive between processes: one `dpodiff bench` at a time writes a database, which
+bench/lock.py enforces with an OS lock on `<db>.lock` held for the whole command.
 The meta table pins the schema version and the settings fingerprint, so results made with other settings
 are never mixed into one database.
 """
@@ -170,7 +172,8 @@ def finish(conn: sqlite3.Connection, run_id: int, record: RunRecord) -> None:
 
 def fail(conn: sqlite3.Connection, run_id: int, error: str) -> None:
     with transaction(conn):
-        conn.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?", (error, time.time(), run_id))
+        conn.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status != 'done'",  # never undo a finished run
+                     (error, time.time(), run_id))
 
 
 def stored_baselines(conn: sqlite3.Connection) -> dict[str, float]:

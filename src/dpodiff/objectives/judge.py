@@ -33,7 +33,15 @@ def find_judge(model_path: str | Path | None) -> Judge | None:
         raise UsageError(f"{marker} must hold {{\"judge\": \"module:function\"}}.") from None
     if not module_name.startswith("dpodiff."):
         raise UsageError(f"{marker} names {target!r}; only judges shipped with dpodiff (dpodiff.*) are loaded.")
-    return getattr(importlib.import_module(module_name), func_name)
+    try:
+        judge = getattr(importlib.import_module(module_name), func_name)
+    except ImportError as e:
+        raise UsageError(f"{marker} names the judge {target!r}, but its module cannot be imported ({e}). Fix the file or remove it.") from None
+    except AttributeError:
+        raise UsageError(f"{marker} names the judge {target!r}, but {module_name} has no {func_name!r}. Fix the file or remove it.") from None
+    if not callable(judge):
+        raise UsageError(f"{marker} names {target!r}, which is not a function. Fix the file or remove it.")
+    return judge
 
 
 def judge_images(judge: Judge | None, caption: str, images) -> list[dict] | None:

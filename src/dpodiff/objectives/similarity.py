@@ -8,8 +8,7 @@ import torch
 
 from dpodiff.errors import UsageError
 
-DEFAULT_SENTENCE_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, README
+from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL  # noqa: F401  (re-exported)
 
 
 def _model_path(name: str) -> str:

@@ -6,8 +6,7 @@ from dpodiff.optimizers.evolution import Evolution
 from dpodiff.optimizers.gradient import DistributionSampler, GPOSettings, categorical_sampler
 from dpodiff.optimizers.random_search import RandomSearch
 
-ALGORITHMS = ("random", "epo", "gpo", "hybrid")
-WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
+from dpodiff.defaults import ALGORITHMS, WHITE_BOX
 
 
 def make_optimizer(name: str, sizes: list[int], seed: int = 0, logits=None) -> Optimizer:

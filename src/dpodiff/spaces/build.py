@@ -21,8 +21,7 @@ from dpodiff.spaces.space import SearchSpace, Slot, Span
 from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, match_case, same_lemma
 from dpodiff.tasks import make_task
 
-KINDS = ("synonym", "antonym")
-SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
+from dpodiff.defaults import KINDS, SOURCES  # noqa: F401  (re-exported)
 BUILDER_VERSION = 2  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")

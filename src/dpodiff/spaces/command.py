@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
+from dpodiff.defaults import KINDS, SOURCES
 from dpodiff.errors import UsageError
 from dpodiff.files import write_json
 from dpodiff.spaces import llm as llm_source
-from dpodiff.spaces.build import KINDS, SOURCES, build_space, check_choice
-from dpodiff.spaces.reference import to_reference
 
 FORMATS = ("ours", "reference")
 
@@ -52,6 +51,9 @@ def space(
     llm_retries: Optional[int] = typer.Option(None, "--llm-retries", help=f"Retries of a failed --source llm request (default {llm_source.DEFAULT_RETRIES})."),
 ) -> None:
     """Build a search space for a prompt: synonyms (attack) or opposites (negative prompts) per word."""
+    from dpodiff.spaces.build import build_space, check_choice
+    from dpodiff.spaces.reference import to_reference
+
     check_choice(kind, source, per_word)
     if format not in FORMATS:
         raise UsageError(f"Unknown --format {format!r}: use one of {', '.join(FORMATS)}.")

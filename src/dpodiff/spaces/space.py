@@ -58,6 +58,9 @@ class SearchSpace:
             if b.start < a.end:
                 raise UsageError(f"Search space: the spans {a.original!r} and {b.original!r} overlap in the prompt; keep only one of them.")
         for span in self.positive:
+            if not span.start < span.end <= len(self.prompt):
+                raise UsageError(f"Search space: span [{span.start}, {span.end}) is not a stretch of the prompt "
+                                 f"(start < end <= {len(self.prompt)} needed); fix its offsets.")
             actual = self.prompt[span.start : span.end]
             if actual != span.original:
                 raise UsageError(
@@ -179,7 +182,7 @@ def _from_ours(data: dict, prompt: str | None) -> SearchSpace:
     _check_prompt(data["prompt"], prompt)
     try:
         positive = [
-            Span(int(s["start"]), int(s["end"]), _string_list(s["choices"], "positive choices"), str(s.get("source", "")))
+            Span(_offset(s, "start"), _offset(s, "end"), _string_list(s["choices"], "positive choices"), str(s.get("source", "")))
             for s in data.get("positive", [])
         ]
         negative = [
@@ -192,6 +195,13 @@ def _from_ours(data: dict, prompt: str | None) -> SearchSpace:
         if not span.choices:
             raise UsageError("Search space: a positive span has no choices; its first choice must be the original word.")
     return SearchSpace(data["prompt"], positive, negative, _string_list(data.get("keywords", []), "keywords"))
+
+
+def _offset(span: dict, key: str) -> int:
+    value = span[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"Search space: a span's {key!r} must be a character offset (an integer >= 0), got {value!r}.")
+    return value
 
 
 def _from_reference(data: dict, prompt: str | None) -> SearchSpace:

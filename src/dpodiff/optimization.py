@@ -27,7 +27,7 @@ from dpodiff.objectives.similarity import SimilarityConstraint
 from dpodiff.optimizers import WHITE_BOX, GPOSettings, make_optimizer
 from dpodiff.report.images import to_pil
 from dpodiff.results import Evaluation, OptimizationResult, Rejection
-from dpodiff.search import run_search
+from dpodiff.search import BatchInterrupted, run_search
 from dpodiff.spaces import SearchSpace
 from dpodiff.spaces.fit import fit_space
 
@@ -117,29 +117,46 @@ def optimize(
     )
 
     def objective(candidates) -> list[float]:
-        """Score candidates: all their images (candidates x seeds), generated in batches, scored as tensors."""
-        t0 = time.perf_counter()
+        """Score candidates: their images (candidates x seeds) made one pipeline call (`generation.batch_size` images)
+        at a time, as before in one list, and each candidate recorded as soon as all its images are scored. Ctrl-C
+        then loses at most one pipeline call's work: BatchInterrupted tells the search what was scored."""
+        n = len(seeds)
         prompts = [task.render(space, c) for c in candidates]
-        images = backend.generate([Request(text, negative, s) for text, negative in prompts for s in seeds], generation)
-        all_losses = scorer.loss(images, target).tolist()  # the one host sync of a batch
-        seconds = (time.perf_counter() - t0) / len(candidates)
-        values = []
-        for i, (candidate, (text, negative)) in enumerate(zip(candidates, prompts)):
-            losses = all_losses[i * len(seeds) : (i + 1) * len(seeds)]
-            evaluation = Evaluation(
-                index=len(result.history), candidate=list(candidate), prompt=text, negative_prompt=negative,
-                loss=sum(losses) / len(losses), losses=losses, seconds=seconds,
-                similarity=constraint.similarity(text) if constraint else None,
-            )
-            result.history.append(evaluation)
-            if result.original is None:
-                result.original = evaluation
-                result.images["original"] = to_pil(images[i * len(seeds) : (i + 1) * len(seeds)])
-            if result.best is evaluation:
-                result.images["best"] = to_pil(images[i * len(seeds) : (i + 1) * len(seeds)])
-            if on_evaluation:
-                on_evaluation(evaluation, result)
-            values.append(task.sign * evaluation.loss)
+        requests = [Request(text, negative, s) for text, negative in prompts for s in seeds]
+        step = generation.batch_size or len(requests)
+        values: list[float] = []
+        pending = None  # images made whose candidate still waits for some of its seeds
+        try:
+            t0 = time.perf_counter()
+            for start in range(0, len(requests), step):
+                made = backend.generate(requests[start : start + step], generation)
+                pending = made if pending is None else torch.cat([pending, made])
+                ready = min(start + step, len(requests)) // n - len(values)  # candidates whose images are all made
+                if ready == 0:
+                    continue
+                images, pending = pending[: ready * n], (pending[ready * n :] if len(pending) > ready * n else None)
+                all_losses = scorer.loss(images, target).tolist()  # one host sync per pipeline call
+                seconds = (time.perf_counter() - t0) / ready
+                for i in range(ready):
+                    candidate, (text, negative) = candidates[len(values)], prompts[len(values)]
+                    losses = all_losses[i * n : (i + 1) * n]
+                    evaluation = Evaluation(
+                        index=len(result.history), candidate=list(candidate), prompt=text, negative_prompt=negative,
+                        loss=sum(losses) / len(losses), losses=losses, seconds=seconds,
+                        similarity=constraint.similarity(text) if constraint else None,
+                    )
+                    result.history.append(evaluation)
+                    values.append(task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
+                    if result.original is None:
+                        result.original = evaluation
+                        result.images["original"] = to_pil(images[i * n : (i + 1) * n])
+                    if result.best is evaluation:
+                        result.images["best"] = to_pil(images[i * n : (i + 1) * n])
+                    if on_evaluation:
+                        on_evaluation(evaluation, result)
+                t0 = time.perf_counter()
+        except KeyboardInterrupt:
+            raise BatchInterrupted(values) from None
         return values
 
     def admissible(candidate) -> bool:

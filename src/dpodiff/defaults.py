@@ -1,0 +1,37 @@
+"""Names and defaults the CLI needs before anything heavy is imported (torch, transformers, diffusers).
+
+`dpodiff --help` and every argument error answer from here, in well under a second; the modules that
+use these values re-export them.
+"""
+
+from __future__ import annotations
+
+from dpodiff.errors import UsageError
+
+DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"  # the paper's scorer, CLIP ViT-B/32
+DEFAULT_SENTENCE_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, README
+ALGORITHMS = ("random", "epo", "gpo", "hybrid")
+WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
+KINDS = ("synonym", "antonym")
+SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
+MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
+MAX_IMAGES = 10_000  # seeds a run may ask for: each is an image per candidate
+
+# CLI name -> diffusers class name
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "dpm_multistep": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+}
+
+
+def check_scheduler_name(name: str | None) -> str | None:
+    if name is not None and name not in SCHEDULERS:
+        raise UsageError(f"--scheduler {name!r} is not known; choose one of {', '.join(SCHEDULERS)} (or leave it out for the model's own).")
+    return name

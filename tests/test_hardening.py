@@ -1,0 +1,97 @@
+"""Bad input of every kind gets exit 2 and one paragraph, before any model work where it can be."""
+
+import json
+
+import pytest
+
+from dpodiff.testing import run_cli
+
+PROMPT = "a red circle above a blue square"
+MISSING_MODEL = ["--model", "/nonexistent/model"]  # a check that comes first never reaches the model
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("generate", ["--steps", "0"], "--steps 0 is out of range; give 1 to 1000"),
+    ("improve", ["--steps", "10000"], "--steps 10000 is out of range"),
+    ("generate", ["--height", "33"], "--height 33 is not a positive multiple of 8"),
+    ("generate", ["--width", "-8"], "--width -8 is not a positive multiple of 8"),
+    ("generate", ["--batch-size", "0"], "--batch-size 0"),
+    ("generate", ["--seeds", "99999999999999999999999"], "more than 10000 images per candidate"),
+    ("improve", ["--seeds", "1000000000"], "more than 10000 images per candidate"),
+    ("improve", ["--seeds", "2", "--seed", "7"], "either --seeds"),
+    ("improve", ["--space-source", "wordnet2"], "--space-source 'wordnet2' is not known"),
+    ("attack", ["--scheduler", "euler_a"], "--scheduler 'euler_a' is not known"),
+])
+def test_bad_options_are_refused_before_the_model_loads(tmp_path, command, args, message):
+    code, err = run_cli(command, PROMPT, *MISSING_MODEL, "--out", tmp_path / "out", *args)
+    assert code == 2 and message in " ".join(err.split()), err
+
+
+@pytest.mark.parametrize("span, message", [
+    ({"start": 6, "end": 2, "choices": ["x"]}, "start < end"),
+    ({"start": 2.0, "end": 5, "choices": ["red"]}, "must be a character offset"),
+    ({"start": 2, "end": 500, "choices": ["red"]}, "start < end <= 32"),
+])
+def test_malformed_span_offsets_are_refused(tmp_path, models, span, message):
+    space = {"format": "dpodiff-space", "version": 1, "prompt": PROMPT, "positive": [span], "negative": []}
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    code, err = run_cli("attack", PROMPT, "--space", tmp_path / "space.json", "--out", tmp_path / "out", *models)
+    assert code == 2 and message in " ".join(err.split()), err
+
+
+@pytest.fixture
+def models(tiny_model_dir, tiny_scorer_dir) -> list:
+    return ["--model", tiny_model_dir, "--scorer", tiny_scorer_dir, "--steps", 1]
+
+
+def test_particular_seeds_with_seed(tmp_path, models):
+    code, err = run_cli("generate", PROMPT, "--seed", 7, "--seed", 1234, "--out", tmp_path, *models)
+    assert code == 0, err
+    data = json.loads((tmp_path / "result.json").read_text())
+    assert data["seeds"] == [7, 1234] and {p.name for p in tmp_path.glob("seed*.png")} == {"seed7.png", "seed1234.png"}
+
+
+def test_an_output_folder_with_another_run_needs_overwrite(tmp_path, models):
+    code, err = run_cli("generate", PROMPT, "--seeds", 3, "--out", tmp_path, *models)
+    assert code == 0, err
+    code, err = run_cli("generate", "a green triangle", "--seeds", 1, "--out", tmp_path, *models)
+    assert code == 2 and "already holds a run" in " ".join(err.split()) and "--overwrite" in err
+    assert json.loads((tmp_path / "result.json").read_text())["prompt"] == PROMPT  # the earlier run is untouched
+    code, err = run_cli("generate", "a green triangle", "--seeds", 1, "--out", tmp_path, "--overwrite", *models)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["grid.png", "seed0.png"]  # no image of the other prompt left
+
+
+@pytest.mark.parametrize("target, message", [("dpodiff.no_such_module:judge", "cannot be imported"),
+                                             ("dpodiff.shapes.judge:no_such_function", "has no 'no_such_function'")])
+def test_a_judge_that_cannot_load_is_a_clean_error(tmp_path, tiny_model_dir, tiny_scorer_dir, target, message):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "dpodiff_judge.json").write_text(json.dumps({"judge": target}))
+    code, err = run_cli("generate", PROMPT, "--model", model, "--scorer", tiny_scorer_dir, "--steps", 1, "--seeds", 1, "--out", tmp_path / "out")
+    assert code == 2 and message in " ".join(err.split()), err
+
+
+def test_a_local_model_without_scorer_fails_at_once_offline(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # the default scorer is certainly not cached
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("dpodiff.loading.hub_reachable", lambda timeout=3.0: False)
+    code, err = run_cli("generate", PROMPT, "--model", tiny_model_dir, "--steps", 1, "--out", tmp_path / "out")
+    assert code == 2 and "CLIP scorer 'openai/clip-vit-base-patch32'" in err and "the hub cannot be reached" in " ".join(err.split())
+
+
+def test_a_space_of_fifty_spans_is_searched(tiny_pipe, tiny_scorer):
+    """50 spans of 10 choices (a space of 10^50 candidates): fitted to the window and searched, not stuck."""
+    import dpodiff
+    from dpodiff.spaces import SearchSpace, Span
+
+    words = ["red", "blue", "green", "cat", "dog", "sun", "car", "tree", "box", "cup"] * 5
+    prompt, spans, start = " ".join(words), [], 0
+    for w in words:
+        spans.append(Span(start, start + len(w), [w] + [f"{w}{i}" for i in range(9)]))
+        start += len(w) + 1
+    result = dpodiff.optimize(prompt, pipeline=tiny_pipe, scorer=tiny_scorer, space=SearchSpace(prompt, positive=spans), task="improve",
+                              positive=True, algorithm="epo", budget=3, seeds=[0], steps=1)
+    assert result.evaluations == 3 and result.fit["positive_tokens_after"] <= 77
