@@ -117,9 +117,9 @@ def optimize(
     )
 
     def objective(candidates) -> list[float]:
-        """Score candidates: their images (candidates x seeds) made one pipeline call (`generation.batch_size` images)
-        at a time, as before in one list, and each candidate recorded as soon as all its images are scored. Ctrl-C
-        then loses at most one pipeline call's work: BatchInterrupted tells the search what was scored."""
+        """Score candidates: their images (candidates x seeds) are made one pipeline call (`generation.batch_size`
+        images) at a time, and each candidate is recorded as soon as all its images are scored, so Ctrl-C loses at
+        most one pipeline call's work (BatchInterrupted tells the search what was scored)."""
         n = len(seeds)
         prompts = [task.render(space, c) for c in candidates]
         requests = [Request(text, negative, s) for text, negative in prompts for s in seeds]
