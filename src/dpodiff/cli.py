@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps,
+    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -44,7 +44,7 @@ def improve(
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
 ):
@@ -60,7 +60,7 @@ def attack(
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
 ):
@@ -74,7 +74,7 @@ def generate(
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt.")] = "",
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
     seeds: Seeds = None, seed: Seed = None,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto",
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
@@ -85,20 +85,22 @@ def generate(
     seeds = pick_seeds(seeds, seed)
     config = RunConfig.from_options(**locals())  # every option checked before anything heavy is imported
     out = check_output_dir(out, overwrite)
+    import torch
+
     from dpodiff.backends import Request
     from dpodiff.files import save_all, save_image, write_json
     from dpodiff.objectives.judge import find_judge, judge_images
     from dpodiff.report.grid import image_grid
     from dpodiff.report.images import to_pil
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler, threads)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
     t0 = time.perf_counter()
     pixels = backend.generate([Request(prompt, negative_prompt, s) for s in config.seeds], config.generation())
     seconds = time.perf_counter() - t0
-    losses = clip.loss(pixels, clip.embed_text([target])).tolist()
+    losses = clip.loss(pixels, clip.target(target)).tolist()
     images = to_pil(pixels)
     seed_list = list(config.seeds)
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
@@ -108,10 +110,10 @@ def generate(
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
               "generation": {**backend.describe(), "steps": steps, "guidance": guidance},
               "config": config.to_dict(), "seeds": seed_list, "loss": sum(losses) / len(losses),
-              "images": records, "seconds": seconds}
+              "images": records, "seconds": seconds, "cpu_threads": torch.get_num_threads()}
     grid = image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)])
     save_all(out, [("result.json", lambda p: write_json(p, result))]
-             + [(r["file"], lambda p, im=image: save_image(p, im)) for r, image in zip(records, images)]
+             + [(r["file"], lambda p, im=image, r=r: save_image(p, im, _generated_info(result, r, im))) for r, image in zip(records, images)]
              + [("grid.png", lambda p: save_image(p, grid))])
     table = Table(title=terminal(prompt) + (f"  (negative: {terminal(negative_prompt)})" if negative_prompt else ""))
     for column in ("seed", "loss", "judge"):
@@ -123,23 +125,83 @@ def generate(
     console.print(f"mean loss {result['loss']:.4f}; images and result.json in {out}{no_verdict}")
 
 
+@app.command("inspect")
+def inspect_image(
+    image: Annotated[Path, typer.Argument(help="A PNG written by dpodiff (or by A1111, ComfyUI: their 'parameters' text is read too).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (file, text, parameters, dpodiff) for scripts.")] = False,
+):
+    """Show the settings a PNG carries: the A1111 parameters text and dpodiff's own record (prompt, seed, loss, run settings)."""
+    import json
+
+    from rich.highlighter import JSONHighlighter
+
+    from dpodiff.files import to_json
+    from dpodiff.report.metadata import parse_parameters, read_metadata
+
+    text, data = read_metadata(image)
+    if text is None and data is None:
+        raise UsageError(f"{image} carries no generation settings (no 'parameters' or 'dpodiff' text chunk); "
+                         "images that dpodiff improve, attack, generate and bench write have them.")
+    parameters = parse_parameters(text) if text is not None else None
+    if json_output:
+        sys.stdout.write(to_json({"file": str(image), "text": text, "parameters": parameters, "dpodiff": data}))
+        return
+    out = Console()
+    if text is not None:  # unwrapped, to copy into A1111's "read generation parameters"
+        out.rule("parameters (A1111)", align="left")
+        out.print("\n".join(terminal(line, limit=10_000) for line in text.split("\n")), soft_wrap=True, highlight=False)
+    if data is not None:  # characters that could rewrite the terminal shown as JSON escapes
+        printable = "".join(c if c.isprintable() or c in "\n " else json.dumps(c)[1:-1] for c in to_json(data))
+        out.rule("dpodiff", align="left")
+        out.print(JSONHighlighter()(printable))  # as text: rich's JSON() would parse the escapes back
+
+
 app.command("space")(space_command)
+
+
+@app.command("ui")
+def ui(
+    port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 7860,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines too.")] = "127.0.0.1",
+    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+):
+    """Serve a web page (Gradio) to run improve and attack searches on one model, loaded once."""
+    from dpodiff.ui import Models, require_gradio, serve
+
+    require_gradio()  # before the models load: a missing extra is told at once
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, None, threads)
+    serve(Models(backend, clip, model_name, shapes_world=model is None), host, port)
 from dpodiff.bench.command import bench  # noqa: E402
 app.command("bench")(bench)
+
+
+def _generated_info(result: dict, record: dict, image):
+    """What a PNG of `generate` says about how it was made (dpodiff.report.metadata)."""
+    from dpodiff import __version__
+    from dpodiff.report.metadata import ImageInfo, model_label
+
+    generation = result["generation"]
+    return ImageInfo(result["prompt"], result["negative_prompt"], generation["steps"], generation["scheduler"], generation["guidance"],
+                     record["seed"], image.width, image.height, result["model"],
+                     parameters={"Scorer": model_label(result["scorer"]), "Loss": round(record["loss"], 4), "Role": "generated"},
+                     extra={"role": "generated", "loss": record["loss"], "loss_prompt": result["loss_prompt"], "model": result["model"],
+                            "scorer": result["scorer"], "config": result["config"], "generation": generation, "version": __version__})
 
 
 def _verdict(verdict: dict | None) -> str:
     return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
 
 
-def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None):
+def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None, threads: int | None = None):
     from dpodiff.models import load_models
+    from dpodiff.threads import use_threads
 
+    use_threads(threads)
     with console.status(f"loading {model or 'the shapes world'}"):
         return load_models(model, scorer, device, dtype, scheduler)
 
 
-def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, seeds, seed, overwrite, **options) -> None:
+def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, threads, seeds, seed, overwrite, **options) -> None:
     from dpodiff.config import RunConfig
     from dpodiff.defaults import WHITE_BOX
     from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
@@ -156,7 +218,7 @@ def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, seed
     from dpodiff.optimization import optimize
     from dpodiff.optimizers import GPOSettings
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler, threads)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     bar = progress.add_task(config.task, total=config.budget, best="-")

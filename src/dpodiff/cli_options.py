@@ -9,7 +9,12 @@ from dpodiff.defaults import DEFAULT_HUB_SCORER, SCHEDULERS
 from dpodiff.spaces.llm import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
 Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x or SDXL, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
-Scorer = Annotated[Optional[str], typer.Option(help=f"CLIPModel for the loss: hub id or local folder. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}.")]
+Scorer = Annotated[Optional[str], typer.Option(help=(
+    "What scores the images (lower loss is better). A CLIPModel hub id or local folder: the paper's CLIP distance "
+    "(a name containing 'pickscore' loads PickScore). Or KIND:PATH, KIND one of clip, pickscore, hpsv2, imagereward, aesthetic: "
+    "pickscore:yuvalkirstain/PickScore_v1, hpsv2:/models/HPS_v2.1_compressed.pt, imagereward:/models/ImageReward.pt, "
+    "aesthetic:/models/sa_0_4_vit_l_14_linear.pth (with openai/clip-vit-large-patch14) or aesthetic:FOLDER (a CLIPModel and one *.pth head). "
+    f"Reward models' loss is minus the reward. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}."))]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
 Steps = Annotated[int, typer.Option(help="Sampling steps (1 to 1000).")]
@@ -32,3 +37,4 @@ Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut 
 Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
 SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
 Scheduler = Annotated[Optional[str], typer.Option(help=f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own.")]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch. Default: the physical cores not busy with other processes (so a shared machine is never oversubscribed).")]

@@ -58,9 +58,15 @@ def write_json(path: str | Path, data) -> Path:
     return write_text(path, to_json(data))
 
 
-def save_image(path: str | Path, image) -> Path:
-    """A PIL image as PNG (the format is named: the temporary file's suffix would not tell PIL)."""
-    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+def save_image(path: str | Path, image, info=None) -> Path:
+    """A PIL image as PNG (the format is named: the temporary file's suffix would not tell PIL); with an
+    `ImageInfo` (dpodiff.report.metadata), its settings go into the `parameters` and `dpodiff` text chunks."""
+    if info is None:
+        return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+    from dpodiff.report.metadata import png_info
+
+    pnginfo = png_info(info)
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=pnginfo))
 
 
 def save_all(folder: Path, writes: list[tuple[str, Callable[[Path], object]]]) -> None:

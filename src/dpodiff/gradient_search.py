@@ -12,20 +12,24 @@ import torch
 
 from dpodiff.backends import Backend, GenerationSettings, Request
 from dpodiff.backends.shortcut import shortcut_loss
+from dpodiff.objectives.scorer import Scorer
 from dpodiff.optimizers.gradient import GPOSettings, GPOTrace, learn_logits
 from dpodiff.spaces import SearchSpace
 from dpodiff.tasks import Task
 
 
-def freeze(backend: Backend, scorer) -> None:
-    """Gradients flow to the logits only: no weight may require or receive one."""
-    for module in (*backend.modules, scorer.model):
+def freeze(backend: Backend, scorer: Scorer) -> None:
+    """Gradients flow to the logits only: no weight may require or receive one (the scorer's modules are
+    itself or its torch.nn.Module attributes: a CLIP model, a reward head, ...)."""
+    scorer_modules = [scorer] if isinstance(scorer, torch.nn.Module) else \
+        [m for m in getattr(scorer, "__dict__", {}).values() if isinstance(m, torch.nn.Module)]
+    for module in (*backend.modules, *scorer_modules):
         module.requires_grad_(False)
 
 
 def run_gpo(
     backend: Backend,
-    scorer,
+    scorer: Scorer,
     space: SearchSpace,
     task: Task,
     seeds: list[int],
@@ -39,7 +43,7 @@ def run_gpo(
     steps = generation.steps
     freeze(backend, scorer)
     relaxed = backend.relaxed_encoders(space, task.search_positive, task.search_negative)
-    target = scorer.embed_text([space.prompt])
+    target = scorer.target(space.prompt)
     noise = {s: backend.initial_noise(s, generation.height, generation.width) for s in seeds}
 
     def loss(weights: list[torch.Tensor], iteration: int) -> torch.Tensor:
@@ -58,10 +62,10 @@ def run_gpo(
     return logits, trace
 
 
-def seconds_per_image(backend: Backend, scorer, prompt: str, seed: int, generation: GenerationSettings) -> float:
+def seconds_per_image(backend: Backend, scorer: Scorer, prompt: str, seed: int, generation: GenerationSettings) -> float:
     """Seconds to generate and score one plain image at these settings (the faster of two tries, the
     first warms up): GPO's cost is measured in these units, not assumed."""
-    target = scorer.embed_text([prompt])
+    target = scorer.target(prompt)
     times = []
     for _ in range(2):
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
-"""Loading the models a user names: a diffusers pipeline (as a backend of its family) and a CLIP scorer.
+"""Loading the models a user names: a diffusers pipeline (as a backend of its family) and a scorer.
 
-Both accept a hub id or a local folder, and fail with one paragraph that says what was looked for
-and how to fix it. The family (SD 1.x/2.x, SDXL) is read from the pipeline's model_index.json.
+Both accept a hub id or a local folder (the scorer also KIND:PATH, see objectives/scorers.py), and
+fail with one paragraph that says what was looked for and how to fix it. The family (SD 1.x/2.x, SDXL) is read from the pipeline's model_index.json.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dpodiff.backends import Backend, family_for
 from dpodiff.backends.schedulers import set_scheduler
 from dpodiff.errors import UsageError
 from dpodiff.loading import check_local, not_found
-from dpodiff.objectives.clip_loss import ClipScorer
+from dpodiff.objectives.scorer import Scorer
+from dpodiff.objectives.scorers import check_scorer, load_scorer
 
 from dpodiff.defaults import DEFAULT_HUB_SCORER  # noqa: F401  (re-exported)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -105,8 +106,8 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
 
 
 def load_models(model: str | None, scorer: str | None, device: str = "auto", dtype: str = "auto",
-                scheduler: str | None = None) -> tuple[Backend, ClipScorer, str]:
-    """(backend, ClipScorer, model name) as the CLI loads them: the shapes world when no model is named."""
+                scheduler: str | None = None) -> tuple[Backend, Scorer, str]:
+    """(backend, scorer, model name) as the CLI loads them: the shapes world when no model is named."""
     import diffusers.utils.logging
     import transformers.utils.logging
 
@@ -123,7 +124,7 @@ def load_models(model: str | None, scorer: str | None, device: str = "auto", dty
         scorer = scorer or str(shapes.SCORER_DIR)
     scorer = scorer or DEFAULT_HUB_SCORER
     check_local(model, "diffusion model", "model_index.json", "diffusers")  # both names checked before either loads
-    check_local(scorer, "CLIP scorer", "config.json", "transformers CLIPModel")
+    check_scorer(scorer)
     backend = load_pipeline(model, dev, torch_dtype, scheduler)
-    clip = ClipScorer.from_pretrained(scorer, dev, torch_dtype)
+    clip = load_scorer(scorer, dev, torch_dtype)
     return backend, clip, model

@@ -21,7 +21,8 @@ from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
 from dpodiff.gradient_search import run_gpo
 from dpodiff.inputs import check_prompt
-from dpodiff.objectives.clip_loss import ClipScorer
+from dpodiff.objectives.scorer import Scorer
+from dpodiff.objectives.scorers import load_scorer
 from dpodiff.objectives.judge import Judge, find_judge, judge_images
 from dpodiff.objectives.similarity import SimilarityConstraint
 from dpodiff.optimizers import WHITE_BOX, GPOSettings, make_optimizer
@@ -38,7 +39,7 @@ def optimize(
     prompt: str,
     *,
     pipeline,
-    scorer: ClipScorer | str,
+    scorer: Scorer | str,
     config: RunConfig | None = None,
     space: SearchSpace | str | Path | None = None,
     llm=None,
@@ -47,16 +48,19 @@ def optimize(
     on_evaluation: OnEvaluation | None = None,
     gpo_settings: GPOSettings | None = None,
     on_gpo_iteration: Callable[[int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     **settings,
 ) -> OptimizationResult:
     """Search a better negative prompt (task="improve") or a meaning-preserving attack (task="attack").
 
-    `pipeline` is a diffusers pipeline or a dpodiff backend; `config` a RunConfig, and any of its fields
-    may also be given as keywords (e.g. `algorithm="hybrid", budget=40, seeds=4`); a `scheduler` replaces
-    the pipeline's own (built from its config). `space` is a
+    `pipeline` is a diffusers pipeline or a dpodiff backend; `scorer` a Scorer or a --scorer spec for
+    objectives.scorers.load_scorer ("openai/clip-vit-base-patch32", "pickscore:yuvalkirstain/PickScore_v1");
+    `config` a RunConfig, and any of its fields may also be given as keywords (e.g. `algorithm="hybrid",
+    budget=40, seeds=4`); a `scheduler` replaces the pipeline's own (built from its config). `space` is a
     SearchSpace, a space file, or None to build one with `config.space_source`. Returns the result with
     every evaluation, the best candidates and the images of the original and the best candidate for
-    each seed. Ctrl-C stops the search and returns what was found so far.
+    each seed. Ctrl-C, or `should_stop()` turning true (asked after each pipeline call of the search; a UI's
+    Stop button), stops the search and returns what was found so far, with stop_reason "interrupted".
     """
     started = time.perf_counter()
     # 1. check inputs
@@ -66,10 +70,10 @@ def optimize(
     set_scheduler(backend.pipe, config.scheduler)  # None keeps the pipeline's own
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):
-        scorer = ClipScorer.from_pretrained(str(scorer), backend.device)
+        scorer = load_scorer(str(scorer), backend.device)
     check_prompt(prompt, scorer.tokenizer, "scorer's text encoder")
     seeds = list(config.seeds)
-    generation = config.generation(default_batch_size(backend.device, len(seeds)))
+    generation = generation_settings(backend, config)
     model_name = model_name or str(getattr(backend.pipe, "name_or_path", "") or "")
     if judge is None and model_name and Path(model_name).is_dir():
         judge = find_judge(model_name)
@@ -95,7 +99,7 @@ def optimize(
 
     # 4. score the original, then search
     optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits)
-    target = scorer.embed_text([prompt])
+    target = scorer.target(prompt)
     result = OptimizationResult(
         task=task.name,
         prompt=prompt,
@@ -154,6 +158,8 @@ def optimize(
                         result.images["best"] = to_pil(images[i * n : (i + 1) * n])
                     if on_evaluation:
                         on_evaluation(evaluation, result)
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt  # handled as Ctrl-C is: every candidate scored so far is kept
                 t0 = time.perf_counter()
         except KeyboardInterrupt:
             raise BatchInterrupted(values) from None
@@ -182,17 +188,26 @@ def optimize(
         "gpo_seconds": sum(gpo_trace.seconds) if gpo_trace else 0.0,
         "search_seconds": sum(e.seconds for e in result.history),
         "seconds_per_evaluation": sum(e.seconds for e in result.history) / len(result.history),
+        "cpu_threads": torch.get_num_threads(),
     }
     return result
 
 
-def default_batch_size(device, n_seeds: int) -> int:
+def generation_settings(backend: Backend, config: RunConfig):
+    """The config's generation settings, with the default batch size for this device and image size."""
+    pixels = (config.height or backend.native_size) * (config.width or backend.native_size)
+    return config.generation(default_batch_size(backend.device, len(config.seeds), pixels))
+
+
+def default_batch_size(device, n_seeds: int, pixels: int = 512 * 512) -> int:
     """Images per pipeline call: one candidate's seeds on the CPU (where batching gains little and
-    keeps each candidate's images bit-identical whatever else is scored); whole candidates up to
-    16 images on a GPU."""
+    keeps each candidate's images bit-identical whatever else is scored); on a GPU, whole candidates
+    up to 16 images, fewer above 512x512 (the same pixel count: 4 at SDXL's 1024x1024, whose
+    float32 VAE decode would not fit 16)."""
     if torch.device(device).type == "cpu":
         return n_seeds
-    return max(n_seeds, 16 // n_seeds * n_seeds)
+    images = max(1, min(16, 16 * 512 * 512 // pixels))
+    return max(n_seeds, images // n_seeds * n_seeds)
 
 
 def _resolve_space(space, prompt: str, config: RunConfig, backend: Backend, llm) -> SearchSpace:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from dpodiff import __version__
 from dpodiff.files import save_all, save_image, write_json
 from dpodiff.report.grid import image_grid
+from dpodiff.report.metadata import ImageInfo, model_label
 from dpodiff.tasks import make_task
 
 
@@ -108,16 +110,36 @@ class OptimizationResult:
             "fit": self.fit,
         }
 
+    def image_info(self, role: str, index: int, image: Image.Image) -> ImageInfo:
+        """What the PNG of seed `index` of the `role` ("original", "best") candidate says about how it was made."""
+        evaluation = self.original if role == "original" else self.best if role == "best" else None
+        loss = evaluation.losses[index] if evaluation is not None else None
+        generation = self.generation or {}
+        return ImageInfo(
+            prompt=evaluation.prompt if evaluation is not None else self.prompt,
+            negative_prompt=evaluation.negative_prompt if evaluation is not None else "",
+            steps=generation.get("steps"), scheduler=generation.get("scheduler"), guidance=generation.get("guidance"),
+            seed=self.seeds[index], width=image.width, height=image.height, model=self.model,
+            parameters={"Scorer": model_label(self.scorer), "Loss": None if loss is None else round(loss, 4),
+                        "Task": self.task, "Role": role},
+            extra={"role": role, "loss": loss, "task": self.task, "original_prompt": self.prompt, "model": self.model,
+                   "scorer": self.scorer, "algorithm": self.algorithm, "config": self.config, "generation": self.generation,
+                   "version": __version__},
+        )
+
     def save(self, out_dir: str | Path) -> Path:
         """Write result.json first (the record that matters most), then the space searched (space.json),
-        the original and best image of each seed, and a grid; each file atomically (dpodiff.files)."""
+        the original and best image of each seed (with their settings inside, dpodiff.report.metadata), and a
+        grid (without: it holds several seeds); each file atomically (dpodiff.files)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         writes = [("result.json", lambda p: write_json(p, self.to_dict()))]
         if self.space is not None:
             writes.append(("space.json", lambda p: write_json(p, self.space)))
         for role, images in self.images.items():
-            writes += [(f"{role}_seed{seed}.png", lambda p, im=image: save_image(p, im)) for seed, image in zip(self.seeds, images)]
+            for i, (seed, image) in enumerate(zip(self.seeds, images)):
+                info = self.image_info(role, i, image)
+                writes.append((f"{role}_seed{seed}.png", lambda p, im=image, info=info: save_image(p, im, info)))
         if self.images.get("original") and self.images.get("best"):
             grid = image_grid(
                 [self.images["original"], self.images["best"]],

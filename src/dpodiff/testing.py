@@ -1,7 +1,7 @@
 """Tiny real models built from configs: random weights, real architectures.
 
 UNet2DConditionModel, AutoencoderKL, a CLIPTextModel with the real CLIP BPE vocabulary and a CLIPModel
-scorer (and an SDXL pipeline with its two text encoders), saved with `save_pretrained`, so tests and benchmarks load them through the same code as a
+scorer (and an SDXL pipeline with its two text encoders, PickScore and aesthetic-predictor stand-ins), saved with `save_pretrained`, so tests and benchmarks load them through the same code as a
 user's model. They draw noise; they exist to exercise code paths in a second.
 """
 
@@ -74,21 +74,37 @@ def build_tiny_sdxl(path: Path) -> Path:
     return path
 
 
-def build_tiny_scorer(path: Path) -> Path:
+def build_tiny_scorer(path: Path, seed: int = 1, **config) -> Path:
+    """A tiny CLIPModel (projection 16, 16-pixel images) with tokenizer and processor; `config` adds CLIPConfig fields."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from dpodiff.tokenizers import clip_tokenizer
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                          max_position_embeddings=TINY_MAX_TOKENS, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407),
         vision_config=dict(image_size=16, patch_size=4, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4),
-        projection_dim=16,
+        projection_dim=16, **config,
     )
     CLIPModel(config).save_pretrained(path)
     clip_tokenizer(TINY_MAX_TOKENS).save_pretrained(path)
     CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(path)
+    return path
+
+
+def build_tiny_pickscore(path: Path) -> Path:
+    """A PickScore stand-in: a tiny CLIPModel with a logit scale of its own (PickScore_v1 learned one), its tokenizer
+    and processor saved beside it; load it with `pickscore:PATH`."""
+    return build_tiny_scorer(path, seed=4, logit_scale_init_value=3.0)
+
+
+def build_tiny_aesthetic(path: Path) -> Path:
+    """An aesthetic-predictor folder: a tiny CLIPModel and a linear head on its 16-dimensional image embedding, saved
+    as LAION's sa_0_4_vit_l_14_linear.pth is (the state dict of nn.Linear); load it with `aesthetic:PATH`."""
+    build_tiny_scorer(path, seed=5)
+    torch.manual_seed(6)
+    torch.save(torch.nn.Linear(16, 1).state_dict(), Path(path) / "sa_tiny_linear.pth")
     return path
 
 
@@ -126,7 +142,9 @@ def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4
     from dpodiff.backends.shortcut import one_step_loss, sample_until
 
     relaxed = backend.relaxed_encoders(space, positive=True, negative=True)
-    target = scorer.embed_text([space.prompt]).double()
+    target = scorer.target(space.prompt)
+    if isinstance(target, torch.Tensor) and target.is_floating_point():
+        target = target.double()
     scheduler = fresh_scheduler(backend.pipe.scheduler, steps)
     position = gradient_position(scheduler, t_index, steps)
     noise = backend.initial_noise(0)

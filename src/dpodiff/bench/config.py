@@ -18,6 +18,7 @@ class BenchConfig:
     device: str = "auto"
     dtype: str = "auto"
     space: str | None = None  # a space file (the reference format may hold every prompt), or None: built per prompt
+    threads: int | None = None  # torch CPU threads per process; None: see dpodiff.threads (Ray workers: their CPUs)
 
     @property
     def task(self) -> str:
@@ -34,7 +35,7 @@ class BenchConfig:
     def settings(self) -> dict:
         """What decides the numbers, so two databases with equal settings hold comparable results.
 
-        Batch size, device and output folder are left out: they change speed, not results (beyond float tolerance).
+        Batch size, device, threads and output folder are left out: they change speed, not results (beyond float tolerance).
         """
         return self.run.fingerprint() | {"model": self.model or "shapes-world", "scorer": self.scorer, "dtype": self.dtype,
                                          "space_file": _digest(self.space) if self.space else None}

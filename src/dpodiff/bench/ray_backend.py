@@ -65,15 +65,25 @@ def _resources() -> dict:
     return {"num_gpus": 1, "num_cpus": 1} if gpus >= 1 else {"num_cpus": 1}
 
 
+def _use_worker_threads(config: BenchConfig) -> None:
+    """A task uses the CPUs Ray gave it (one), so workers sharing a node never oversubscribe its cores."""
+    from dpodiff.threads import use_threads
+
+    assigned = _ray().get_runtime_context().get_assigned_resources().get("CPU", 1)
+    use_threads(config.threads or max(1, int(assigned)))
+
+
 def _run_task(config: BenchConfig, prompt: str, algorithm: str):
     from dpodiff.bench.runner import run_one
 
+    _use_worker_threads(config)
     return run_one(config, prompt, algorithm)
 
 
 def _score_task(config: BenchConfig, prompts: list[str]):
     from dpodiff.bench.runner import score_prompts
 
+    _use_worker_threads(config)
     return score_prompts(config, prompts)
 
 

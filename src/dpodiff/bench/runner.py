@@ -66,12 +66,12 @@ def _pass_share(verdicts: list[dict] | None) -> float | None:
 def score_prompts(config: BenchConfig, prompts: list[str]) -> dict[str, list[float]]:
     """Loss of each seed's image of each prompt as it is (no negative prompt): what --select compares to the threshold."""
     from dpodiff.backends import Request
-    from dpodiff.optimization import default_batch_size
+    from dpodiff.optimization import generation_settings
 
     backend, clip, _ = bench_models(config)
-    settings = config.run.generation(default_batch_size(backend.device, len(config.seeds)))
+    settings = generation_settings(backend, config.run)
     requests = [Request(prompt, "", s) for prompt in prompts for s in config.seeds]
     with torch.inference_mode():
         images = backend.generate(requests, settings)  # every prompt's images, batch_size of them per pipeline call
         n = len(config.seeds)
-        return {prompt: clip.loss(images[i * n : (i + 1) * n], clip.embed_text([prompt])).tolist() for i, prompt in enumerate(prompts)}
+        return {prompt: clip.loss(images[i * n : (i + 1) * n], clip.target(prompt)).tolist() for i, prompt in enumerate(prompts)}

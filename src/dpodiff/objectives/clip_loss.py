@@ -54,6 +54,10 @@ class ClipScorer:
     def max_tokens(self) -> int:
         return int(self.model.config.text_config.max_position_embeddings)
 
+    def target(self, prompt: str) -> torch.Tensor:
+        """The prompt's text embedding [1, D], what `loss` measures images against."""
+        return self.embed_text([prompt])
+
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(self.device)
@@ -88,26 +92,32 @@ def _features(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-def load_clip(name: str, device: torch.device, dtype: torch.dtype):
-    """A transformers CLIPModel with its tokenizer and image-preprocessing settings."""
+def load_clip_scorer(path: str, device: torch.device, dtype: torch.dtype, name: str) -> ClipScorer:
+    """The registry's loader (objectives/scorers.py): the paper's spherical CLIP loss."""
+    return ClipScorer.from_parts(*load_clip(path, device, dtype), name)
+
+
+def load_clip(name: str, device: torch.device, dtype: torch.dtype, processor_name: str | None = None, what: str = "CLIP scorer"):
+    """A transformers CLIPModel with its tokenizer and image-preprocessing settings (from `processor_name`
+    when the checkpoint ships only the model, as PickScore_v1 does)."""
     from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer
     from transformers.utils import logging as hf_logging
 
-    check_local(name, "CLIP scorer", "config.json", "transformers CLIPModel")
+    check_local(name, what, "config.json", "transformers CLIPModel")
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # CLIPImageProcessor warns that torchvision is absent; we preprocess ourselves
     try:
         model, info = CLIPModel.from_pretrained(name, dtype=dtype, output_loading_info=True)
-        tokenizer = CLIPTokenizer.from_pretrained(name)
-        processor = AutoImageProcessor.from_pretrained(name)
+        tokenizer = CLIPTokenizer.from_pretrained(processor_name or name)
+        processor = AutoImageProcessor.from_pretrained(processor_name or name)
     except (OSError, ValueError, EnvironmentError) as e:
-        raise not_found("CLIP scorer", name, "transformers CLIPModel (config.json, model weights, tokenizer, preprocessor_config.json)", e) from None
+        raise not_found(what, name, "transformers CLIPModel (config.json, model weights, tokenizer, preprocessor_config.json)", e) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = list(info.get("missing_keys") or []) + [k for k, *_ in info.get("mismatched_keys") or []]
     if missing:  # transformers would initialise them at random and only warn: a scorer that scores noise
         shown = ", ".join(sorted(missing)[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise UsageError(f"The CLIP scorer {name!r} lacks {len(missing)} weights of a CLIPModel ({shown}); it is not a complete "
+        raise UsageError(f"The {what} {name!r} lacks {len(missing)} weights of a CLIPModel ({shown}); it is not a complete "
                          "CLIP model (a text-only CLIPTextModel, say). Pass a CLIPModel folder or hub id with --scorer.")
     model = model.to(device).requires_grad_(False).eval()
     return model, tokenizer, processor

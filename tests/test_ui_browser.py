@@ -1,0 +1,156 @@
+"""`dpodiff ui` in a real browser: Debian's chromium, driven by Playwright, against the server on the shapes world.
+
+A small improve runs to the end and shows the before/after images and the top candidates; a bigger one is
+stopped mid-run and shows what it found. DPODIFF_UI_SCREENSHOT=1 saves the finished page to docs/ui.png.
+Before the browser: the space table round trip, and the message when Gradio is not installed.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "a red circle above a blue square"
+SCREENSHOT = os.environ.get("DPODIFF_UI_SCREENSHOT") == "1"
+# the finished run: tiny for the test; for the screenshot (docs/ui.png) one that shows a real search
+FIRST = dict(budget=16, seeds="2", steps=25) if SCREENSHOT else dict(budget=4, seeds="1", steps=5)
+
+
+def _chromium() -> str:
+    """Debian's chromium (.ci/run installs it); Playwright's own browser download is never used."""
+    for candidate in (os.environ.get("DPODIFF_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail("No chromium found for the browser test: install it with `apt-get install -y chromium` (as .ci/run does), "
+                "or point DPODIFF_CHROMIUM at a Chromium binary.")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The UI on the shapes world, on the CPU, on a free local port; its log is shown if it dies."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("ui") / "server.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(log_path.parent)}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "dpodiff.cli", "ui", "--port", str(port), "--device", "cpu", "--threads", "1"],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"dpodiff ui exited with status {process.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"dpodiff ui did not answer on {url} within 90 s:\n{log_path.read_text()}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server)
+        yield page
+        browser.close()
+
+
+def _settings(page, budget: int, seeds: str = "1", steps: int = 5) -> None:
+    page.locator("#budget input").fill(str(budget))
+    page.locator("#seeds textarea").fill(seeds)
+    page.locator("#steps input").fill(str(steps))
+
+
+def test_run_to_the_end_then_stop_a_bigger_run(page):
+    from playwright.sync_api import expect
+
+    status = page.locator("#progress-text")
+    result_image = page.locator("#result-images img")
+    top_rows = page.locator("#top-candidates tbody tr")
+
+    # build the space (the run searches the table), then a small improve, run to the end
+    page.locator("#prompt textarea").fill(PROMPT)
+    page.get_by_role("button", name=re.compile("^Search space")).click()
+    page.locator("#build-space").click()
+    expect(page.locator("#space-table")).to_contain_text("negative", timeout=30_000)
+    expect(page.locator("#space-table")).to_contain_text("lowres")  # a negative-prompt library slot
+    _settings(page, **FIRST)
+    page.locator("#run").click()
+    expect(status).to_contain_text(f"Done: {FIRST['budget']} of {FIRST['budget']} candidates scored", timeout=120_000)
+    expect(result_image).to_be_visible()
+    assert 1 <= top_rows.count() <= FIRST["budget"]
+    expect(page.locator("#top-candidates")).to_contain_text(PROMPT)
+    expect(page.locator("#judge")).to_contain_text("best:")
+    expect(page.locator("#download")).to_contain_text(".zip")
+    expect(page.locator("#stop")).to_be_disabled()
+    if SCREENSHOT:
+        (ROOT / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "docs" / "ui.png"), full_page=True)
+
+    # a bigger one, stopped after a few candidates: it ends early and keeps what it found
+    _settings(page, budget=200)
+    page.locator("#run").click()
+    expect(result_image).to_have_count(0, timeout=10_000)  # the last run's result is cleared
+    expect(status).to_contain_text(re.compile(r"\b([3-9]|\d\d+) of 200 candidates scored"), timeout=60_000)
+    page.locator("#stop").click()
+    expect(status).to_contain_text("Stopped:", timeout=30_000)
+    scored = int(re.search(r"Stopped: (\d+) of 200", status.inner_text()).group(1))
+    assert 3 <= scored < 200
+    expect(status).to_contain_text("(interrupted)")
+    expect(result_image).to_be_visible()
+    assert top_rows.count() >= 1
+    expect(page.locator("#best")).to_contain_text("loss")
+    expect(page.locator("#run")).to_be_enabled()
+
+
+def test_space_table_round_trip():
+    from dpodiff.spaces import SearchSpace, Slot, Span
+    from dpodiff.ui import space_from_rows, space_rows
+
+    prompt = "a red circle above a red square"
+    space = SearchSpace(prompt, [Span(6, 12, ["circle", "ring", "disc"]), Span(21, 24, ["red", "crimson"])],
+                        [Slot("red", ["", "blue", "green"]), Slot("nplib:quality", ["", "blurry", "low quality"])])
+    rows = space_rows(space)
+    assert rows[1] == ["positive", "red", "crimson"] and rows[2] == ["negative", "red", "blue, green"]
+    again = space_from_rows(prompt, rows + [["", "", ""]])  # the editor's empty row is ignored
+    assert again.to_dict()["positive"] == [{**s, "source": "ui"} for s in space.to_dict()["positive"]]
+    assert [(s.name, s.choices) for s in again.negative] == [(s.name, s.choices) for s in space.negative]
+    with pytest.raises(Exception, match="not a word of the prompt"):
+        space_from_rows(prompt, [["positive", "triangle", "cone"]])
+    with pytest.raises(Exception, match="must be 'positive'"):
+        space_from_rows(prompt, [["both", "red", "blue"]])
+
+
+def test_ui_without_gradio_says_how_to_install_it():
+    code = "import sys; sys.modules['gradio'] = None; sys.argv = ['dpodiff', 'ui']; from dpodiff.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'dpodiff[ui]'" in done.stderr
