@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads,
+    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -44,7 +44,7 @@ def improve(
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+    model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
 ):
@@ -60,7 +60,7 @@ def attack(
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+    model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
 ):
@@ -74,7 +74,7 @@ def generate(
     negative_prompt: Annotated[str, typer.Option(help="Negative prompt.")] = "",
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
     seeds: Seeds = None, seed: Seed = None,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+    model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
@@ -93,7 +93,7 @@ def generate(
     from dpodiff.report.grid import image_grid
     from dpodiff.report.images import to_pil
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler, threads)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler, threads, vae)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
@@ -163,14 +163,16 @@ app.command("space")(space_command)
 def ui(
     port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 7860,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines too.")] = "127.0.0.1",
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+    model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
 ):
     """Serve a web page (Gradio) to run improve and attack searches on one model, loaded once."""
     from dpodiff.ui import Models, require_gradio, serve
 
     require_gradio()  # before the models load: a missing extra is told at once
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, None, threads)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, None, threads, vae)
     serve(Models(backend, clip, model_name, shapes_world=model is None), host, port)
+
+
 from dpodiff.bench.command import bench  # noqa: E402
 app.command("bench")(bench)
 
@@ -192,16 +194,17 @@ def _verdict(verdict: dict | None) -> str:
     return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
 
 
-def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None, threads: int | None = None):
+def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None, threads: int | None = None,
+                 vae: str | None = None):
     from dpodiff.models import load_models
     from dpodiff.threads import use_threads
 
     use_threads(threads)
     with console.status(f"loading {model or 'the shapes world'}"):
-        return load_models(model, scorer, device, dtype, scheduler)
+        return load_models(model, scorer, device, dtype, scheduler, vae)
 
 
-def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, threads, seeds, seed, overwrite, **options) -> None:
+def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, **options) -> None:
     from dpodiff.config import RunConfig
     from dpodiff.defaults import WHITE_BOX
     from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
@@ -218,7 +221,7 @@ def _optimize_command(prompt: str, out: Path, model, scorer, device, dtype, thre
     from dpodiff.optimization import optimize
     from dpodiff.optimizers import GPOSettings
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler, threads)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler, threads, vae)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     bar = progress.add_task(config.task, total=config.budget, best="-")

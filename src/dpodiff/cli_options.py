@@ -37,4 +37,5 @@ Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut 
 Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
 SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
 Scheduler = Annotated[Optional[str], typer.Option(help=f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's own.")]
+Vae = Annotated[Optional[str], typer.Option(help="A VAE (diffusers AutoencoderKL: hub id or folder) instead of the model's own, e.g. madebyollin/sdxl-vae-fp16-fix, which decodes in float16 without overflowing.")]
 Threads = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch. Default: the physical cores not busy with other processes (so a shared machine is never oversubscribed).")]

@@ -57,7 +57,7 @@ def model_index(name: str) -> dict:
         raise not_found("diffusion model", name, PIPELINE_LAYOUT, e) from None
 
 
-def load_weighted_components(name: str, index: dict, dtype: torch.dtype) -> dict:
+def load_weighted_components(name: str, index: dict, dtype: torch.dtype, skip: tuple[str, ...] = ()) -> dict:
     """Every component with weights (UNet, VAE, text encoders), each loaded with its loading report.
 
     diffusers and transformers initialise missing weights at random and at most warn; a pipeline with a
@@ -67,24 +67,47 @@ def load_weighted_components(name: str, index: dict, dtype: torch.dtype) -> dict
 
     components, problems = {}, []
     for component, spec in index.items():
-        if component.startswith("_") or not isinstance(spec, (list, tuple)) or None in spec:
+        if component.startswith("_") or component in skip or not isinstance(spec, (list, tuple)) or None in spec:
             continue
         cls = getattr(importlib.import_module(spec[0]), spec[1], None)
         if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
             continue  # tokenizers, schedulers, image processors: the pipeline loads them
-        model, info = cls.from_pretrained(_source(name), subfolder=component, dtype=dtype, output_loading_info=True)
-        missing = list(info.get("missing_keys") or []) + [str(k[0]) for k in info.get("mismatched_keys") or []]
-        if missing:
-            problems.append(f"{component}: {len(missing)} ({', '.join(sorted(missing)[:3])}{', ...' if len(missing) > 3 else ''})")
-        components[component] = model
+        components[component] = _load_checked(cls, name, component, dtype, problems)
     if problems:
         raise UsageError(f"The diffusion model {name!r} lacks weights its configuration needs, which would be initialised at random: "
                          f"{'; '.join(problems)}. Re-download or re-save the model; a partial checkpoint cannot be used.")
     return components
 
 
-def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler: str | None = None) -> Backend:
-    """The backend of a pipeline's family (text encoders, UNet, VAE, scheduler) from a hub id or folder."""
+def _load_checked(cls, name: str, subfolder: str | None, dtype: torch.dtype, problems: list[str]):
+    """One component, its missing or mismatched weights added to `problems`."""
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    model, info = cls.from_pretrained(_source(name), dtype=dtype, output_loading_info=True, **kwargs)
+    missing = list(info.get("missing_keys") or []) + [str(k[0]) for k in info.get("mismatched_keys") or []]
+    if missing:
+        problems.append(f"{subfolder or name}: {len(missing)} ({', '.join(sorted(missing)[:3])}{', ...' if len(missing) > 3 else ''})")
+    return model
+
+
+def load_vae(name: str, dtype: torch.dtype):
+    """A diffusers AutoencoderKL from its own folder or hub id (e.g. madebyollin/sdxl-vae-fp16-fix), or a pipeline's vae/."""
+    from diffusers import AutoencoderKL
+
+    subfolder = "vae" if (Path(name).expanduser() / "vae" / "config.json").is_file() else None
+    check_local(name if subfolder is None else str(Path(name) / "vae"), "VAE", "config.json", "diffusers AutoencoderKL")
+    problems: list[str] = []
+    try:
+        vae = _load_checked(AutoencoderKL, name, subfolder, dtype, problems)
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise not_found("VAE", name, "diffusers AutoencoderKL (config.json, diffusion_pytorch_model.safetensors)", e) from None
+    if problems:
+        raise UsageError(f"The VAE {name!r} lacks weights an AutoencoderKL needs ({problems[0]}); pass a complete VAE with --vae.")
+    return vae
+
+
+def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler: str | None = None, vae: str | None = None) -> Backend:
+    """The backend of a pipeline's family (text encoders, UNet, VAE, scheduler) from a hub id or folder;
+    `vae` replaces the pipeline's own VAE."""
     import diffusers
 
     check_local(name, "diffusion model", "model_index.json", "diffusers")
@@ -92,7 +115,8 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
     family = family_for(str(index.get("_class_name", "")))
     extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
     try:
-        components = load_weighted_components(name, index, dtype)
+        replaced = {"vae": load_vae(vae, dtype)} if vae else {}  # first: a bad --vae fails before the big loads
+        components = load_weighted_components(name, index, dtype, skip=tuple(replaced)) | replaced
         pipe = getattr(diffusers, family.pipeline_class).from_pretrained(_source(name), dtype=dtype, **components, **extra)
     except (OSError, ValueError, EnvironmentError) as e:
         raise not_found("diffusion model", name, PIPELINE_LAYOUT, e) from None
@@ -100,13 +124,14 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
     pipe.set_progress_bar_config(disable=True)
     set_scheduler(pipe, scheduler)
     backend = family(pipe)
+    backend.vae_name = vae
     for module in backend.modules:
         module.requires_grad_(False).eval()
     return backend
 
 
 def load_models(model: str | None, scorer: str | None, device: str = "auto", dtype: str = "auto",
-                scheduler: str | None = None) -> tuple[Backend, Scorer, str]:
+                scheduler: str | None = None, vae: str | None = None) -> tuple[Backend, Scorer, str]:
     """(backend, scorer, model name) as the CLI loads them: the shapes world when no model is named."""
     import diffusers.utils.logging
     import transformers.utils.logging
@@ -125,6 +150,6 @@ def load_models(model: str | None, scorer: str | None, device: str = "auto", dty
     scorer = scorer or DEFAULT_HUB_SCORER
     check_local(model, "diffusion model", "model_index.json", "diffusers")  # both names checked before either loads
     check_scorer(scorer)
-    backend = load_pipeline(model, dev, torch_dtype, scheduler)
+    backend = load_pipeline(model, dev, torch_dtype, scheduler, vae)
     clip = load_scorer(scorer, dev, torch_dtype)
     return backend, clip, model

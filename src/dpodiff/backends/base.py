@@ -82,6 +82,7 @@ class Backend:
 
     def __init__(self, pipe):
         self.pipe = pipe
+        self.vae_name: str | None = None  # a VAE given instead of the model's own (--vae)
 
     # -- (e) what the model reads and draws -------------------------------------------
     @property
@@ -119,8 +120,9 @@ class Backend:
 
     def describe(self) -> dict:
         """What result files record about the model's generation set-up."""
-        return {"family": self.family, "scheduler": scheduler_name(self.pipe.scheduler), "token_window": self.token_window,
-                "dtype": str(self.dtype).removeprefix("torch.")}
+        described = {"family": self.family, "scheduler": scheduler_name(self.pipe.scheduler), "token_window": self.token_window,
+                     "dtype": str(self.dtype).removeprefix("torch.")}
+        return described | ({"vae": self.vae_name} if self.vae_name else {})
 
     def check_window(self, texts: list[str], what: str = "prompt") -> None:
         """Every text must fit the window as it is: the tokenizer would cut it silently."""

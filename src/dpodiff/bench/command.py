@@ -16,7 +16,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource, Steps,
-    Threads,
+    Threads, Vae,
 )
 from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 from dpodiff.display import terminal
@@ -40,7 +40,7 @@ def bench(
     similarity_model: Annotated[str, typer.Option(help="attack: sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
     space: Annotated[Optional[Path], typer.Option("--space", help="Search space JSON for the prompts: the DPO-Diff reference format may hold every prompt. Default: built from each prompt.")] = None,
     space_source: SpaceSource = "auto", per_word: PerWord = 5,
-    model: Model = None, scorer: Scorer = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+    model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None,
     equal_cost: Annotated[bool, typer.Option("--equal-cost", help="Charge gpo/hybrid their measured GPO cost (in candidates) against --budget, so every algorithm spends the same compute.")] = False,
@@ -78,7 +78,7 @@ def bench(
                       + "; ".join(terminal(p) for p in listed.duplicates[:5]) + (" ..." if len(listed.duplicates) > 5 else ""))
     out = check_output_dir(out)
     db = db or out / "results.sqlite"
-    config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, device=device, dtype=dtype,
+    config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, vae=vae, device=device, dtype=dtype,
                          space=str(space) if space else None, threads=threads)
     settings = config.settings()
     with BenchLock(db):  # one bench per database: a second exits at once (see bench/lock.py)

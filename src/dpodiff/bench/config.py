@@ -15,6 +15,7 @@ class BenchConfig:
     out: str  # the benchmark's output folder; each run saves its images under out/runs/
     model: str | None = None
     scorer: str | None = None
+    vae: str | None = None  # a VAE instead of the model's own
     device: str = "auto"
     dtype: str = "auto"
     space: str | None = None  # a space file (the reference format may hold every prompt), or None: built per prompt
@@ -37,7 +38,7 @@ class BenchConfig:
 
         Batch size, device, threads and output folder are left out: they change speed, not results (beyond float tolerance).
         """
-        return self.run.fingerprint() | {"model": self.model or "shapes-world", "scorer": self.scorer, "dtype": self.dtype,
+        return self.run.fingerprint() | {"model": self.model or "shapes-world", "scorer": self.scorer, "vae": self.vae, "dtype": self.dtype,
                                          "space_file": _digest(self.space) if self.space else None}
 
 
