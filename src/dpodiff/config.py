@@ -2,6 +2,8 @@
 saved in result.json and in bench's settings fingerprint.
 
 `checked()` validates every field with a message that says how to fix it, before any model is loaded.
+Steps, guidance and scheduler may be None, "the model's recommendation": `resolved()` fills them in once the
+model is loaded (its dpodiff.json, see model_folder.py), and dpodiff's defaults where the model recommends nothing.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from dpodiff.defaults import ALGORITHMS, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, MAX_STEPS, SOURCES, check_scheduler_name
+from dpodiff.defaults import (
+    ALGORITHMS, DEFAULT_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, MAX_STEPS, SAMPLINGS, SOURCES,
+    check_scheduler_name,
+)
 from dpodiff.errors import UsageError
 from dpodiff.inputs import check_budget, parse_seeds
+from dpodiff.model_folder import Recommended
 from dpodiff.tasks import Task, make_task
 
 
@@ -21,11 +27,11 @@ class RunConfig:
     algorithm: str = "epo"
     budget: int = 40  # candidates scored, the original included
     seeds: tuple[int, ...] = (0,)
-    steps: int = 50
-    guidance: float = 7.5
+    steps: int | None = None  # None: the model's recommendation, else DEFAULT_STEPS (see resolved())
+    guidance: float | None = None  # None: the model's recommendation, else DEFAULT_GUIDANCE
     height: int | None = None  # None: the model's native size
     width: int | None = None
-    scheduler: str | None = None  # None: the model's own scheduler
+    scheduler: str | None = None  # None: the model's recommendation, else the model's own scheduler
     batch_size: int | None = None  # images per pipeline call; None: a default for the device
     positive: bool = False  # improve: also substitute synonyms in the prompt
     space_source: str = "auto"
@@ -33,6 +39,7 @@ class RunConfig:
     min_similarity: float = DEFAULT_MIN_SIMILARITY  # attack's constraint
     similarity_model: str = DEFAULT_SENTENCE_MODEL
     search_seed: int = 0
+    sampling: str = "sparse"  # how random search and EPO draw fresh candidates: sparse, or the paper's uniform
     charge_gpo: bool = False  # gpo/hybrid: GPO's measured cost, in candidates, comes out of the budget (equal-cost comparisons)
 
     @classmethod
@@ -48,11 +55,11 @@ class RunConfig:
             raise UsageError(f"--algo {self.algorithm!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
         check_budget(self.budget)
         seeds = self.seeds if isinstance(self.seeds, (str, int)) else list(self.seeds)
-        if not 1 <= self.steps <= MAX_STEPS:
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
             raise UsageError(f"--steps {self.steps} is out of range; give 1 to {MAX_STEPS} (25-50 is usual).")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size}: a pipeline call makes at least 1 image.")
-        if not math.isfinite(self.guidance):
+        if self.guidance is not None and not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a finite number; SD models use about 3 to 12.")
         if not -1 <= self.min_similarity <= 1:  # NaN fails this too
             raise UsageError(f"--min-similarity {self.min_similarity} is not a cosine similarity; give a number in [-1, 1] (default 0.85).")
@@ -62,16 +69,32 @@ class RunConfig:
         check_scheduler_name(self.scheduler)
         if self.space_source not in SOURCES:
             raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"--sampling {self.sampling!r} is not known; use sparse (the default) or uniform (the paper's).")
         return replace(self, seeds=tuple(parse_seeds(seeds)), positive=self.positive and self.task_spec.search_negative)
 
     @property
     def task_spec(self) -> Task:
         return make_task(self.task, self.positive)
 
+    def resolved(self, recommended: Recommended | None = None) -> "RunConfig":
+        """This config with every generation setting left to the model (None) taken from its recommendation,
+        else dpodiff's default (50 steps, guidance 7.5, the model's own scheduler)."""
+        r = recommended or Recommended()
+        return replace(self, steps=_first(self.steps, r.steps, DEFAULT_STEPS), guidance=_first(self.guidance, r.guidance, DEFAULT_GUIDANCE),
+                       scheduler=_first(self.scheduler, r.scheduler))
+
+    def from_model(self, recommended: Recommended | None) -> dict:
+        """The settings `resolved(recommended)` takes from the model: left to it here and recommended there."""
+        r = recommended or Recommended()
+        return {name: getattr(r, name) for name in ("steps", "guidance", "scheduler") if getattr(self, name) is None and getattr(r, name) is not None}
+
     def generation(self, batch_size: int | None = None):
-        """Generation settings; `batch_size` is the default when the config names none."""
+        """Generation settings of a resolved config; `batch_size` is the default when the config names none."""
         from dpodiff.backends import GenerationSettings
 
+        if self.steps is None or self.guidance is None:
+            raise ValueError("RunConfig.generation() needs concrete steps and guidance: call resolved(backend.recommended) first")
         return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size)
 
     def to_dict(self) -> dict:
@@ -80,7 +103,8 @@ class RunConfig:
         return data
 
     def fingerprint(self) -> dict:
-        """What decides the numbers of a run, so that two bench databases with equal ones are comparable.
+        """What decides the numbers of a run, so that two bench databases with equal ones are comparable
+        (of a resolved config, so that a setting the model recommended counts as what it is).
 
         The algorithm (a bench runs several) and the batch size (speed, not results) are left out, and the
         constraint where the task has none.
@@ -90,3 +114,7 @@ class RunConfig:
         if not self.task_spec.constrained:
             del data["min_similarity"], data["similarity_model"]
         return data
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)

@@ -12,10 +12,13 @@ DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"  # the paper's scorer, CLIP 
 DEFAULT_SENTENCE_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, README
 ALGORITHMS = ("random", "epo", "gpo", "hybrid")
+SAMPLINGS = ("sparse", "uniform")  # how random search and EPO draw fresh candidates (optimizers/base.py)
 WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
 KINDS = ("synonym", "antonym")
 SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
 MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
+DEFAULT_STEPS = 50  # generation settings when neither the user nor the model (its dpodiff.json) gives them
+DEFAULT_GUIDANCE = 7.5
 MAX_IMAGES = 10_000  # seeds a run may ask for: each is an image per candidate
 
 # CLI name -> diffusers class name

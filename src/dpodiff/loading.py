@@ -58,3 +58,27 @@ def check_local(name: str, what: str, marker: str, layout: str) -> None:
             f"The folder {name!r} is not a {what} in the {layout} layout: it has no {marker}. "
             f"Save the model there with `save_pretrained`, or point to the folder that contains {marker}."
         )
+
+
+def checkpoint_file(path: str | Path, names: tuple[str, ...], what: str, fetch: str) -> Path:
+    """A checkpoint read from one file: `path` itself, or the first of `names` in the folder `path`;
+    `fetch` tells the user how to get it."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = [path / name for name in names if (path / name).is_file()]
+        if not found:
+            raise UsageError(f"The folder {str(path)!r} holds no {' or '.join(names)} ({what}). {fetch}")
+        return found[0]
+    if not path.is_file():
+        raise UsageError(f"The {what} {str(path)!r} does not exist. {fetch}")
+    return path
+
+
+def read_torch_file(file: Path, fetch: str):
+    """torch.load with weights_only (no code from the file runs); an unreadable file is a UsageError."""
+    import torch
+
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and weights_only errors have no common type
+        raise UsageError(f"{str(file)!r} is not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). {fetch}") from None

@@ -56,8 +56,11 @@ def optimize(
     `pipeline` is a diffusers pipeline or a dpodiff backend; `scorer` a Scorer or a --scorer spec for
     objectives.scorers.load_scorer ("openai/clip-vit-base-patch32", "pickscore:yuvalkirstain/PickScore_v1");
     `config` a RunConfig, and any of its fields may also be given as keywords (e.g. `algorithm="hybrid",
-    budget=40, seeds=4`); a `scheduler` replaces the pipeline's own (built from its config). `space` is a
-    SearchSpace, a space file, or None to build one with `config.space_source`. Returns the result with
+    budget=40, seeds=4`); a `scheduler` replaces the pipeline's own (built from its config). Steps, guidance
+    and scheduler left None take the model folder's recommendation (its dpodiff.json), else 50, 7.5 and the
+    pipeline's own; result.generation["recommended_used"] says which came from the model. `space` is a
+    SearchSpace, a space file, or None to build one with `config.space_source` (negative slots from the
+    model's own negative_prompts.json where it has one, else the generic library). Returns the result with
     every evaluation, the best candidates and the images of the original and the best candidate for
     each seed. Ctrl-C, or `should_stop()` turning true (asked after each pipeline call of the search; a UI's
     Stop button), stops the search and returns what was found so far, with stop_reason "interrupted".
@@ -67,6 +70,8 @@ def optimize(
     config = RunConfig.from_options(**{**(config.to_dict() if config else {}), **settings})
     task = config.task_spec
     backend = as_backend(pipeline)
+    recommended_used = config.from_model(backend.recommended)  # what the model's dpodiff.json decides: the settings left to it
+    config = config.resolved(backend.recommended)
     set_scheduler(backend.pipe, config.scheduler)  # None keeps the pipeline's own
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):
@@ -98,7 +103,7 @@ def optimize(
         budget = max(1, budget - math.ceil(gpo_trace.equivalent_images_measured / len(seeds)))
 
     # 4. score the original, then search
-    optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits)
+    optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits, sampling=config.sampling)
     target = scorer.target(prompt)
     result = OptimizationResult(
         task=task.name,
@@ -108,7 +113,7 @@ def optimize(
         algorithm=config.algorithm,
         algorithm_settings={"search_seed": config.search_seed, **optimizer.settings()},
         generation={**backend.describe(), "steps": config.steps, "guidance": config.guidance, "height": config.height or backend.native_size,
-                    "width": config.width or backend.native_size, "batch_size": config.batch_size},
+                    "width": config.width or backend.native_size, "batch_size": config.batch_size, "recommended_used": recommended_used},
         seeds=seeds,
         budget=budget,
         original=None,  # type: ignore[arg-type]  # set by the first evaluation
@@ -223,5 +228,5 @@ def _resolve_space(space, prompt: str, config: RunConfig, backend: Backend, llm)
         return load_space(space, prompt)
     return build_task_space(
         prompt, config.task_spec, source=config.space_source, per_word=config.per_word, llm=llm,
-        tokenizer=backend.tokenizer, text_encoder=backend.text_encoders[0],
+        tokenizer=backend.tokenizer, text_encoder=backend.text_encoders[0], negative_library=backend.negative_library,
     )

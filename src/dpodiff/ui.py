@@ -111,7 +111,8 @@ def build_space(models: Models, prompt: str, config: RunConfig) -> SearchSpace:
 
     prompt = check_prompt(prompt, models.backend.tokenizer)
     return build_task_space(prompt, config.task_spec, source=config.space_source, per_word=config.per_word,
-                            tokenizer=models.backend.tokenizer, text_encoder=models.backend.text_encoders[0])
+                            tokenizer=models.backend.tokenizer, text_encoder=models.backend.text_encoders[0],
+                            negative_library=models.backend.negative_library)
 
 
 # -- pictures ---------------------------------------------------------------------------------------
@@ -233,7 +234,8 @@ def build_app(models: Models):
     results_root = tempfile.mkdtemp(prefix="dpodiff-ui-")  # each run's folder and zip, until the server exits
     atexit.register(shutil.rmtree, results_root, True)
     stops: dict[str, threading.Event] = {}  # per browser session: set by Stop
-    steps, guidance = (25, 3.0) if models.shapes_world else (50, 7.5)
+    suggested = RunConfig().resolved(models.backend.recommended)  # the model's recommended settings, else dpodiff's defaults
+    steps, guidance = suggested.steps, suggested.guidance
 
     def session(request) -> str:
         return getattr(request, "session_hash", None) or "default"
@@ -258,7 +260,7 @@ def build_app(models: Models):
                 with gr.Row():
                     task = gr.Radio(list(TASKS), value="improve", label="Task", elem_id="task")
                     algorithm = gr.Dropdown(list(ALGORITHMS), value="epo", label="Algorithm", elem_id="algorithm")
-                    scheduler = gr.Dropdown([MODEL_OWN, *SCHEDULERS], value=MODEL_OWN, label="Scheduler", elem_id="scheduler")
+                    scheduler = gr.Dropdown([MODEL_OWN, *SCHEDULERS], value=suggested.scheduler or MODEL_OWN, label="Scheduler", elem_id="scheduler")
                 with gr.Row():
                     budget = gr.Number(20, label="Budget (candidates)", precision=0, minimum=1, elem_id="budget")
                     seeds = gr.Textbox("2", label="Seeds (N or 0,3,7)", elem_id="seeds")

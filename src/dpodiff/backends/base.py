@@ -81,8 +81,14 @@ class Backend:
     pipeline_class: ClassVar[str] = ""  # the diffusers class named in model_index.json
 
     def __init__(self, pipe):
+        from dpodiff.model_folder import pipeline_folder, read_recommended
+        from dpodiff.spaces.nplib import model_library
+
         self.pipe = pipe
         self.vae_name: str | None = None  # a VAE given instead of the model's own (--vae)
+        folder = pipeline_folder(pipe)  # what the model's folder says about it (see model_folder.py)
+        self.recommended = read_recommended(folder)
+        self.negative_library = model_library(folder)  # None: the generic library
 
     # -- (e) what the model reads and draws -------------------------------------------
     @property

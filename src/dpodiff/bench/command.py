@@ -16,7 +16,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource, Steps,
-    Threads, Vae,
+    Threads, Vae, Sampling,
 )
 from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
 from dpodiff.display import terminal
@@ -30,7 +30,7 @@ def bench(
     prompts: Annotated[Path, typer.Argument(help="Prompt file: one prompt a line, or JSON/JSONL (strings or objects with a \"prompt\" field). Lines starting with # are skipped.")],
     task: Annotated[str, typer.Option(help="improve or attack.")] = "improve",
     algos: Annotated[str, typer.Option(help="Comma list of algorithms: random, epo, gpo, hybrid.")] = "random,epo",
-    seeds: Seeds = None, seed: Seed = None, budget: Budget = 40, search_seed: SearchSeed = 0,
+    seeds: Seeds = None, seed: Seed = None, budget: Budget = 40, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     db: Annotated[Optional[Path], typer.Option(help="SQLite database of results; rerunning with the same one resumes. Default: OUT/results.sqlite.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for summary.csv, summary.md, report.html and each run's images.")] = Path("runs/bench"),
     select: Annotated[bool, typer.Option("--select", help="Keep only the hard prompts: score each prompt's own images first and keep those past --select-threshold.")] = False,
@@ -41,7 +41,7 @@ def bench(
     space: Annotated[Optional[Path], typer.Option("--space", help="Search space JSON for the prompts: the DPO-Diff reference format may hold every prompt. Default: built from each prompt.")] = None,
     space_source: SpaceSource = "auto", per_word: PerWord = 5,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = 50, guidance: Guidance = 7.5, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None,
     equal_cost: Annotated[bool, typer.Option("--equal-cost", help="Charge gpo/hybrid their measured GPO cost (in candidates) against --budget, so every algorithm spends the same compute.")] = False,
     backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
@@ -64,6 +64,7 @@ def bench(
     algorithms = list(dict.fromkeys(algorithms))
     seeds = pick_seeds(seeds, seed)
     run = RunConfig.from_options(**locals(), algorithm=algorithms[0], charge_gpo=equal_cost)
+    run = _resolved(run, model)  # before the fingerprint: a resumed database compares the settings actually used
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
     if backend not in ("local", "ray"):
@@ -126,6 +127,16 @@ def bench(
                 console.print(f"[red]failed[/red] {a} on {terminal(p)}: {terminal(e, 500)}")
             console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
             raise typer.Exit(1)
+
+
+def _resolved(run, model: str | None):
+    """`run` with the settings left to the model taken from its folder's dpodiff.json (read without loading the model)."""
+    from dpodiff.model_folder import model_folder, read_recommended, recommended_note
+
+    recommended = read_recommended(model_folder(model))
+    if note := recommended_note(run.from_model(recommended)):
+        console.print(f"[dim]{note}[/dim]", soft_wrap=True)
+    return run.resolved(recommended)
 
 
 def _select(conn, config, prompts: list[str], threshold: float, score) -> list[str]:

@@ -69,7 +69,7 @@ def score_prompts(config: BenchConfig, prompts: list[str]) -> dict[str, list[flo
     from dpodiff.optimization import generation_settings
 
     backend, clip, _ = bench_models(config)
-    settings = generation_settings(backend, config.run)
+    settings = generation_settings(backend, config.run.resolved(backend.recommended))  # the command resolved it already; a BenchConfig made in Python may not be
     requests = [Request(prompt, "", s) for prompt in prompts for s in config.seeds]
     with torch.inference_mode():
         images = backend.generate(requests, settings)  # every prompt's images, batch_size of them per pipeline call

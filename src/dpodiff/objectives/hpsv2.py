@@ -27,9 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from dpodiff.errors import UsageError
+from dpodiff.loading import checkpoint_file, read_torch_file
 from dpodiff.objectives.clip_loss import ClipScorer, _features
 
 CHECKPOINT_NAMES = ("HPS_v2.1_compressed.pt", "HPS_v2_compressed.pt")
+FETCH = "Download HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2 (`hf download xswu/HPSv2 HPS_v2.1_compressed.pt --local-dir FOLDER`) and pass the file or its folder."
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN, what ViT-H-14 uses
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VISION_HEAD_WIDTH = 80  # open_clip ViT-H-14.json: "head_width": 80 (1280 wide, 16 heads); shapes cannot tell heads
@@ -76,7 +78,7 @@ def load_hpsv2(path: str, device: torch.device | str = "cpu", dtype: torch.dtype
     """The HPSv2 scorer from a checkpoint file, or a folder holding one of CHECKPOINT_NAMES (v2.1 first)."""
     from dpodiff.tokenizers import clip_tokenizer
 
-    file = _checkpoint_file(Path(path).expanduser())
+    file = checkpoint_file(path, CHECKPOINT_NAMES, "HPSv2 checkpoint", FETCH)
     model = clip_from_open_clip(_read_state_dict(file))
     model = model.to(torch.device(device), dtype).requires_grad_(False).eval()
     size = int(model.config.vision_config.image_size)
@@ -84,27 +86,9 @@ def load_hpsv2(path: str, device: torch.device | str = "cpu", dtype: torch.dtype
     return Hpsv2Scorer(model, tokenizer, size, size, CLIP_MEAN, CLIP_STD, name or f"hpsv2:{path}")
 
 
-def _checkpoint_file(path: Path) -> Path:
-    if path.is_dir():
-        found = [path / n for n in CHECKPOINT_NAMES if (path / n).is_file()]
-        if not found:
-            raise UsageError(f"The folder {str(path)!r} holds no HPSv2 checkpoint ({' or '.join(CHECKPOINT_NAMES)}). "
-                             "Download one from the hub repo xswu/HPSv2 (`hf download xswu/HPSv2 HPS_v2.1_compressed.pt "
-                             "--local-dir FOLDER`) and pass the file or its folder.")
-        return found[0]
-    if not path.is_file():
-        raise UsageError(f"The HPSv2 checkpoint {str(path)!r} does not exist. Download HPS_v2.1_compressed.pt from the "
-                         "hub repo xswu/HPSv2 and pass its path.")
-    return path
-
-
 def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     """The open_clip state dict of an HPSv2 checkpoint ({"state_dict": ...}; a bare state dict is accepted too)."""
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle, zip and weights_only errors have no common type
-        raise UsageError(f"{str(file)!r} is not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-                         "Pass HPS_v2.1_compressed.pt or HPS_v2_compressed.pt from the hub repo xswu/HPSv2.") from None
+    checkpoint = read_torch_file(file, FETCH)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "visual.conv1.weight" not in {k.removeprefix("module.") for k in state}:
         raise UsageError(f"{str(file)!r} is not an HPSv2 checkpoint: it holds no open_clip ViT state dict "

@@ -38,9 +38,11 @@ import torch
 from torch import nn
 
 from dpodiff.errors import UsageError
+from dpodiff.loading import checkpoint_file, read_torch_file
 from dpodiff.objectives.clip_loss import ClipScorer
 
 CHECKPOINT_NAME = "ImageReward.pt"
+FETCH = f"Download {CHECKPOINT_NAME} from the hub repo THUDM/ImageReward (`hf download THUDM/ImageReward {CHECKPOINT_NAME} --local-dir FOLDER`) and pass the file or its folder."
 REWARD_MEAN, REWARD_STD = 0.16717362830052426, 1.0333394966054072  # ImageReward.__init__: self.mean, self.std
 MAX_TOKENS = 35  # ImageReward: tokenizer(prompt, padding="max_length", truncation=True, max_length=35)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -126,7 +128,7 @@ class ImageRewardScorer:
 
 def load_image_reward(path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, name: str = "") -> ImageRewardScorer:
     """The ImageReward scorer from ImageReward.pt, or a folder holding it (and, best, a `tokenizer` folder)."""
-    file = _checkpoint_file(Path(path).expanduser())
+    file = checkpoint_file(path, (CHECKPOINT_NAME,), "ImageReward checkpoint", FETCH)
     model = image_reward_from_state_dict(_read_state_dict(file))
     tokenizer = load_tokenizer(file.parent)
     vocab = model.text_encoder.embeddings.word_embeddings.num_embeddings
@@ -166,24 +168,8 @@ def load_tokenizer(folder: Path):
     return tokenizer
 
 
-def _checkpoint_file(path: Path) -> Path:
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-        if not path.is_file():
-            raise UsageError(f"The folder {str(path.parent)!r} holds no {CHECKPOINT_NAME}. Download it from the hub repo "
-                             f"THUDM/ImageReward (`hf download THUDM/ImageReward {CHECKPOINT_NAME} --local-dir FOLDER`).")
-    elif not path.is_file():
-        raise UsageError(f"The ImageReward checkpoint {str(path)!r} does not exist. Download {CHECKPOINT_NAME} from the hub "
-                         "repo THUDM/ImageReward and pass its path or its folder.")
-    return path
-
-
 def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle, zip and weights_only errors have no common type
-        raise UsageError(f"{str(file)!r} is not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-                         f"Pass {CHECKPOINT_NAME} from the hub repo THUDM/ImageReward.") from None
+    state = read_torch_file(file, FETCH)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or "blip.visual_encoder.patch_embed.proj.weight" not in state or "mlp.layers.0.weight" not in state:

@@ -9,19 +9,20 @@ from dpodiff.optimizers.random_search import RandomSearch
 from dpodiff.defaults import ALGORITHMS, WHITE_BOX
 
 
-def make_optimizer(name: str, sizes: list[int], seed: int = 0, logits=None) -> Optimizer:
-    """The discrete optimiser for `name`; gpo and hybrid take the logits GPO learned."""
+def make_optimizer(name: str, sizes: list[int], seed: int = 0, logits=None, sampling: str = "sparse") -> Optimizer:
+    """The discrete optimiser for `name`; gpo and hybrid take the logits GPO learned; `sampling` is how
+    random search and EPO draw fresh candidates (sparse, or the paper's uniform)."""
     if name not in ALGORITHMS:
         raise UsageError(f"--algo {name!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
     if name in WHITE_BOX and logits is None:
         raise ValueError(f"{name} needs the logits learned by GPO")
     if name == "random":
-        return RandomSearch(sizes, seed=seed)
+        return RandomSearch(sizes, seed=seed, sampling=sampling)
     if name == "epo":
-        return Evolution(sizes, seed=seed)
+        return Evolution(sizes, seed=seed, sampling=sampling)
     if name == "gpo":
         return DistributionSampler(sizes, logits, seed=seed)
-    hybrid = Evolution(sizes, seed=seed, init=categorical_sampler(logits))
+    hybrid = Evolution(sizes, seed=seed, init=categorical_sampler(logits), sampling=sampling)
     hybrid.name = "hybrid"
     return hybrid
 

@@ -15,16 +15,20 @@ from collections.abc import Callable, Iterable
 
 Candidate = tuple[int, ...]
 Sampler = Callable[[random.Random], Candidate]  # draws one candidate
+SPARSE_MEAN_CHANGES = 2  # sparse sampling: genes away from their default, on average (geometric, at least one)
 
 
 class Optimizer(ABC):
     name: str = ""
 
-    def __init__(self, sizes: list[int], seed: int = 0):
+    def __init__(self, sizes: list[int], seed: int = 0, sampling: str = "sparse"):
         if not sizes or any(k < 1 for k in sizes):
             raise ValueError(f"every gene needs at least one choice, got sizes {sizes}")
+        if sampling not in ("sparse", "uniform"):
+            raise ValueError(f"sampling must be sparse or uniform, got {sampling!r}")
         self.sizes = list(sizes)
         self.rng = random.Random(seed)
+        self.sampling = sampling
         self.told: dict[Candidate, float] = {}
 
     @abstractmethod
@@ -43,7 +47,25 @@ class Optimizer(ABC):
         return math.prod(self.sizes)
 
     def uniform(self, rng: random.Random) -> Candidate:
+        """Every gene uniform over its choices (the paper's sampling: most slots get filled)."""
         return tuple(rng.randrange(k) for k in self.sizes)
+
+    def sparse(self, rng: random.Random) -> Candidate:
+        """Gene 0 is each gene's default (the empty negative slot, the prompt's own word), the natural
+        starting point: change K genes, K geometric with mean SPARSE_MEAN_CHANGES (P(K=k) = p(1-p)^(k-1),
+        p = 1/mean, capped at the genes that have a choice), chosen uniformly, each to a uniform non-default choice."""
+        mutable = [i for i, k in enumerate(self.sizes) if k > 1]
+        changes = 1
+        while changes < len(mutable) and rng.random() >= 1 / SPARSE_MEAN_CHANGES:
+            changes += 1
+        genes = [0] * len(self.sizes)
+        for i in rng.sample(mutable, min(changes, len(mutable))):
+            genes[i] = rng.randrange(1, self.sizes[i])
+        return tuple(genes)
+
+    def fresh(self, rng: random.Random) -> Candidate:
+        """A fresh candidate, drawn as `sampling` says."""
+        return self.sparse(rng) if self.sampling == "sparse" else self.uniform(rng)
 
     def ranked(self) -> list[tuple[Candidate, float]]:
         """Told candidates with finite loss, best first (ties broken by the order they were told)."""

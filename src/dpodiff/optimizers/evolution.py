@@ -1,7 +1,8 @@
 """EPO: evolutionary prompt optimisation (black box), with the paper's settings.
 
-Generation 0 is `population` candidates drawn by `init` (uniform by default; the
-hybrid optimiser draws from GPO's learned distribution). Each later generation
+Generation 0 is `population` candidates drawn by `init` (by default fresh samples,
+sparse or the paper's uniform, see Optimizer.fresh; the hybrid optimiser draws from
+GPO's learned distribution). Each later generation
 takes the `top_k` best candidates seen so far as parents and proposes
 `mutations` mutants (each gene re-drawn with probability `mutation_prob`) and
 `crossovers` uniform crossovers of two parents. Visited candidates are never
@@ -26,8 +27,9 @@ class Evolution(Optimizer):
         crossovers: int = 10,
         mutation_prob: float = 0.1,
         init: Sampler | None = None,
+        sampling: str = "sparse",
     ):
-        super().__init__(sizes, seed)
+        super().__init__(sizes, seed, sampling)
         self.population, self.top_k = population, top_k
         self.mutations, self.crossovers, self.mutation_prob = mutations, crossovers, mutation_prob
         self.init = init
@@ -40,14 +42,14 @@ class Evolution(Optimizer):
             "mutations": self.mutations,
             "crossovers": self.crossovers,
             "mutation_prob": self.mutation_prob,
-            "init": "custom" if self.init else "uniform",
+            "init": "custom" if self.init else self.sampling,
         }
 
     def ask(self) -> list[Candidate]:
         parents = [c for c, _ in self.ranked()[: self.top_k]]
         self.generation += 1
         if not parents or self.generation == 1:
-            draw = (lambda: self.init(self.rng)) if self.init else (lambda: self.uniform(self.rng))
+            draw = (lambda: self.init(self.rng)) if self.init else (lambda: self.fresh(self.rng))
             batch = self.novel(draw, self.population)
             # a narrow init distribution may run dry: fill up uniformly
             return batch + self.novel(lambda: self.uniform(self.rng), self.population - len(batch), exclude=batch)

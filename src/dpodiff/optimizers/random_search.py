@@ -4,16 +4,18 @@ from dpodiff.optimizers.base import Candidate, Optimizer
 
 
 class RandomSearch(Optimizer):
-    """Uniform samples over the space, never repeating one."""
+    """Fresh samples (sparse or uniform, see Optimizer.fresh), never repeating one."""
 
     name = "random"
 
-    def __init__(self, sizes: list[int], seed: int = 0, batch: int = 10):
-        super().__init__(sizes, seed)
+    def __init__(self, sizes: list[int], seed: int = 0, batch: int = 10, sampling: str = "sparse"):
+        super().__init__(sizes, seed, sampling)
         self.batch = batch
 
     def ask(self) -> list[Candidate]:
-        return self.novel(lambda: self.uniform(self.rng), self.batch)
+        batch = self.novel(lambda: self.fresh(self.rng), self.batch)
+        # sparse draws of a small space may run dry: fill up uniformly
+        return batch + self.novel(lambda: self.uniform(self.rng), self.batch - len(batch), exclude=batch)
 
     def settings(self) -> dict:
-        return {"batch": self.batch}
+        return {"batch": self.batch, "sampling": self.sampling}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dpodiff.errors import UsageError
 from dpodiff.spaces import cache as space_cache
-from dpodiff.spaces import embedding, thesaurus, vocab, wordnet
+from dpodiff.spaces import embedding, restate, thesaurus, vocab, wordnet
 from dpodiff.spaces import llm as llm_source
 from dpodiff.spaces.nplib import nplib_slots
 from dpodiff.spaces.space import SearchSpace, Slot, Span
@@ -22,7 +22,7 @@ from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, matc
 from dpodiff.tasks import make_task
 
 from dpodiff.defaults import KINDS, SOURCES  # noqa: F401  (re-exported)
-BUILDER_VERSION = 2  # bump when the choices a source gives change, so old cache entries are not reused
+BUILDER_VERSION = 3  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
 
@@ -151,15 +151,100 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None) -> list[str]:
     return ranked
 
 
+COUSIN_PENALTY = 1.0  # log-rank units: a cousin ("cat" for "dog") must be that much more common than a sibling
+BROAD = 50  # a grandparent with more children than this ("animal", "attribute") gives no cousins
+CONCRETE = frozenset({5, 6, 13, 17, 20, 25, 27})  # lexicographer files with cousins: animals, artifacts, food, objects, plants, shapes, substances
+
+
+def _names(s: wordnet.Synset) -> bool:
+    """Whether the synset's first lemma names it: the lemma's main drawable sense is of the same kind (nouns:
+    "plane" is first an aircraft, so it does not name the shape; "square" is first a shape, "study" a room),
+    or a used one (verbs)."""
+    if s.file_pos != "n":
+        return wordnet.in_used_sense(s.lemmas[0], s)
+    first = wordnet.visual_synsets(s.lemmas[0], "n")
+    if not first or first[0].lexfile != s.lexfile:
+        return False
+    tags = {p: wordnet.tagged_count(s.lemmas[0], p) for p in wordnet.POS}
+    return tags["n"] >= 0.5 * max(tags.values())  # mostly a noun: not "simple", "well", "stand"
+
+
+def _kin(lemma: str, pos: str) -> list[str]:
+    """Sibling terms of the word's first drawable sense and its other senses of the same kind (circle the
+    ellipse and circle the shape), then cousins through the first sense's first hypernym (dog -> canine ->
+    carnivore -> feline -> cat), penalised; each named by its first lemma if that names it, common first."""
+    senses = wordnet.visual_synsets(lemma, pos)
+    if not senses:
+        return []
+    main = senses[0]
+    same_kind = [s for s in wordnet.synsets(lemma, pos) if s.offset != main.offset and s.lexfile == main.lexfile]
+    if pos != "n":
+        same_kind = [s for s in senses[1:3] if s.lexfile == main.lexfile]
+    own = {s.offset for s in wordnet.synsets(lemma, pos)}
+    scores: dict[str, float] = {}
+
+    def add(s: wordnet.Synset, penalty: float, skip: set[int]) -> None:
+        name = s.lemmas[0].replace("_", " ")
+        if " " in name and any(name.endswith(" " + l.replace("_", " ")) for p in parents(s) for l in wordnet.synset(p.offset, p.pos).lemmas):
+            return  # "round shape" under "shape": a kind of the category, not a sibling thing
+        if s.offset in own or s.offset in skip or wordnet.key(name) == wordnet.key(lemma) or not _names(s):
+            return
+        score = _commonness(name) + penalty - (1.0 if wordnet.sense_count(name, s) > 0 else 0.0)
+        scores[name] = min(score, scores.get(name, score))
+
+    def parents(s: wordnet.Synset) -> list[wordnet.Synset]:
+        return [wordnet.synset(p.offset, p.pos) for p in s.pointers if p.symbol in ("@", "@i")]
+
+    def children(s: wordnet.Synset) -> list[wordnet.Synset]:
+        return [wordnet.synset(p.offset, p.pos) for p in s.pointers if p.symbol in ("~", "~i")]
+
+    for s in [main] + same_kind:
+        for parent in parents(s):
+            for sister in children(parent):
+                add(sister, 0.0, set())
+    if pos == "v" and scores:
+        return sorted(scores, key=lambda c: scores[c])
+    # climb from the first sense: cousins always (penalised), one level more while that sense has few kin
+    below, level = parents(main)[:1], 1
+    while below and level <= 2 and (main.lexfile in CONCRETE or pos == "v"):
+        before = len(scores)
+        grands = [g for b in below for g in parents(b)][:1]
+        for grand in grands:
+            aunts = children(grand)
+            if len(aunts) > BROAD:
+                continue
+            for aunt in aunts:
+                add(aunt, level * COUSIN_PENALTY, {b.offset for b in below})
+                if all(aunt.offset != b.offset for b in below):
+                    for cousin in children(aunt):
+                        add(cousin, level * COUSIN_PENALTY, set())
+        if len(scores) - before + sum(1 for s in children(below[0]) if s.offset not in own) >= 3:
+            break
+        below, level = grands, level + 1
+    return sorted(scores, key=lambda c: scores[c])
+
+
+def colour_opposites(families: frozenset[str], lemma: str, pos: str) -> list[str]:
+    """Other basic colours: those of the word's kind (chromatic or not) first, common first."""
+    chromatic = any(name in families and c for name, c in restate.basic_colours())
+    others = [(name, c) for name, c in restate.basic_colours() if name not in families]
+    ranked = sorted(others, key=lambda x: (x[1] != chromatic, _commonness(x[0])))
+    return wordnet.antonyms(lemma, pos) + [name for name, _ in ranked]
+
+
 def wordnet_opposites(w: Word) -> list[str]:
-    """Direct antonyms first, then sister terms ranked by commonness (adjectives without antonyms that are
-    also nouns, like colours and materials, take the noun's), then the antonyms of similar adjectives."""
+    """Colours get other basic colours (crimson -> blue, green); other words direct antonyms first, then
+    sibling and cousin terms (adjectives without antonyms that are also nouns, like materials, take the
+    noun's), then the antonyms of similar adjectives. What restates the prompt is dropped by the caller."""
+    families = restate.main_colour(w.lemma, w.pos)
+    if families:
+        return colour_opposites(families, w.lemma, w.pos)
     out = wordnet.antonyms(w.lemma, w.pos)
-    sister_pos = w.pos
+    kin_pos = w.pos
     if w.pos == "a" and not out and wordnet.entry(w.lemma, "n"):
-        sister_pos = "n"
-    for group in wordnet.sister_terms(w.lemma, sister_pos, senses=3):
-        out += sorted(group, key=lambda c: _commonness(c) - (1.0 if group[c] > 0 else 0.0))
+        kin_pos = "n"
+    if kin_pos in ("n", "v"):
+        out += _kin(w.lemma, kin_pos)
     return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos), key=_commonness)
 
 
@@ -220,13 +305,17 @@ def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> 
 
 def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Resources) -> list[tuple[Word, list[str]]]:
     words = prompt_words(prompt)
+
+    def keep(found: list[str]) -> list[str]:  # opposites never restate the prompt (before cutting to per_word)
+        return [c for c in found if not restate.restates(c, words)] if kind == "antonym" else found
+
     if source == "llm":
         if res.llm is None:
             raise UsageError("The llm source needs an endpoint: give --llm-url and --llm-model (library: llm=LLMConfig(...)).")
         asked = list(dict.fromkeys(w.text for w in words))
         answer = llm_source.substitutes(res.llm, prompt, asked, kind, per_word)
-        return [(w, finish(w, answer.get(w.text, []), per_word, reinflect=False)) for w in words]
-    return [(w, finish(w, candidates(w, kind, source, res), per_word)) for w in words]
+        return [(w, finish(w, keep(answer.get(w.text, [])), per_word, reinflect=False)) for w in words]
+    return [(w, finish(w, keep(candidates(w, kind, source, res)), per_word)) for w in words]
 
 
 def _assemble(prompt: str, kind: str, source: str, found: list[tuple[Word, list[str]]]) -> SearchSpace:
@@ -295,6 +384,7 @@ def build_task_space(
     text_encoder=None,
     llm: llm_source.LLMConfig | None = None,
     cache_dir=None,
+    negative_library=None,
 ) -> SearchSpace:
     """The space a task searches: synonym spans where it searches the positive prompt, antonym slots
     (+ NPLib slots) where it searches the negative prompt. `task` is a dpodiff.tasks.Task, or a task
@@ -310,7 +400,8 @@ def build_task_space(
         positive, keywords = synonyms.positive, synonyms.keywords
     if task.search_negative:
         antonyms = build_space(prompt, "antonym", **common)
-        negative = antonyms.negative + (nplib_slots(per_word) if nplib else [])
+        negative = antonyms.negative + (nplib_slots(per_word, negative_library) if nplib else [])
+        negative = restate.drop_restating(prompt, negative)  # never name what the prompt asks for
         keywords = keywords or antonyms.keywords
     space = SearchSpace(prompt, positive=positive, negative=negative, keywords=keywords)
     if space.size() <= 1:

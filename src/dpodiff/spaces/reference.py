@@ -12,5 +12,5 @@ from dpodiff.spaces.space import SearchSpace
 
 def to_reference(space: SearchSpace) -> dict:
     synonym = {span.original: span.choices[1:] for span in space.positive}
-    antonym = {slot.name: slot.choices[1:] for slot in space.negative if slot.source != "nplib"}
+    antonym = {slot.name: slot.choices[1:] for slot in space.negative if not slot.source.startswith("nplib")}
     return {space.prompt: {"synonym": synonym, "antonym": antonym, "keywords": list(space.keywords)}}

@@ -173,6 +173,8 @@ def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None) -> str:
         options = keep({"v"} if low.endswith(("ing", "ed")) else {"a", "v"})
     elif previous_pos == "r":
         options = keep({"a"})  # "highly detailed"
+    elif previous_pos == "a":
+        options = keep({"n", "a"})  # "a blue square": a noun (or another adjective), not the verb "to square"
     elif previous_pos == "n" and low.endswith(("s", "ing", "ed")) and "v" in options:
         options = ["v"]  # "a dog runs", "a man riding a horse"
     if "a" in options and nxt and nxt[0].isalpha() and not is_stopword(nxt) and "n" in wordnet.parts_of_speech(nxt):

@@ -1,0 +1,82 @@
+"""Improve spaces never name what the prompt asks for (dpodiff.spaces.restate), and their opposites are
+other colours, sibling shapes and everyday alternatives."""
+
+from pathlib import Path
+
+import pytest
+
+from dpodiff.spaces.build import build_space, build_task_space
+from dpodiff.spaces.restate import drop_restating, restates
+from dpodiff.spaces.space import Slot
+from dpodiff.spaces.words import content_words
+
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPODIFF_CACHE", str(tmp_path / "cache"))
+
+
+def _slots(prompt, source="auto"):
+    return {s.name: s.choices[1:] for s in build_task_space(prompt, "improve", source=source, nplib=False).negative}
+
+
+def test_two_shapes_do_not_restate_each_other():
+    slots = _slots("a red circle above a blue square")
+    assert "blue" not in slots["red"] and "red" not in slots["blue"]
+    assert not {"square", "figure", "plane", "shape"} & set(slots["circle"])
+    assert "triangle" in slots["circle"] and "triangle" in slots["square"]
+    assert {"green", "yellow"} <= set(slots["red"])
+    assert all(len(c) == 5 for c in slots.values())  # per_word choices remain after filtering
+
+
+def test_a_colour_gets_other_colours_not_its_shades():
+    crimson = _slots("a crimson circle")["crimson"]
+    assert not {"scarlet", "red", "cerise", "dark red", "chrome red"} & set(crimson)
+    assert {"blue", "green"} <= set(crimson)
+
+
+def test_siblings_and_cousins():
+    assert {"circle", "triangle"} <= set(_slots("a square")["square"])
+    assert "square" in _slots("a crimson circle")["circle"]
+    dog = _slots("a dog on a sofa")["dog"]
+    assert "cat" in dog and not {"puppy", "hound", "canine", "animal"} & set(dog)
+
+
+def test_the_rule():
+    words = content_words("a crimson circle above a square")
+    assert restates("scarlet", words) and restates("dark red", words) and restates("red", words)
+    assert not restates("blue", words) and not restates("green", words)
+    assert restates("box", words) and restates("squares", words) and restates("figure", words)
+    assert not restates("triangle", words)
+    assert restates("poodle", ["dog"]) and restates("animal", ["dogs"]) and not restates("cat", ["dog"])
+    assert restates("color", ["red"]) and not restates("red", ["colors"])  # a generic colour names every colour
+    assert restates("giant", ["huge"]) and not restates("small", ["huge"])
+
+
+def test_nplib_choices_that_are_prompt_words_are_dropped():
+    slots = [Slot("nplib:artefacts", ["", "watermark", "text", "frame", "border"], "nplib"), Slot("nplib:x", ["", "frames"], "nplib")]
+    kept = drop_restating("a wooden frame with text", slots)
+    assert [s.choices for s in kept] == [["", "watermark", "border"]]  # "frames" alone: the slot goes
+    space = build_task_space("a poster with text and a border", "improve")
+    offered = {c for s in space.negative for c in s.choices}
+    assert not {"text", "border"} & offered and "watermark" in offered
+
+
+@pytest.mark.parametrize("source", ["auto", "wordnet"])
+def test_no_choice_restates_any_prompt_of_prompts_dir(source, tmp_path):
+    prompts = [l.strip() for f in sorted(PROMPTS.glob("*.txt")) for l in f.read_text(encoding="utf-8").splitlines()
+               if l.strip() and not l.startswith("#")]
+    assert prompts
+    bad = []
+    for prompt in prompts:
+        words = content_words(prompt)
+        space = build_task_space(prompt, "improve", source=source, cache_dir=tmp_path)
+        bad += [(prompt, s.name, c) for s in space.negative for c in s.choices[1:] if restates(c, words)]
+    assert bad == []
+
+
+def test_antonym_space_alone_is_filtered_too():
+    slots = {s.name: s.choices[1:] for s in build_space("a red circle above a blue square", "antonym").negative}
+    assert "blue" not in slots["red"] and "square" not in slots["circle"]
