@@ -134,3 +134,6 @@ def test_white_box_improve_on_the_default_model(tmp_path, algo):
     data = json.loads((out / "result.json").read_text())
     assert data["evaluations"] == 4 and len(data["gpo"]["losses"]) == 20 and data["generation"]["token_window"] == 20
     assert data["fit"]["dropped"] and "token window" in err
+    # the judge's verdict on every candidate (the headroom a benchmark reports), and the same verdicts for the original and best
+    assert all(isinstance(e["judged"], list) and len(e["judged"]) == 1 for e in data["history"])
+    assert data["history"][0]["judged"] == [v["pass"] for v in data["judge"]["original"]]

@@ -149,18 +149,21 @@ def optimize(
                 for i in range(ready):
                     candidate, (text, negative) = candidates[len(values)], prompts[len(values)]
                     losses = all_losses[i * n : (i + 1) * n]
+                    pictures = to_pil(images[i * n : (i + 1) * n]) if judge else None
+                    verdicts = judge_images(judge, prompt, pictures)  # every candidate's: what the space could reach
                     evaluation = Evaluation(
                         index=len(result.history), candidate=list(candidate), prompt=text, negative_prompt=negative,
                         loss=sum(losses) / len(losses), losses=losses, seconds=seconds,
                         similarity=constraint.similarity(text) if constraint else None,
+                        judged=[v["pass"] for v in verdicts] if verdicts else None,
                     )
                     result.history.append(evaluation)
                     values.append(task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
                     if result.original is None:
                         result.original = evaluation
-                        result.images["original"] = to_pil(images[i * n : (i + 1) * n])
+                        result.images["original"] = pictures or to_pil(images[i * n : (i + 1) * n])
                     if result.best is evaluation:
-                        result.images["best"] = to_pil(images[i * n : (i + 1) * n])
+                        result.images["best"] = pictures or to_pil(images[i * n : (i + 1) * n])
                     if on_evaluation:
                         on_evaluation(evaluation, result)
                 if should_stop is not None and should_stop():

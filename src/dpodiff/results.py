@@ -29,6 +29,7 @@ class Evaluation:
     losses: list[float]
     seconds: float
     similarity: float | None = None
+    judged: list[bool] | None = None  # the judge's verdict on each seed's image (a model with a judge, e.g. the shapes world)
 
 
 @dataclass
