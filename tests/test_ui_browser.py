@@ -154,3 +154,18 @@ def test_ui_without_gradio_says_how_to_install_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2, done.stderr
     assert "pip install 'dpodiff[ui]'" in done.stderr
+
+
+def test_a_run_may_name_another_scorer(tiny_pipe, tiny_scorer, tiny_scorer_dir):
+    from dpodiff.backends import as_backend
+    from dpodiff.errors import UsageError
+    from dpodiff.ui import Models
+
+    models = Models(as_backend(tiny_pipe), tiny_scorer, "tiny")
+    assert models.scorer_for("") is tiny_scorer and models.scorer_for(tiny_scorer.name) is tiny_scorer
+    other = models.scorer_for(f"clip:{tiny_scorer_dir}")
+    assert other is not tiny_scorer and other.name == f"clip:{tiny_scorer_dir}"
+    assert models.scorer_for(f"clip:{tiny_scorer_dir}") is other  # loaded once
+    with pytest.raises(UsageError, match="KIND"):
+        models.scorer_for("nonsense:thing")
+    assert models.scorer_for("") is tiny_scorer

@@ -53,9 +53,23 @@ class Models:
     shapes_world: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # one search on the model at a time
     own_scheduler: object = None  # the scheduler the model came with, put back for runs that ask for no other
+    other_scorer: tuple = ()  # (spec, scorer): the last scorer a run asked for besides the server's own
 
     def __post_init__(self) -> None:
         self.own_scheduler = self.own_scheduler or self.backend.pipe.scheduler
+
+    def scorer_for(self, spec: str | None):
+        """The server's scorer for an empty spec or its own name; another (--scorer forms) is loaded on first use,
+        and only the last one asked for stays in memory besides the server's."""
+        spec = (spec or "").strip()
+        if not spec or spec == self.scorer.name:
+            return self.scorer
+        if not self.other_scorer or self.other_scorer[0] != spec:
+            from dpodiff.objectives.scorers import load_scorer
+
+            self.other_scorer = ()
+            self.other_scorer = (spec, load_scorer(spec, self.backend.device, self.backend.dtype))
+        return self.other_scorer[1]
 
 
 @dataclass
@@ -266,6 +280,8 @@ def build_app(models: Models):
                     seeds = gr.Textbox("2", label="Seeds (N or 0,3,7)", elem_id="seeds")
                     steps_box = gr.Number(steps, label="Steps", precision=0, minimum=1, elem_id="steps")
                     guidance_box = gr.Number(guidance, label="Guidance", elem_id="guidance")
+                scorer_box = gr.Textbox(models.scorer.name, label="Scorer: a CLIPModel hub id or folder, or KIND:PATH with KIND clip, "
+                                        "pickscore, hpsv2, imagereward or aesthetic (loaded on first use)", elem_id="scorer")
                 with gr.Accordion("Search space (optional: a run builds it from the prompt unless this table was built for its prompt and task)", open=False):
                     with gr.Row():
                         source = gr.Dropdown([s for s in SOURCES if s != "llm"], value="auto", label="Source of words")
@@ -309,7 +325,7 @@ def build_app(models: Models):
             return gr.update(interactive=False, value="Stopping...")
 
         def on_run(prompt_text, task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word,
-                   rows, built_for, request: gr.Request):
+                   rows, built_for, scorer_spec, request: gr.Request):
             stop_flag = stops.setdefault(session(request), threading.Event())
             idle = {run: gr.update(interactive=True), stop: gr.update(interactive=False, value="Stop")}
             if stop_flag.is_set():
@@ -346,7 +362,7 @@ def build_app(models: Models):
                         progress.waiting = False
                         if config.scheduler is None:
                             models.backend.pipe.scheduler = models.own_scheduler  # an earlier run may have replaced it
-                        progress.outcome = optimize(space.prompt, pipeline=models.backend, scorer=models.scorer, config=config, space=space,
+                        progress.outcome = optimize(space.prompt, pipeline=models.backend, scorer=models.scorer_for(scorer_spec), config=config, space=space,
                                                     model_name=models.name, on_evaluation=on_evaluation,
                                                     on_gpo_iteration=on_gpo_iteration, should_stop=should_stop)
                 except UsageError as e:
@@ -400,7 +416,7 @@ def build_app(models: Models):
                 **idle,
             }
 
-        inputs = [prompt, task, algorithm, budget, seeds, steps_box, guidance_box, scheduler, source, per_word, space_table, space_for]
+        inputs = [prompt, task, algorithm, budget, seeds, steps_box, guidance_box, scheduler, source, per_word, space_table, space_for, scorer_box]
         outputs = [status, best, curve, images, judge, top, download, space_table, space_for, run, stop]
         run.click(arm, None, [status, run, stop], queue=False).then(on_run, inputs, outputs, concurrency_limit=1, concurrency_id="model",
                                                                 show_progress="hidden")
