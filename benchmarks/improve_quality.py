@@ -42,8 +42,19 @@ class Run:
     any_pass: list[bool] | None = None  # per seed: some scored candidate's image passes (None: runs without per-candidate verdicts)
 
 
-def run_bench(args) -> None:
-    command = [sys.executable, "-m", "dpodiff.cli", "bench", str(args.prompts), "--task", args.task, "--algos", args.algos,
+def chosen_prompts(path: Path, stride: int) -> list[str]:
+    """The prompts of the file, every `stride`-th one from the first (the file interleaves no kinds, so a stride
+    keeps every kind: two shapes, rare synonyms, backgrounds, sizes)."""
+    from dpodiff.bench.prompts import read_prompts
+
+    return read_prompts(path).prompts[::stride]
+
+
+def run_bench(args, prompts: list[str]) -> None:
+    listed = args.out / "prompts.txt"
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_text("\n".join(prompts) + "\n")
+    command = [sys.executable, "-m", "dpodiff.cli", "bench", str(listed), "--task", args.task, "--algos", args.algos,
                "--budget", str(args.budget), "--seeds", str(args.seeds), "--out", str(args.out)] + args.bench_args
     print("$", " ".join(command[2:]), file=sys.stderr)
     code = subprocess.run(command).returncode
@@ -171,17 +182,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="bench folder (default runs/improve_quality-TASK)")
     parser.add_argument("--chart", type=Path, default=None, help="PNG (default OUT/pass_rates.png)")
+    parser.add_argument("--stride", type=int, default=1, help="every N-th prompt only (2: a half with every kind of prompt)")
     parser.add_argument("--analyse-only", action="store_true")
     parser.add_argument("bench_args", nargs="*", help="more `dpodiff bench` options after --, e.g. -- --steps 25 --guidance 3 --threads 2")
     args = parser.parse_args()
     args.out = args.out or ROOT / "runs" / f"improve_quality-{args.task}"
+    prompts = chosen_prompts(args.prompts, args.stride)
     if not args.analyse_only:
-        run_bench(args)
-    runs = read_runs(args.out, args.task)
+        run_bench(args, prompts)
+    runs = [r for r in read_runs(args.out, args.task) if r.prompt in set(prompts)]
     if not runs:
         sys.exit(f"no finished runs with judge verdicts in {args.out}")
     rows, prompts = analyse(runs, args.task)
-    settings = f"{len(prompts)} prompts of {args.prompts.name}, budget {args.budget}, {args.seeds} seeds"
+    settings = f"{len(prompts)} prompts of {args.prompts.name}{f' (every {args.stride})' if args.stride > 1 else ''}, budget {args.budget}, {args.seeds} seeds"
     print_table(rows, args.task, settings)
     chart = args.chart or args.out / "pass_rates.png"
     bar_chart(rows, f"{args.task}: judge pass rate ({settings})", chart)
