@@ -280,8 +280,10 @@ def build_app(models: Models):
                     seeds = gr.Textbox("2", label="Seeds (N or 0,3,7)", elem_id="seeds")
                     steps_box = gr.Number(steps, label="Steps", precision=0, minimum=1, elem_id="steps")
                     guidance_box = gr.Number(guidance, label="Guidance", elem_id="guidance")
-                scorer_box = gr.Textbox(models.scorer.name, label="Scorer: a CLIPModel hub id or folder, or KIND:PATH with KIND clip, "
-                                        "pickscore, hpsv2, imagereward or aesthetic (loaded on first use)", elem_id="scorer")
+                own_scorer = "the shapes world's scorer" if models.shapes_world else models.scorer.name
+                scorer_box = gr.Textbox("", label="Scorer: empty for the server's own, or a CLIPModel hub id or folder, or KIND:PATH with KIND "
+                                        "clip, pickscore, hpsv2, imagereward or aesthetic (loaded on first use)",
+                                        placeholder=f"the server's own: {own_scorer}", elem_id="scorer")
                 with gr.Accordion("Search space (optional: a run builds it from the prompt unless this table was built for its prompt and task)", open=False):
                     with gr.Row():
                         source = gr.Dropdown([s for s in SOURCES if s != "llm"], value="auto", label="Source of words")
