@@ -88,7 +88,7 @@ def candidate_requests(n: int) -> list[Request]:
 
 
 def tensor_path(backend, scorer, requests, settings) -> None:
-    target = scorer.target(PROMPT) if hasattr(scorer, "target") else scorer.embed_text([PROMPT])
+    target = scorer.target(PROMPT)
     with torch.inference_mode():
         scorer.loss(backend.generate(requests, settings), target).tolist()
 
@@ -101,7 +101,7 @@ def reference_pattern(backend, scorer, requests, settings) -> None:
             image = pipe(prompt=r.prompt, negative_prompt=r.negative_prompt, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance, generator=torch.Generator("cpu").manual_seed(r.seed),
                          height=settings.height or backend.native_size, width=settings.width or backend.native_size).images
-            scorer.loss(from_pil(image).to(backend.device), scorer.embed_text([PROMPT])).tolist()
+            scorer.loss(from_pil(image).to(backend.device), scorer.target(PROMPT)).tolist()
 
 
 @contextmanager
