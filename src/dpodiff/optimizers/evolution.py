@@ -50,9 +50,7 @@ class Evolution(Optimizer):
         self.generation += 1
         if not parents or self.generation == 1:
             draw = (lambda: self.init(self.rng)) if self.init else (lambda: self.fresh(self.rng))
-            batch = self.novel(draw, self.population)
-            # a narrow init distribution may run dry: fill up uniformly
-            return batch + self.novel(lambda: self.uniform(self.rng), self.population - len(batch), exclude=batch)
+            return self.novel_or_uniform(draw, self.population)  # a narrow init distribution may run dry
         mutants = self.novel(lambda: self.mutate(self.rng.choice(parents)), self.mutations)
         children = self.novel(lambda: self.crossover(*self._two(parents)), self.crossovers, exclude=mutants)
         return mutants + children

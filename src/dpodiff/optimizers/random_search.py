@@ -13,9 +13,7 @@ class RandomSearch(Optimizer):
         self.batch = batch
 
     def ask(self) -> list[Candidate]:
-        batch = self.novel(lambda: self.fresh(self.rng), self.batch)
-        # sparse draws of a small space may run dry: fill up uniformly
-        return batch + self.novel(lambda: self.uniform(self.rng), self.batch - len(batch), exclude=batch)
+        return self.novel_or_uniform(lambda: self.fresh(self.rng), self.batch)  # sparse draws of a small space may run dry
 
     def settings(self) -> dict:
         return {"batch": self.batch, "sampling": self.sampling}
