@@ -96,12 +96,15 @@ def tensor_path(backend, scorer, requests, settings) -> None:
 def reference_pattern(backend, scorer, requests, settings) -> None:
     """One image per call from strings (re-encoded each time), PIL out, back to tensors, text re-embedded."""
     pipe = backend.pipe
+    kept = pipe.vae.dtype
+    pipe.vae.to(pipe.unet.dtype)  # as loaded: diffusers itself upcasts SDXL's VAE around each decode
     with torch.inference_mode():
         for r in requests:
             image = pipe(prompt=r.prompt, negative_prompt=r.negative_prompt, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance, generator=torch.Generator("cpu").manual_seed(r.seed),
                          height=settings.height or backend.native_size, width=settings.width or backend.native_size).images
             scorer.loss(from_pil(image).to(backend.device), scorer.target(PROMPT)).tolist()
+    pipe.vae.to(kept)
 
 
 @contextmanager
