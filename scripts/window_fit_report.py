@@ -1,7 +1,8 @@
 """How much the token window costs the improve space of the prompts in prompts/varied.txt.
 
 Builds each prompt's improve space with synonym spans (offline sources, no text encoder),
-fits it to the window of SD (77 tokens) and of the shapes world (20 tokens), and prints
+fits it to the window of SD (77 tokens) and to a small model's 20 (the shapes world's before
+its release 2), and prints
 how often fitting was needed and what it removed, so the cost of fitting is known.
 
     .venv/bin/python scripts/window_fit_report.py [prompts/varied.txt]

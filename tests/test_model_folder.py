@@ -144,7 +144,8 @@ def test_the_shapes_world_space_takes_its_own_library(tmp_path):
     library = [s for s in data["space"]["negative"] if s["name"].startswith("nplib:")]
     assert library and {s["source"] for s in library} == {"nplib:shapes-world"}
     words = {c for s in data["space"]["negative"] for c in s["choices"]}
-    assert not words & {"jpeg artifacts", "extra limbs", "blurry", "low quality"}  # the generic library is not used
+    assert not words & {"jpeg artifacts", "extra limbs", "low quality", "worst quality"}  # the generic library is not used
+    assert {"blurry", "two"} <= words  # this world's own flaws and counts
     shapes = model_library(PIPELINE_DIR)
     assert shapes.name == "shapes-world" and shapes.slots["shapes"] == ("circle", "square", "triangle")
 

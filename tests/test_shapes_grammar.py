@@ -3,8 +3,8 @@
 import numpy as np
 
 from dpodiff.shapes.grammar import (
-    COLOURS, SYNONYMS, Scene, ShapeSpec, near_misses, parse, render_caption,
-    same_meaning, sample_caption, training_frequencies,
+    COLOURS, DEFECTS, P_COPIES, P_DEFECT, P_NAMED, P_SINGLE, SYNONYMS, Scene, ShapeSpec, near_misses, parse,
+    render_caption, same_meaning, sample_caption, sample_training_pair, training_frequencies,
 )
 
 
@@ -53,7 +53,8 @@ def test_examples_from_the_issue():
 
 def test_outside_the_grammar_is_none():
     for caption in ["", "a photo of a cat", "a red circle and", "a red circle on a red background",
-                    "a red circle and a red square", "three red circles", "a red circle blurry"]:
+                    "a red circle and a red square", "three red circle", "a red circle, shiny", "blurry",
+                    "two red circles and a blue square", "two red circles on a red background"]:
         assert parse(caption) is None, caption
 
 
@@ -73,3 +74,44 @@ def test_synonym_frequencies_are_uneven():
     freq = training_frequencies()
     assert freq["red"]["red"] > 0.9 and freq["red"]["scarlet"] < 0.02
     assert freq["circle"]["disc"] == 0.0  # never seen in training
+
+
+def test_counts_and_flaws_parse_and_word_back():
+    s = parse("three crimson boxes on a blue background, blurry, dark")
+    assert s == Scene((ShapeSpec("square", "red"),), None, "blue", count=3, defects=("blurry", "dark"))
+    assert render_caption(s) == "three red squares on a blue background, blurry, dark"
+    assert parse("two white discs") == Scene((ShapeSpec("circle", "white"),), count=2)
+    s = parse("a red circle above a blue square, noisy")
+    assert s.relation == "above" and s.defects == ("noisy",) and s.count == 1
+    assert same_meaning(parse("two red circles"), parse("two scarlet disks"))
+    assert not same_meaning(parse("two red circles"), parse("three red circles"))
+    assert not same_meaning(parse("two red circles"), parse("a red circle"))
+
+
+def test_training_pairs_hide_some_flaws_and_copies_from_their_captions():
+    """Flaws and copies appear at their rates; the caption names them about P_NAMED of the time, never wrongly."""
+    rng = np.random.default_rng(2)
+    n, flawed, copies, named_flaws, named_copies = 6000, 0, 0, 0, 0
+    for _ in range(n):
+        shown, named, caption = sample_training_pair(rng)
+        assert parse(caption) is not None and same_meaning(parse(caption), named), caption
+        assert parse(caption).defects == named.defects
+        assert set(named.defects) <= set(shown.defects) and named.count in (1, shown.count)
+        assert named.shapes == shown.shapes and named.background == shown.background
+        flawed += bool(shown.defects)
+        named_flaws += bool(named.defects)
+        copies += shown.count > 1
+        named_copies += named.count > 1
+        assert all(d in DEFECTS for d in shown.defects)
+    assert abs(flawed / n - P_DEFECT) < 0.02
+    assert abs(copies / n - P_SINGLE * P_COPIES) < 0.015
+    assert abs(named_flaws / flawed - P_NAMED) < 0.07 and abs(named_copies / copies - P_NAMED) < 0.1
+
+
+def test_near_misses_of_copies_change_the_count_or_the_object():
+    rng = np.random.default_rng(3)
+    scene = parse("two red circles")
+    misses = near_misses(scene, rng, 4)
+    assert len(misses) == 4 and not any(same_meaning(m, scene) for m in misses)
+    assert any(m.count != 2 for m in misses)
+    assert all(parse(render_caption(m)) is not None for m in misses)

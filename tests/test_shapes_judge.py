@@ -3,8 +3,10 @@
 import numpy as np
 from PIL import Image
 
-from dpodiff.shapes.grammar import Scene, ShapeSpec, render_caption, sample_caption
-from dpodiff.shapes.judge import judge
+from dataclasses import replace
+
+from dpodiff.shapes.grammar import PALETTE, Scene, ShapeSpec, parse, render_caption, sample_caption
+from dpodiff.shapes.judge import detect, judge
 from dpodiff.shapes.render import render, render_wrong
 
 
@@ -65,3 +67,48 @@ def test_unparsable_caption_gives_none_and_any_image_size_works():
     d = verdict.to_dict()
     assert d["pass"] is True and set(d["checks"]) >= {"count", "shape_1", "colour_1"}
     assert render_caption(scene)  # the common wording exists for every scene
+
+
+def test_copies_are_counted():
+    rng = np.random.default_rng(8)
+    for caption in ("two red circles", "three blue triangles on a white background"):
+        image = render(parse(caption), rng)
+        assert judge(caption, image).passed, caption
+        assert len(detect(image)[1]) == parse(caption).count
+        assert not judge(caption.replace("two", "three").replace("three blue", "two blue"), image).passed
+    image = render(parse("two green squares"), rng)
+    v = judge("a green square", image)
+    assert not v.passed and v.checks["count"] is False and v.checks["shape_1"] and v.checks["colour_1"]
+
+
+def _flawed(defect: str, seed: int = 9):
+    """The same scene drawn flawless and with one flaw (same layout: the flaw is applied after drawing)."""
+    scene = Scene((ShapeSpec("square", "yellow", "large"),), None, "blue")
+    clean = np.asarray(render(scene, np.random.default_rng(seed)), dtype=float)
+    flawed = np.asarray(render(replace(scene, defects=(defect,)), np.random.default_rng(seed)), dtype=float)
+    return scene, clean, flawed
+
+
+def test_flaws_are_visible_and_the_judge_sees_what_they_hide():
+    scene, clean, dark = _flawed("dark")
+    assert dark.mean() < 0.45 * clean.mean()
+    assert not judge(render_caption(scene), Image.fromarray(dark.astype(np.uint8))).passed  # its colours are gone
+    _, clean, faded = _flawed("faded")
+    assert faded.std() < 0.5 * clean.std()
+    _, clean, noisy = _flawed("noisy")
+    assert 20 < (noisy - clean).std() < 40
+    _, clean, blurry = _flawed("blurry")
+    assert np.abs(np.diff(blurry, axis=1)).max() < 0.6 * np.abs(np.diff(clean, axis=1)).max()  # no hard edges left
+    assert abs(blurry.mean() - clean.mean()) < 3  # blur moves colour around, it does not add or remove it
+    # cropped: the frame cuts the object, which a flawless layout never lets touch the border
+    yellow = np.array(PALETTE["yellow"], dtype=float)
+
+    def on_border(image) -> bool:
+        a = np.asarray(image, dtype=float)
+        border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+        return bool((np.abs(border - yellow).sum(-1) < 30).any())
+
+    rng = np.random.default_rng(10)
+    assert not any(on_border(render(scene, rng)) for _ in range(20))
+    assert all(on_border(render(replace(scene, defects=("cropped",)), rng)) for _ in range(20))
+    assert render_caption(replace(scene, defects=("cropped", "noisy"))).endswith(", cropped, noisy")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import WEIGHTS_DIR
-from .grammar import SYNONYMS, training_frequencies
+from .grammar import DEFECTS, P_COPIES, P_DEFECT, P_NAMED, SYNONYMS, training_frequencies
 
 
 def _pct(x: float) -> str:
@@ -28,14 +28,21 @@ def write_card(m: dict) -> str:
     lines = [
         "# dpodiff shapes world: a miniature Stable Diffusion and its scorer CLIP",
         "",
-        "Trained from scratch on this repository's synthetic shapes (32x32 RGB images of",
-        "1-2 coloured circles/squares/triangles on a plain background, with captions from",
-        "a small grammar; see `dpodiff/shapes/grammar.py`). For tests and demos of prompt",
-        "optimisation on a CPU; it knows nothing but this world.",
+        "Trained on this repository's synthetic shapes (32x32 RGB images of 1-3 coloured",
+        "circles/squares/triangles on a plain background, with captions from a small grammar;",
+        "see `dpodiff/shapes/grammar.py`). For tests and demos of prompt optimisation on a",
+        "CPU; it knows nothing but this world.",
+        "",
+        f"Like web photographs, {_pct(P_DEFECT)} of the training images have a flaw",
+        f"({', '.join(DEFECTS)}) and {_pct(P_COPIES)} of the single-shape ones show two or",
+        f"three copies of the object; the caption names a flaw or the copies only {_pct(P_NAMED)}",
+        "of the time (\"a red circle, blurry\", \"two red circles\"). So the model makes such",
+        "mistakes unasked now and then, as real SD does; whether a negative prompt naming them",
+        "helps is measured below (all of them at once: it does not).",
         "",
         "- `pipeline/`: diffusers `StableDiffusionPipeline` (AutoencoderKL 32x32x3 -> 8x8x4,",
         "  UNet2DConditionModel on 8x8 latents with cross-attention to the text encoder,",
-        "  DDIM scheduler, the real CLIP BPE tokenizer with 20 positions). The text encoder",
+        "  DDIM scheduler, the real CLIP BPE tokenizer with SD's 77 positions). The text encoder",
         "  is the text tower of a CLIP trained contrastively here (seed 1).",
         "- `scorer/`: a second, separately trained transformers `CLIPModel` (seed 2,",
         "  different projection size, trained with two near-miss hard-negative captions per",
@@ -46,7 +53,7 @@ def write_card(m: dict) -> str:
         "- `pipeline/dpodiff.json` holds the recommended settings below (25 steps, guidance 3),",
         "  which dpodiff uses unless `--steps`/`--guidance` are given;",
         "  `pipeline/negative_prompts.json` is this world's negative-prompt library (its colours,",
-        "  shapes, sizes and backgrounds), used instead of dpodiff's generic one.",
+        "  shapes, sizes, backgrounds, flaws and counts), used instead of dpodiff's generic one.",
         "",
         "All weights are float16 safetensors; load them as float32 on CPU:",
         "",
@@ -67,16 +74,25 @@ def write_card(m: dict) -> str:
         "Use `--threads 1` when other processes share the cores: PyTorch's OpenMP threads",
         "spin-wait and slow down many-fold under contention.",
         "",
-        "The shipped weights were trained on a 2-core CPU shared with other heavy jobs",
-        "(load average 5-7), as single-threaded processes run side by side: the",
-        "conditioning CLIP, the scorer and the VAE in parallel, then the UNet beside the",
-        "VAE decoder fine-tuning and the scorer's second phase. Every stage was short",
-        "because of that; quality below reflects it.",
+        "This release (2) continued from release 1 (the previous weights, trained from",
+        "scratch with a 20-token window and no flaws) on a 2-core CPU with nothing else",
+        "running, 2 threads:",
+        "",
+        "```",
+        "python -m dpodiff.shapes.train --init-from RELEASE_1_WEIGHTS --stage clip --stage scorer \\",
+        "    --stage vae --stage unet --stage export --unet-steps 8000 --stop-at HH:MM --threads 2",
+        "python -m dpodiff.shapes.train --stage eval",
+        "```",
+        "",
+        "The text towers' position tables grew from 20 to 77 rows (the new rows start as",
+        "copies of the last trained one); the conditioning CLIP got a fresh image tower and",
+        "its text tower a 5x lower learning rate, so the UNet reading it stays valid; the",
+        "scorer continued with its second-phase recipe; the VAE was kept; the UNet continued",
+        "from release 1's EMA weights. `training.json` records the UNet's steps.",
         "",
     ]
     if minutes:
-        lines += ["Wall time of the last run of each stage (stages overlapped; for the resumed UNet and"
-                  " decoder only the resumed part: the first decoder part took 39.9 min):", "",
+        lines += ["Wall time of each stage of this release:", "",
                   "| stage | minutes |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in minutes.items()]
         lines.append("")
@@ -104,10 +120,20 @@ def write_card(m: dict) -> str:
     for k in ("single", "two", "relation"):
         if f"true_images_pass_{k}" in jg:
             lines.append(f"| true images pass, {k} | {_pct(jg[f'true_images_pass_{k}'])} |")
+    if "true_images_pass_copies" in jg:
+        lines.append(f"| true images pass, two or three copies | {_pct(jg['true_images_pass_copies'])} |")
     lines += [
         f"| images with one wrong colour fail | {_pct(jg['wrong_colour_fail'])} |",
         f"| images with one wrong shape fail | {_pct(jg['wrong_shape_fail'])} |",
         "",
+    ]
+    flawed = [d for d in DEFECTS if f"flawed_{d}_pass" in jg]
+    if flawed:
+        lines += ["True images with a flaw, judged against their flawless caption (how much of the",
+                  "scene a flaw hides from the judge; the judge checks content, not quality):", "",
+                  "| flaw | " + " | ".join(flawed) + " |", "|---|" + "---|" * len(flawed),
+                  "| judge pass | " + " | ".join(_pct(jg[f"flawed_{d}_pass"]) for d in flawed) + " |", ""]
+    lines += [
         "### CLIP retrieval on held-out rendered images (common wording)",
         "",
         "| task | chance | scorer CLIP | conditioning CLIP |",
@@ -139,6 +165,12 @@ def write_card(m: dict) -> str:
         rel = _pct(ch["relation"]) if "relation" in ch else "-"
         lines.append(f"| {name} | {_pct(r['rate'])} | {_pct(sum(col) / len(col))} | "
                      f"{_pct(sum(shp) / len(shp))} | {rel} | {r['examples'][0]} |")
+    qn = gen.get("quality_negative")
+    if qn:
+        lines += ["", f"With the negative prompt \"{qn['negative']}\" (the same prompts and seeds):", "",
+                  "| prompt type | no negative prompt | with it |", "|---|---|---|"]
+        lines += [f"| {name} | {_pct(gen['by_type'][name]['rate'])} | {_pct(rate)} |"
+                  for name, rate in qn.items() if name != "negative"]
     lines += ["", "Single-shape prompts (common words) by guidance scale, 25 steps:", "",
               "| guidance | " + " | ".join(gen["by_guidance"]) + " |",
               "|---|" + "---|" * len(gen["by_guidance"]),
@@ -182,7 +214,8 @@ def write_card(m: dict) -> str:
         "Colours " + ", ".join(k for k in SYNONYMS if k in ('red', 'orange', 'yellow', 'green', 'blue',
                                                               'purple', 'white', 'black'))
         + "; shapes circle, square, triangle; sizes small, large; relations above, below,"
-        " to the left of, to the right of, and. Synonyms (share of the concept's training mentions):",
+        " to the left of, to the right of, and; counts two, three (with plurals); flaws "
+        + ", ".join(DEFECTS) + ", as trailing tags. Synonyms (share of the concept's training mentions):",
         "",
     ]
     for concept, words in training_frequencies().items():

@@ -6,12 +6,18 @@ frequencies during training, so that rare wordings are understood worse by the
 trained models: that gap is what prompt attacks exploit and what prompt
 improvement repairs. The parser accepts every synonym (even ones never used in
 training), so the judge can check any wording.
+
+Like photographs in SD's training data, some training images are flawed
+(blurry, noisy, faded, dark, cropped, or showing two or three copies of the
+object) and only some of their captions say so. The model then produces such
+flaws unasked now and then, and a negative prompt that names them ("blurry",
+"two") can push them away, as it does in real Stable Diffusion.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,10 +60,20 @@ SYNONYMS: dict[str, dict[str, float]] = {
     "right of": {"to the right of": 1.0, "right of": 0.1},
 }
 
+# Image flaws a caption can name as trailing quality tags ("a red circle, blurry").
+DEFECTS: tuple[str, ...] = ("blurry", "noisy", "faded", "dark", "cropped")
+# Counting words for several copies of one object ("two red circles"), and plurals.
+COUNT_WORDS: dict[int, str] = {2: "two", 3: "three"}
+PLURALS: dict[str, str] = {"circle": "circles", "disk": "disks", "disc": "discs", "square": "squares",
+                           "box": "boxes", "triangle": "triangles"}
+
 # Scene-type mix of the training distribution.
-P_SINGLE, P_AND, P_RELATION = 0.45, 0.2, 0.35
+P_SINGLE, P_AND, P_RELATION = 0.45, 0.25, 0.3
 P_SIZE_WORD = 0.4  # single-shape captions that name a size
 P_BACKGROUND_WORD = 0.5  # captions that name the background
+P_DEFECT = 0.12  # training images with one flaw from DEFECTS
+P_COPIES = 0.08  # single-shape training scenes drawn as two or three copies
+P_NAMED = 0.5  # share of flaws and copies that the training caption names
 
 
 @dataclass(frozen=True)
@@ -74,12 +90,15 @@ class Scene:
     """The meaning of a caption. ``relation`` None with two shapes means "and".
 
     ``background`` None means the caption does not name it (the image then has
-    some background colour different from the shapes').
+    some background colour different from the shapes'). ``count`` > 1 means that
+    many copies of the one shape; ``defects`` are the image's flaws (DEFECTS).
     """
 
     shapes: tuple[ShapeSpec, ...]
     relation: str | None = None
     background: str | None = None
+    count: int = 1
+    defects: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -119,14 +138,18 @@ def _np(spec: ShapeSpec, pick) -> str:
 def render_caption(scene: Scene, pick=None) -> str:
     """Word a scene; ``pick(concept) -> word`` chooses synonyms (default: common word)."""
     pick = pick or (lambda concept: next(iter(SYNONYMS[concept])))
-    text = _np(scene.shapes[0], pick)
+    if scene.count > 1:
+        spec = scene.shapes[0]
+        text = f"{COUNT_WORDS[scene.count]} {pick(spec.colour)} {PLURALS[pick(spec.shape)]}"
+    else:
+        text = _np(scene.shapes[0], pick)
     if len(scene.shapes) == 2:
         link = pick(scene.relation) if scene.relation else "and"
         text += f" {link} {_np(scene.shapes[1], pick)}"
     if scene.background:
         bg = pick(scene.background)
         text += f" on {_article(bg)} {bg} background"
-    return text
+    return "".join([text] + [f", {d}" for d in scene.defects])
 
 
 def synonym_picker(rng: np.random.Generator):
@@ -158,9 +181,26 @@ def sample_scene(rng: np.random.Generator, kind: str | None = None) -> Scene:
 
 
 def sample_caption(rng: np.random.Generator, kind: str | None = None) -> tuple[Scene, str]:
-    """A training pair's meaning and its wording (synonyms at training frequency)."""
+    """A flawless scene and its wording (synonyms at training frequency)."""
     scene = sample_scene(rng, kind)
     return scene, render_caption(scene, synonym_picker(rng))
+
+
+def sample_training_pair(rng: np.random.Generator) -> tuple[Scene, Scene, str]:
+    """What a training image shows (flaws and copies included), what its caption names, and the caption.
+
+    A share of images is flawed or shows extra copies, and the caption names
+    that only with probability P_NAMED, as web captions rarely say "blurry".
+    """
+    shown = sample_scene(rng)
+    if shown.kind == "single" and rng.random() < P_COPIES:
+        spec = shown.shapes[0]
+        shown = replace(shown, shapes=(ShapeSpec(spec.shape, spec.colour),), count=int(rng.integers(2, 4)))
+    if rng.random() < P_DEFECT:
+        shown = replace(shown, defects=(DEFECTS[rng.integers(len(DEFECTS))],))
+    named = replace(shown, count=shown.count if rng.random() < P_NAMED else 1,
+                    defects=shown.defects if rng.random() < P_NAMED else ())
+    return shown, named, render_caption(named, synonym_picker(rng))
 
 
 # ---------------------------------------------------------------- parsing
@@ -175,14 +215,22 @@ _COLOUR_RE, _COLOUR_OF = _alternation(COLOURS)
 _SHAPE_RE, _SHAPE_OF = _alternation(SHAPES)
 _SIZE_RE, _SIZE_OF = _alternation(SIZES)
 _REL_RE, _REL_OF = _alternation(RELATIONS)
+_SINGULAR = {plural: word for word, plural in PLURALS.items()}
+_PLURAL_RE = "|".join(re.escape(w) for w in sorted(_SINGULAR, key=len, reverse=True))
+_COUNT_OF = {word: n for n, word in COUNT_WORDS.items()}
 _NP = rf"an? (?:(?P<size{{i}}>{_SIZE_RE}) )?(?P<colour{{i}}>{_COLOUR_RE}) (?P<shape{{i}}>{_SHAPE_RE})"
+_COPIES = rf"(?P<count>{'|'.join(_COUNT_OF)}) (?P<colour_n>{_COLOUR_RE}) (?P<shape_n>{_PLURAL_RE})"
+_DEFECT_RE = "|".join(DEFECTS)
 _CAPTION = re.compile(
-    "^"
+    "^(?:"
+    + _COPIES
+    + "|"
     + _NP.format(i=1)
     + rf"(?: (?P<link>and|{_REL_RE}) "
     + _NP.format(i=2)
-    + ")?"
-    + rf"(?: on an? (?P<bg>{_COLOUR_RE}) background)?$"
+    + ")?)"
+    + rf"(?: on an? (?P<bg>{_COLOUR_RE}) background)?"
+    + rf"(?P<defects>(?: (?:{_DEFECT_RE}))*)$"
 )
 
 
@@ -201,6 +249,11 @@ def parse(caption: str) -> Scene | None:
     m = _CAPTION.match(normalise(caption))
     if not m:
         return None
+    defects = tuple(m["defects"].split())
+    background = _COLOUR_OF[m["bg"]] if m["bg"] else None
+    if m["count"]:
+        spec = ShapeSpec(_SHAPE_OF[_SINGULAR[m["shape_n"]]], _COLOUR_OF[m["colour_n"]])
+        return _distinct_colours(Scene((spec,), None, background, _COUNT_OF[m["count"]], defects))
     specs = [ShapeSpec(_SHAPE_OF[m["shape1"]], _COLOUR_OF[m["colour1"]],
                        _SIZE_OF[m["size1"]] if m["size1"] else None)]
     relation = None
@@ -208,7 +261,10 @@ def parse(caption: str) -> Scene | None:
         specs.append(ShapeSpec(_SHAPE_OF[m["shape2"]], _COLOUR_OF[m["colour2"]],
                                _SIZE_OF[m["size2"]] if m["size2"] else None))
         relation = None if m["link"] == "and" else _REL_OF[m["link"]]
-    scene = Scene(tuple(specs), relation, _COLOUR_OF[m["bg"]] if m["bg"] else None)
+    return _distinct_colours(Scene(tuple(specs), relation, background, defects=defects))
+
+
+def _distinct_colours(scene: Scene) -> Scene | None:
     colours = scene.colours()
     if len(set(colours)) != len(colours):
         return None
@@ -250,9 +306,9 @@ def canonical(scene: Scene) -> Scene:
     a, b = scene.shapes
     if scene.relation is None:
         shapes = tuple(sorted(scene.shapes, key=lambda s: (s.colour, s.shape, s.size or "")))
-        return Scene(shapes, None, scene.background)
+        return replace(scene, shapes=shapes)
     if scene.relation in ("below", "right of"):
-        return Scene((b, a), _INVERSE[scene.relation], scene.background)
+        return replace(scene, shapes=(b, a), relation=_INVERSE[scene.relation])
     return scene
 
 
@@ -271,6 +327,8 @@ def _one_change(scene: Scene, rng: np.random.Generator) -> Scene | None:
             ops += ["relation", "relation", "relation"]
     elif specs[0].size:
         ops += ["size"]
+    if scene.count > 1:
+        ops += ["count", "count"]
     if scene.background:
         ops += ["background"]
     op = ops[rng.integers(len(ops))]
@@ -296,7 +354,10 @@ def _one_change(scene: Scene, rng: np.random.Generator) -> Scene | None:
         specs = [ShapeSpec(b.shape, a.colour, a.size), ShapeSpec(a.shape, b.colour, b.size)]
     elif op == "relation":
         others = [r for r in RELATIONS if r != scene.relation]
-        return Scene(tuple(specs), others[rng.integers(len(others))], scene.background)
+        return replace(scene, relation=others[rng.integers(len(others))])
     elif op == "background":
-        return Scene(tuple(specs), scene.relation, free[rng.integers(len(free))])
-    return Scene(tuple(specs), scene.relation, scene.background)
+        return replace(scene, background=free[rng.integers(len(free))])
+    elif op == "count":
+        others = [n for n in (1, *COUNT_WORDS) if n != scene.count]
+        return replace(scene, count=others[rng.integers(len(others))])
+    return replace(scene, shapes=tuple(specs))

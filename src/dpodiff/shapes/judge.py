@@ -172,9 +172,9 @@ def _relation_ok(relation: str, a: Detected, b: Detected) -> bool:
 
 
 def _checks(scene: Scene, bg: str, objects: list[Detected | None]) -> dict[str, bool]:
-    n = len(scene.shapes)
-    checks = {"count": sum(o is not None for o in objects) == n}
-    for i, (spec, obj) in enumerate(zip(scene.shapes, objects), start=1):
+    specs = scene.shapes * scene.count
+    checks = {"count": sum(o is not None for o in objects) == len(specs)}
+    for i, (spec, obj) in enumerate(zip(specs, objects), start=1):
         checks[f"shape_{i}"] = obj is not None and obj.shape == spec.shape
         checks[f"colour_{i}"] = obj is not None and obj.colour == spec.colour
         if spec.size:
@@ -188,9 +188,9 @@ def _checks(scene: Scene, bg: str, objects: list[Detected | None]) -> dict[str, 
 
 
 def check_scene(scene: Scene, image: Image.Image) -> Verdict:
-    """Judge an image against an already parsed scene."""
+    """Judge an image against an already parsed scene (its content; named flaws are not checked)."""
     bg, found = detect(image)
-    n = len(scene.shapes)
+    n = len(scene.shapes) * scene.count
     best: dict[str, bool] | None = None
     best_key = None
     # Assign detected objects to the caption's objects, keeping the assignment

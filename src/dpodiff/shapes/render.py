@@ -4,15 +4,17 @@ Shapes are drawn at 4x resolution and box-filtered down, so edges are
 anti-aliased like a photograph's rather than hard pixel steps. Geometry is
 chosen so that the judge's rules hold with a margin: relations are
 unambiguous (the dominant axis of the centre offset is the named one) and
-size words map to disjoint side-length ranges.
+size words map to disjoint side-length ranges. A scene's flaws (blurry,
+noisy, faded, dark, cropped) are applied last, strongly enough to see at 32x32.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import combinations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from .grammar import COLOURS, PALETTE, SHAPES, Scene, ShapeSpec
 
@@ -68,22 +70,64 @@ def _relation_ok(a: Placed, b: Placed, relation: str | None) -> bool:
 
 
 def layout(scene: Scene, rng: np.random.Generator) -> list[Placed]:
-    """Random positions and sizes satisfying the scene (rejection sampling)."""
-    if len(scene.shapes) == 1:
-        spec = scene.shapes[0]
+    """Random positions and sizes satisfying the scene (rejection sampling); copies count as objects."""
+    specs = scene.shapes * scene.count
+    if len(specs) == 1:
+        spec = specs[0]
         lo, hi = SIZE_RANGE[spec.size]
         side = int(rng.integers(lo, hi + 1))
         x0, y0 = rng.integers(1, IMAGE_SIZE - side, size=2)
-        return [Placed(spec, int(x0), int(y0), side)]
+        placed = [Placed(spec, int(x0), int(y0), side)]
+    else:
+        placed = _apart(specs, scene.relation, rng)
+    return _cropped(placed, rng) if "cropped" in scene.defects else placed
+
+
+def _apart(specs, relation: str | None, rng: np.random.Generator) -> list[Placed]:
     for _ in range(1000):
         placed = []
-        for spec in scene.shapes:
+        for spec in specs:
             side = int(rng.integers(PAIR_SIZE_RANGE[0], PAIR_SIZE_RANGE[1] + 1))
             x0, y0 = rng.integers(1, IMAGE_SIZE - side, size=2)
             placed.append(Placed(spec, int(x0), int(y0), side))
-        if _relation_ok(placed[0], placed[1], scene.relation):
+        if _relation_ok(placed[0], placed[1], relation) and all(
+                _relation_ok(a, b, None) for a, b in combinations(placed, 2)):
             return placed
-    raise RuntimeError(f"no layout found for {scene}")
+    raise RuntimeError(f"no layout found for {specs} {relation}")
+
+
+def _cropped(placed: list[Placed], rng: np.random.Generator) -> list[Placed]:
+    """Move one object so that the frame cuts off 35-55% of it."""
+    i = int(rng.integers(len(placed)))
+    p = placed[i]
+    cut = int(round(p.side * rng.uniform(0.35, 0.55)))
+    edge = int(rng.integers(4))
+    x0, y0 = p.x0, p.y0
+    if edge == 0:
+        x0 = -cut
+    elif edge == 1:
+        x0 = IMAGE_SIZE - p.side + cut
+    elif edge == 2:
+        y0 = -cut
+    else:
+        y0 = IMAGE_SIZE - p.side + cut
+    return placed[:i] + [replace(p, x0=x0, y0=y0)] + placed[i + 1:]
+
+
+def flawed(image: Image.Image, defect: str, rng: np.random.Generator) -> Image.Image:
+    """The image with one photographic flaw (cropping happens at layout)."""
+    if defect == "blurry":
+        return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.0, 1.6))))
+    arr = np.asarray(image, dtype=np.float32)
+    if defect == "noisy":
+        arr = arr + rng.normal(0.0, 32.0, arr.shape)
+    elif defect == "faded":  # washed out towards a light grey
+        arr = arr * 0.4 + 0.6 * 175.0
+    elif defect == "dark":
+        arr = arr * float(rng.uniform(0.25, 0.4))
+    elif defect != "cropped":
+        raise ValueError(f"unknown flaw {defect!r}")
+    return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8))
 
 
 def background_for(scene: Scene, rng: np.random.Generator) -> str:
@@ -108,8 +152,11 @@ def draw(placed: list[Placed], background: str, colour_of=None) -> Image.Image:
 
 
 def render(scene: Scene, rng: np.random.Generator) -> Image.Image:
-    """An image that truthfully shows ``scene``."""
-    return draw(layout(scene, rng), background_for(scene, rng))
+    """An image that truthfully shows ``scene``, flaws included."""
+    image = draw(layout(scene, rng), background_for(scene, rng))
+    for defect in scene.defects:
+        image = flawed(image, defect, rng)
+    return image
 
 
 def render_array(scene: Scene, rng: np.random.Generator) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The token window is a budget: fit a search space so that every candidate fits the text encoder.
 
 A text encoder reads at most `window` tokens, start and end tokens included (77 for Stable
-Diffusion, 20 for the shapes world). Anything past the window is cut off, silently for a
+Diffusion and for the shapes world, 20 for small test models). Anything past the window is cut off, silently for a
 black-box prompt and with an error for a relaxed (GPO) prompt, so a space is fitted before a
 search: afterwards EVERY candidate's positive prompt and negative prompt (tokenized separately)
 fit the window.

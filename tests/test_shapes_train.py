@@ -1,0 +1,43 @@
+"""The shapes world's training helpers: the data set, trimmed CLIP batches, and growing a released text window."""
+
+import numpy as np
+import torch
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from dpodiff.shapes import train
+from dpodiff.shapes.grammar import parse
+
+
+def test_dataset_pairs_images_with_77_token_captions_that_parse():
+    data = train.build_dataset(n=40, negatives=2, seed=5)
+    assert data.images.shape == (40, 32, 32, 3) and data.images.dtype == np.uint8
+    assert data.ids.shape == (40, 77) and data.neg_ids.shape == (40, 2, 77)
+    texts = train.tokenizer().batch_decode(data.ids, skip_special_tokens=True)
+    assert all(parse(t) is not None for t in texts), texts
+
+
+def test_trimmed_batches_give_the_same_text_features():
+    """The text tower is causal and pools at the first end token: padding columns after it change nothing."""
+    model = train.make_clip(train.COND_CLIP).eval()
+    ids = train.tokenize(train.tokenizer(), ["a red circle", "two blue squares on a white background, blurry"])
+    short = train.trim(ids)
+    assert short.shape[1] < 20 and (short[:, -1] == train.EOS).all()
+    with torch.no_grad():
+        assert torch.allclose(train.text_features(model, ids), train.text_features(model, short), atol=1e-5)
+
+
+def test_a_released_20_token_text_tower_grows_to_77_and_keeps_its_states(tmp_path):
+    torch.manual_seed(0)
+    old = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                                       num_attention_heads=4, max_position_embeddings=20, bos_token_id=49406,
+                                       eos_token_id=49407, pad_token_id=49407)).eval()
+    old.save_pretrained(tmp_path)
+    grown = train.make_clip(train.COND_CLIP).eval()
+    train.load_grown(grown, tmp_path, prefix="text_model.")
+    table = grown.text_model.embeddings.position_embedding.weight
+    assert table.shape[0] == 77 and torch.equal(table[20:], table[19:20].expand(57, -1))
+    ids = train.tokenize(train.tokenizer(), ["a red circle above a blue square"])
+    with torch.no_grad():
+        before = old(ids[:, :20]).last_hidden_state
+        after = grown.text_model(ids).last_hidden_state[:, :20]
+    assert torch.allclose(before, after, atol=1e-5)
