@@ -601,6 +601,9 @@ def main(argv: list[str] | None = None) -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     stages = args.stage or [s for s in STAGES if not (args.init_from and s in ("scorer_more", "decoder"))]
     init = args.init_from
+    if init and not all((init / part).is_dir() for part in ("pipeline/text_encoder", "pipeline/unet", "pipeline/vae", "scorer")):
+        parser.error(f"--init-from {init}: not a released shapes world (it needs pipeline/text_encoder, pipeline/unet, "
+                     "pipeline/vae and scorer/); copy src/dpodiff/shapes/weights there first")
     data = None
     if {"clip", "scorer", "scorer_more", "vae", "unet", "decoder"} & set(stages):
         s0 = time.time()
