@@ -190,7 +190,8 @@ def main() -> None:
     prompts = chosen_prompts(args.prompts, args.stride)
     if not args.analyse_only:
         run_bench(args, prompts)
-    runs = [r for r in read_runs(args.out, args.task) if r.prompt in set(prompts)]
+    chosen = set(prompts)
+    runs = [r for r in read_runs(args.out, args.task) if r.prompt in chosen]
     if not runs:
         sys.exit(f"no finished runs with judge verdicts in {args.out}")
     rows, prompts = analyse(runs, args.task)

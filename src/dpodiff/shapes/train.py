@@ -625,7 +625,10 @@ def main(argv: list[str] | None = None) -> None:
             train_clip(SCORER_CLIP_MORE, data, args.workdir / "scorer_more", "scorer_more",
                        init_from=args.workdir / "scorer", max_minutes=_limit(args))
         elif stage == "vae":
-            copy_vae(init, args.workdir / "vae") if init else train_vae(data, args.workdir / "vae")
+            if init:
+                copy_vae(init, args.workdir / "vae")
+            else:
+                train_vae(data, args.workdir / "vae")
         elif stage == "unet":
             train_unet(data, args.workdir, _limit(args), args.unet_steps, init)
         elif stage == "decoder":
