@@ -1,18 +1,29 @@
 """The headline benchmark: does improve make the judge pass, and does attack make it fail? (shapes world)
 
-Runs `dpodiff bench` on a prompt set (resumable: rerun the same command to continue or to add algorithms),
-then reads every run's result.json for the judge's verdict on each seed's original and best image, and
-prints per algorithm, over the (prompt, seed) images:
-  improve: pass rate before (original prompt) and after (best candidate), the share of failing images
-           repaired and of passing images broken, the mean loss before and after; and "best reachable":
-           an image counts as passing when the best candidate of ANY algorithm passes (the headroom);
-  attack:  pass rate before and after and the share of passing images the attack breaks.
-Every share has a bootstrap 95% interval (prompts resampled with replacement, 2000 times). A bar chart
-of the pass rates is written as PNG.
+Every number is measured on evaluation seeds that neither the search nor the validation saw
+(`dpodiff bench --eval-seeds`), so no pick is judged on the seeds it was chosen on.
 
-    .venv/bin/python benchmarks/improve_quality.py                       # the paper's budget: 40 candidates, 2 seeds
-    .venv/bin/python benchmarks/improve_quality.py --task attack
-    .venv/bin/python benchmarks/improve_quality.py --analyse-only        # tables and chart from the runs so far
+Runs `dpodiff bench` on a prompt set (resumable: rerun the same command to continue or to add algorithms),
+then reads every run's result.json and prints, over the (prompt, evaluation seed) images:
+  - the pass rate of the original prompt and, per algorithm, of two picks from the same runs: the plain
+    arg-min of the search seeds (what --no-validate and the paper choose) and validated selection with the
+    default K,V (replayed from the shortlist's stored losses, see below); with the share of failing images
+    repaired and of passing images broken, and the mean loss on the evaluation seeds;
+  - "best reachable": per prompt, the candidate the judge liked best on the search seeds (over every
+    algorithm), judged again on the evaluation seeds: the headroom that survives fresh seeds;
+  - validated selection replayed for every shortlist size K and validation seed count V up to those the
+    bench ran with (every finalist is judged on the evaluation seeds, so any K' <= K, V' <= V replays
+    exactly: the same seeds a run with --validate K',V' would use), with its cost in images.
+Every share has a bootstrap 95% interval (prompts resampled with replacement, 2000 times). A bar chart of
+the headline pass rates is written as PNG.
+
+--sweep 10,20,80 runs the same bench at other budgets too (in OUT/budget-B; the main budget's runs are
+reused) and draws the pass rate on evaluation seeds against the budget (the over-optimisation curve).
+
+    .venv/bin/python benchmarks/improve_quality.py --stride 4 -- --batch-size 16
+    .venv/bin/python benchmarks/improve_quality.py --stride 4 --out runs/iq-positive -- --positive --batch-size 16
+    .venv/bin/python benchmarks/improve_quality.py --stride 4 --algos random,hybrid --sweep 10,20,80 -- --batch-size 16
+    .venv/bin/python benchmarks/improve_quality.py --analyse-only        # tables and charts from the runs so far
 """
 
 from __future__ import annotations
@@ -28,34 +39,62 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dpodiff.defaults import DEFAULT_VALIDATE
+from dpodiff.selection import LEVEL, paired_improvement
+
 ROOT = Path(__file__).resolve().parent.parent
+ORDER = ["random", "epo", "gpo", "hybrid"]
+
+
+@dataclass
+class Finalist:
+    index: int
+    search_loss: float  # mean over the search seeds
+    losses: list[float]  # per validation seed
 
 
 @dataclass
 class Run:
+    """What one bench run says about the picks it could make, each judged on the evaluation seeds."""
+
     prompt: str
     algorithm: str
-    before: list[bool]  # the judge's verdict per seed: original image
-    after: list[bool]  # best candidate's image
-    baseline_loss: float
-    best_loss: float
-    any_pass: list[bool] | None = None  # per seed: some scored candidate's image passes (None: runs without per-candidate verdicts)
+    sign: int
+    search_seeds: int
+    roles: dict[str, int]  # original, argmin, judge_best -> history index
+    finalists: list[Finalist]  # the original first, then the shortlist by search loss
+    passed: dict[int, list[bool]]  # history index -> the judge's verdict per evaluation seed
+    eval_loss: dict[int, float]  # history index -> mean loss on the evaluation seeds
+    search_passes: dict[int, int]  # history index -> images the judge passed on the search seeds
+
+
+def validated(run: Run, k: int, v: int) -> int:
+    """The history index validated selection picks with shortlist K and V validation seeds (selection.py's rule)."""
+    original, *others = run.finalists
+    n = run.search_seeds
+    shortlist = others[:k]
+    if not shortlist:
+        return original.index
+    challenger = min(shortlist, key=lambda f: (run.sign * (f.search_loss * n + sum(f.losses[:v])) / (n + v), f.index))
+    _, _, p = paired_improvement(original.losses[:v], challenger.losses[:v], run.sign)
+    return challenger.index if p < 1 - LEVEL else original.index
 
 
 def chosen_prompts(path: Path, stride: int) -> list[str]:
-    """The prompts of the file, every `stride`-th one from the first (the file interleaves no kinds, so a stride
-    keeps every kind: two shapes, rare synonyms, backgrounds, sizes)."""
+    """The prompts of the file, every `stride`-th one from the first (the file lists its kinds in blocks, so a
+    stride keeps every kind: two shapes, rare synonyms, backgrounds, sizes)."""
     from dpodiff.bench.prompts import read_prompts
 
     return read_prompts(path).prompts[::stride]
 
 
-def run_bench(args, prompts: list[str]) -> None:
-    listed = args.out / "prompts.txt"
+def run_bench(args, prompts: list[str], out: Path, budget: int) -> None:
+    listed = out / "prompts.txt"
     listed.parent.mkdir(parents=True, exist_ok=True)
     listed.write_text("\n".join(prompts) + "\n")
     command = [sys.executable, "-m", "dpodiff.cli", "bench", str(listed), "--task", args.task, "--algos", args.algos,
-               "--budget", str(args.budget), "--seeds", str(args.seeds), "--out", str(args.out)] + args.bench_args
+               "--budget", str(budget), "--seeds", str(args.seeds), "--eval-seeds", str(args.eval_seeds),
+               "--validate", args.validate, "--out", str(out)] + args.bench_args
     print("$", " ".join(command[2:]), file=sys.stderr)
     code = subprocess.run(command).returncode
     if code not in (0, 1):  # 1: some runs failed; they are reported and left out
@@ -64,16 +103,21 @@ def run_bench(args, prompts: list[str]) -> None:
 
 def read_runs(out: Path, task: str) -> list[Run]:
     with sqlite3.connect(out / "results.sqlite") as conn:
-        rows = conn.execute("SELECT prompt, algorithm, baseline_loss, best_loss, run_dir FROM runs WHERE task = ? AND status = 'done'",
-                            (task,)).fetchall()
+        rows = conn.execute("SELECT prompt, algorithm, run_dir FROM runs WHERE task = ? AND status = 'done'", (task,)).fetchall()
     runs = []
-    for prompt, algorithm, baseline, best, run_dir in rows:
+    for prompt, algorithm, run_dir in rows:
         result = json.loads((out / run_dir / "result.json").read_text())
-        judge = result.get("judge") or {}
-        if judge.get("original") and judge.get("best"):
-            judged = [e.get("judged") for e in result["history"]]
-            any_pass = [any(j[s] for j in judged) for s in range(len(judge["best"]))] if all(judged) else None
-            runs.append(Run(prompt, algorithm, [v["pass"] for v in judge["original"]], [v["pass"] for v in judge["best"]], baseline, best, any_pass))
+        held_out, selection = result.get("held_out"), result.get("selection")
+        if not held_out or not selection or any(c["judged"] is None for c in held_out["candidates"]):
+            continue  # a run without evaluation seeds, validation or the judge's verdicts
+        roles = {role: c["index"] for c in held_out["candidates"] for role in c["roles"]}
+        runs.append(Run(
+            prompt, algorithm, -1 if result["task"] == "attack" else 1, len(result["seeds"]), roles,
+            [Finalist(f["index"], f["search_loss"], f["losses"]) for f in selection["finalists"]],
+            {c["index"]: c["judged"] for c in held_out["candidates"]},
+            {c["index"]: float(np.mean(c["losses"])) for c in held_out["candidates"]},
+            {e["index"]: sum(e["judged"]) for e in result["history"] if e.get("judged") is not None},
+        ))
     return runs
 
 
@@ -93,38 +137,63 @@ def share(pairs: list[tuple[bool, bool]], given, event) -> float:
     return sum(event(p) for p in chosen) / len(chosen) if chosen else float("nan")
 
 
-def analyse(runs: list[Run], task: str) -> tuple[list[tuple], list[str]]:
+def pick_row(name: str, prompts: list[str], pick) -> tuple:
+    """(name, prompts, pass rate, repaired, broken, mean eval loss) for `pick(prompt) -> (run, history index)`."""
+    def pairs(ps):
+        out = []
+        for p in ps:
+            run, index = pick(p)
+            out += list(zip(run.passed[run.roles["original"]], run.passed[index]))
+        return out
+
+    def rate(event, given):
+        return bootstrap(prompts, lambda ps: share(pairs(ps), given, event))
+
+    losses = [run.eval_loss[index] for run, index in map(pick, prompts)]
+    return (name, len(prompts), rate(lambda p: p[1], lambda p: True), rate(lambda p: p[1], lambda p: not p[0]),
+            rate(lambda p: not p[1], lambda p: p[0]), float(np.mean(losses)))
+
+
+def analyse(runs: list[Run], k: int, v: int) -> tuple[list[tuple], list[str]]:
+    """The headline rows: the original, each algorithm's arg-min and validated pick, and the best reachable."""
     by = {(r.prompt, r.algorithm): r for r in runs}
-    algorithms = sorted({r.algorithm for r in runs}, key=["random", "epo", "gpo", "hybrid"].index)
+    algorithms = sorted({r.algorithm for r in runs}, key=ORDER.index)
     prompts = sorted({r.prompt for r in runs if all((r.prompt, a) in by for a in algorithms)})  # prompts every algorithm finished
-
-    def pairs(ps, algorithm):
-        return [(b, a) for p in ps for b, a in zip(by[p, algorithm].before, by[p, algorithm].after)]
-
-    rows = []
     first = algorithms[0]
-    rows.append(("original prompt", len(prompts), bootstrap(prompts, lambda ps: share(pairs(ps, first), lambda p: True, lambda p: p[0])),
-                 None, None, np.mean([by[p, first].baseline_loss for p in prompts])))
-    for algorithm in algorithms:
-        def stat(event, given):
-            return lambda ps: share(pairs(ps, algorithm), given, event)  # noqa: B023
+    rows = [pick_row("original prompt", prompts, lambda p: (by[p, first], by[p, first].roles["original"]))]
+    for a in algorithms:
+        rows.append(pick_row(f"{a}: lowest search loss", prompts, lambda p, a=a: (by[p, a], by[p, a].roles["argmin"])))
+        rows.append(pick_row(f"{a}: validated {k},{v}", prompts, lambda p, a=a: (by[p, a], validated(by[p, a], k, v))))
 
-        rows.append((algorithm, len(prompts), bootstrap(prompts, stat(lambda p: p[1], lambda p: True)),
-                     bootstrap(prompts, stat(lambda p: p[1], lambda p: not p[0])), bootstrap(prompts, stat(lambda p: not p[1], lambda p: p[0])),
-                     np.mean([by[p, algorithm].best_loss for p in prompts])))
-    if task == "improve":  # the headroom: every candidate scored, when the runs judged each one; else each algorithm's best
-        every = all(by[p, a].any_pass is not None for p in prompts for a in algorithms)
+    def favourite(p):  # the judge's favourite on the search seeds over every algorithm (ties: the earlier algorithm)
+        run = max((by[p, a] for a in algorithms), key=lambda r: r.search_passes.get(r.roles["judge_best"], 0))
+        return run, run.roles["judge_best"]
 
-        def passes(p, s):
-            return any(by[p, a].any_pass[s] if every else by[p, a].after[s] for a in algorithms)
-
-        def reachable_pairs(ps):
-            return [(by[p, first].before[s], passes(p, s)) for p in ps for s in range(len(by[p, first].after))]
-
-        name = "best reachable (any candidate scored)" if every else "best reachable (any algorithm's best)"
-        rows.append((name, len(prompts), bootstrap(prompts, lambda ps: share(reachable_pairs(ps), lambda p: True, lambda p: p[1])),
-                     bootstrap(prompts, lambda ps: share(reachable_pairs(ps), lambda p: not p[0], lambda p: p[1])), None, None))
+    rows.append(pick_row("best reachable (judge's favourite on the search seeds)", prompts, favourite))
     return rows, prompts
+
+
+def replay(runs: list[Run], prompts: list[str]) -> list[tuple]:
+    """Validated selection for every K' <= K and V' <= V the runs allow, pooled over algorithms: pass rate and
+    broken share on the evaluation seeds, the share of runs that kept the original, and the images it costs."""
+    max_k = min(len(r.finalists) - 1 for r in runs)
+    max_v = min(len(r.finalists[0].losses) for r in runs)
+    ks = [k for k in (1, 2, 4, 8) if k <= max_k]
+    vs = [v for v in (2, 4, 8, 16) if v <= max_v]
+    chosen = [r for r in runs if r.prompt in prompts]
+    rows = []
+    for k in ks:
+        for v in vs:
+            picks = {id(r): validated(r, k, v) for r in chosen}
+
+            def pairs(ps, picks=picks):
+                return [(b, a) for r in chosen if r.prompt in ps
+                        for b, a in zip(r.passed[r.roles["original"]], r.passed[picks[id(r)]])]
+
+            kept = sum(picks[id(r)] == r.roles["original"] for r in chosen) / len(chosen)
+            rows.append((k, v, (k + 1) * v, bootstrap(prompts, lambda ps, pairs=pairs: share(pairs(ps), lambda p: True, lambda p: p[1])),
+                         bootstrap(prompts, lambda ps, pairs=pairs: share(pairs(ps), lambda p: p[0], lambda p: not p[1])), kept))
+    return rows
 
 
 def fmt(ci) -> str:
@@ -135,19 +204,27 @@ def fmt(ci) -> str:
 
 
 def print_table(rows, task: str, settings: str) -> None:
-    print(f"\n{task}, {settings}; judge pass rates over (prompt, seed) images, bootstrap 95% intervals over prompts\n")
+    print(f"\n{task}, {settings}; judge pass rates over (prompt, evaluation seed) images, bootstrap 95% intervals over prompts\n")
     if task == "improve":
-        print("| | prompts | judge pass rate | failing images repaired | passing images broken | mean loss |")
+        print("| pick | prompts | judge pass rate | failing images repaired | passing images broken | mean loss (eval seeds) |")
     else:
-        print("| | prompts | judge pass rate | failing images made to pass | passing images broken (attack success) | mean loss |")
+        print("| pick | prompts | judge pass rate | failing images made to pass | passing images broken (attack success) | mean loss (eval seeds) |")
     print("|---|---|---|---|---|---|")
     for name, n, rate, repaired, broken, loss in rows:
-        print(f"| {name} | {n} | {fmt(rate)} | {fmt(repaired)} | {fmt(broken)} | {'-' if loss is None else f'{loss:.3f}'} |")
+        print(f"| {name} | {n} | {fmt(rate)} | {fmt(repaired)} | {fmt(broken)} | {loss:.3f} |")
+
+
+def print_replay(rows) -> None:
+    print("\nvalidated selection replayed (every algorithm's runs pooled), judged on the evaluation seeds\n")
+    print("| K | V | validation images | judge pass rate | passing images broken | runs that kept the original |")
+    print("|---|---|---|---|---|---|")
+    for k, v, images, rate, broken, kept in rows:
+        print(f"| {k} | {v} | {images} | {fmt(rate)} | {fmt(broken)} | {100 * kept:.0f}% |")
 
 
 def bar_chart(rows, title: str, path: Path) -> None:
     """Pass rate per row with its interval, drawn with PIL."""
-    width, height, left, bottom, top = 120 + 110 * len(rows), 320, 50, 70, 40
+    width, height, left, bottom, top = 120 + 110 * len(rows), 340, 50, 90, 40
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
@@ -168,38 +245,111 @@ def bar_chart(rows, title: str, path: Path) -> None:
         for v in (low, high):
             draw.line([x0 + 22, y(v), x0 + 38, y(v)], fill="black", width=2)
         draw.text((x0 + 8, y(value) - 14), f"{100 * value:.0f}%", fill="black", font=font)
-        for j, line in enumerate(name.replace(" (", "\n(").split("\n")):
+        for j, line in enumerate(_wrap(name, 18)):
             draw.text((x0 - 10, height - bottom + 8 + 12 * j), line, fill="black", font=font)
     image.save(path)
+
+
+def line_chart(series: dict[str, list[tuple[int, tuple[float, float, float]]]], baseline: float, title: str, path: Path) -> None:
+    """Pass rate against budget, one line per series with its intervals, the original prompt's rate dashed."""
+    width, height, left, right, top, bottom = 640, 380, 60, 190, 40, 50
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    draw.text((left, 10), title, fill="black", font=font)
+    budgets = sorted({b for points in series.values() for b, _ in points})
+    lo = min([baseline] + [ci[1] for points in series.values() for _, ci in points])
+    hi = max([baseline] + [ci[2] for points in series.values() for _, ci in points])
+    lo, hi = max(0.0, lo - 0.05), min(1.0, hi + 0.05)
+
+    def x(b):
+        return left + (width - left - right) * (np.log(b) - np.log(budgets[0])) / max(1e-9, np.log(budgets[-1]) - np.log(budgets[0]))
+
+    def y(v):
+        return top + (height - top - bottom) * (hi - v) / (hi - lo)
+
+    for b in budgets:
+        draw.text((x(b) - 8, height - bottom + 8), str(b), fill="black", font=font)
+    draw.text((left + 120, height - 20), "budget (candidates, log scale)", fill="black", font=font)
+    for k in np.linspace(lo, hi, 5):
+        draw.line([left, y(k), width - right, y(k)], fill=(225, 225, 225))
+        draw.text((8, y(k) - 6), f"{100 * k:.0f}%", fill="black", font=font)
+    for xa in range(left, width - right, 12):
+        draw.line([xa, y(baseline), xa + 6, y(baseline)], fill=(120, 120, 120), width=2)
+    draw.text((width - right + 8, y(baseline) - 6), "original prompt", fill=(120, 120, 120), font=font)
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75)]
+    for i, (name, points) in enumerate(series.items()):
+        colour, points = colours[i % len(colours)], sorted(points)
+        shift = (i - len(series) / 2) * 3
+        draw.line([(x(b) + shift, y(ci[0])) for b, ci in points], fill=colour, width=2)
+        for b, (value, low, high) in points:
+            draw.line([x(b) + shift, y(low), x(b) + shift, y(high)], fill=colour, width=1)
+            draw.ellipse([x(b) + shift - 3, y(value) - 3, x(b) + shift + 3, y(value) + 3], fill=colour)
+        draw.text((width - right + 8, top + 14 * i), name, fill=colour, font=font)
+    image.save(path)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + [line]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=Path, default=ROOT / "prompts" / "shapes_hard.txt")
     parser.add_argument("--task", default="improve", choices=["improve", "attack"])
-    parser.add_argument("--algos", default="random,epo,gpo,hybrid")
+    parser.add_argument("--algos", default="random,epo,hybrid")
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--eval-seeds", type=int, default=8)
+    parser.add_argument("--validate", default="4,8", help="the bench's K,V: the largest shortlist and validation seeds to replay")
+    parser.add_argument("--pick", default=",".join(map(str, DEFAULT_VALIDATE)), help="K,V of the headline's validated pick")
+    parser.add_argument("--sweep", default="", help="more budgets, e.g. 10,20,80: the pass rate against the budget")
     parser.add_argument("--out", type=Path, default=None, help="bench folder (default runs/improve_quality-TASK)")
-    parser.add_argument("--chart", type=Path, default=None, help="PNG (default OUT/pass_rates.png)")
-    parser.add_argument("--stride", type=int, default=1, help="every N-th prompt only (2: a half with every kind of prompt)")
+    parser.add_argument("--stride", type=int, default=1, help="every N-th prompt only (4: a quarter with every kind of prompt)")
     parser.add_argument("--analyse-only", action="store_true")
-    parser.add_argument("bench_args", nargs="*", help="more `dpodiff bench` options after --, e.g. -- --steps 25 --guidance 3 --threads 2")
+    parser.add_argument("bench_args", nargs="*", help="more `dpodiff bench` options after --, e.g. -- --positive --batch-size 16")
     args = parser.parse_args()
     args.out = args.out or ROOT / "runs" / f"improve_quality-{args.task}"
+    k, v = map(int, args.pick.split(","))
     prompts = chosen_prompts(args.prompts, args.stride)
+    sweep = sorted({int(b) for b in args.sweep.split(",") if b} | ({args.budget} if args.sweep else set()))
+    folders = {b: args.out if b == args.budget else args.out / f"budget-{b}" for b in sweep} or {args.budget: args.out}
     if not args.analyse_only:
-        run_bench(args, prompts)
+        for budget, folder in folders.items():
+            run_bench(args, prompts, folder, budget)
     chosen = set(prompts)
     runs = [r for r in read_runs(args.out, args.task) if r.prompt in chosen]
     if not runs:
-        sys.exit(f"no finished runs with judge verdicts in {args.out}")
-    rows, prompts = analyse(runs, args.task)
-    settings = f"{len(prompts)} prompts of {args.prompts.name}{f' (every {args.stride})' if args.stride > 1 else ''}, budget {args.budget}, {args.seeds} seeds"
+        sys.exit(f"no finished runs with evaluation seeds, validation and judge verdicts in {args.out}")
+    rows, prompts = analyse(runs, k, v)
+    settings = (f"{len(prompts)} prompts of {args.prompts.name}{f' (every {args.stride})' if args.stride > 1 else ''}, budget {args.budget}, "
+                f"{args.seeds} search seeds, {len(runs[0].passed[runs[0].roles['original']])} evaluation seeds"
+                + (f", bench options: {' '.join(args.bench_args)}" if args.bench_args else ""))
     print_table(rows, args.task, settings)
-    chart = args.chart or args.out / "pass_rates.png"
-    bar_chart(rows, f"{args.task}: judge pass rate ({settings})", chart)
+    print_replay(replay(runs, prompts))
+    chart = args.out / "pass_rates.png"
+    bar_chart(rows, f"{args.task}: judge pass rate on evaluation seeds ({settings})", chart)
     print(f"\nchart: {chart}")
+    if len(folders) > 1:
+        series: dict[str, list] = {}
+        baseline = rows[0][2][0]
+        print("\n| budget | pick | judge pass rate (eval seeds) | passing images broken |\n|---|---|---|---|")
+        for budget, folder in folders.items():
+            found = [r for r in read_runs(folder, args.task) if r.prompt in set(prompts)]
+            if not found:
+                continue
+            for name, _, rate, _, broken, _ in analyse(found, k, v)[0][1:-1]:
+                series.setdefault(name, []).append((budget, rate))
+                print(f"| {budget} | {name} | {fmt(rate)} | {fmt(broken)} |")
+        line_chart(series, baseline, f"{args.task}: judge pass rate on evaluation seeds against budget", args.out / "budget_sweep.png")
+        print(f"\nchart: {args.out / 'budget_sweep.png'}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def inputs(tmp_path_factory, tiny_model_dir, tiny_scorer_dir):
     (root / "prompts.txt").write_text("\n".join([PROMPTS[0], PROMPTS[1], "  " + PROMPTS[0] + " ", ""]) + "\n")
     (root / "space.json").write_text(json.dumps(SPACE))
     common = ["--space", root / "space.json", "--model", tiny_model_dir, "--scorer", tiny_scorer_dir,
-              "--steps", 2, "--seeds", 2, "--budget", 3, "--algos", "random,epo"]
+              "--steps", 2, "--seeds", 2, "--budget", 3, "--algos", "random,epo", "--no-validate"]
     return root, common
 
 
@@ -62,7 +62,7 @@ def test_runs_and_history_are_stored(bench_run):
         result = json.loads((out / r["run_dir"] / "result.json").read_text())
         assert result["best"]["loss"] == r["best_loss"] and result["best"]["negative_prompt"] == r["best_negative_prompt"]
     meta = dict((m["key"], m["value"]) for m in rows(out / "results.sqlite", "SELECT * FROM meta"))
-    assert meta["schema_version"] == "1" and json.loads(meta["settings"])["budget"] == 3 and len(meta["fingerprint"]) == 16
+    assert meta["schema_version"] == "2" and json.loads(meta["settings"])["budget"] == 3 and len(meta["fingerprint"]) == 16
 
 
 def test_summary_matches_a_hand_computation(bench_run):
@@ -219,3 +219,40 @@ def test_prompt_files_json_and_jsonl(tmp_path):
     assert read_prompts(tmp_path / "a.json").duplicates == ["a cat"]
     assert read_prompts(tmp_path / "b.jsonl").prompts == ["a dog", "a cat"]
     assert read_prompts(tmp_path / "c.txt").prompts == ["a dog", "a cat"]
+
+
+def test_eval_seeds_judge_the_choice_on_seeds_nobody_chose_with(tmp_path):
+    """On the shapes world (it has a judge): the original, the chosen prompt and the other possible picks are
+    judged on evaluation seeds disjoint from the search's and the validation's, and the summary's *_eval
+    columns are those verdicts' shares; `dpodiff generate` on the same seeds gives the same verdicts."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle above a blue square\n")
+    out = tmp_path / "out"
+    code, err = run_cli("bench", prompts, "--out", out, "--algos", "random", "--budget", 4, "--seeds", 2, "--steps", 6,
+                        "--validate", "2,2", "--eval-seeds", 3)
+    assert code == 0, err
+    (run,) = rows(out / "results.sqlite", "SELECT * FROM runs")
+    result = json.loads((out / run["run_dir"] / "result.json").read_text())
+    held_out = result["held_out"]
+    assert len(held_out["seeds"]) == 3 and not set(held_out["seeds"]) & set(result["image_seeds"])
+    assert result["image_seeds"] == [0, 1, 2, 3] and result["selection"]["seeds"] == [2, 3]
+    by_role = {role: c for c in held_out["candidates"] for role in c["roles"]}
+    assert {"original", "chosen", "argmin", "finalist", "judge_best"} <= set(by_role)
+    assert by_role["original"]["index"] == 0 and by_role["chosen"]["index"] == result["selection"]["winner"]
+    assert len(by_role["original"]["judged"]) == 3
+    before, after = by_role["original"]["judged"], by_role["chosen"]["judged"]
+    assert run["judge_before_eval"] == pytest.approx(sum(before) / 3) and run["judge_after_eval"] == pytest.approx(sum(after) / 3)
+    assert run["repaired_eval"] == pytest.approx(sum(not b and a for b, a in zip(before, after)) / 3)
+    assert run["broken_eval"] == pytest.approx(sum(b and not a for b, a in zip(before, after)) / 3)
+    assert run["judge_after_eval"] == pytest.approx(run["judge_before_eval"] + run["repaired_eval"] - run["broken_eval"])
+    with open(out / "summary.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    for column in ("judge_before_eval", "judge_after_eval", "repaired_eval", "broken_eval"):
+        assert float(row[column]) == pytest.approx(run[column], rel=1e-5)
+    chosen = by_role["chosen"]
+    code, err = run_cli("generate", chosen["prompt"], "--negative-prompt", chosen["negative_prompt"], "--loss-prompt", result["prompt"],
+                        "--seeds", ",".join(map(str, held_out["seeds"])), "--steps", 6, "--out", tmp_path / "check")
+    assert code == 0, err
+    again = json.loads((tmp_path / "check" / "result.json").read_text())["images"]
+    assert [r["judge"]["pass"] for r in again] == chosen["judged"]
+    assert [r["loss"] for r in again] == pytest.approx(chosen["losses"], abs=1e-4)

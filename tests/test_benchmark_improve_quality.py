@@ -1,4 +1,5 @@
-"""benchmarks/improve_quality.py's statistics: pass rates, repairs, breaks, the best reachable, bootstrap intervals."""
+"""benchmarks/improve_quality.py's statistics on evaluation seeds: the picks, the replay of validated selection,
+the best reachable, bootstrap intervals, charts."""
 
 import sys
 from pathlib import Path
@@ -6,44 +7,61 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from improve_quality import Run, analyse, bar_chart, bootstrap  # noqa: E402
+from improve_quality import Finalist, Run, analyse, bar_chart, bootstrap, line_chart, replay, validated  # noqa: E402
+
+# Each run: history index 0 the original, 1 the arg-min of the search seeds (seed luck: no better on new seeds),
+# 2 a real improvement (a little worse on the search seeds, better on every validation seed), 3 the judge's favourite.
+ORIGINAL_VALIDATION = [0.30, 0.32, 0.31, 0.29]
+LUCKY_VALIDATION = [0.31, 0.30, 0.33, 0.29]
+REAL_VALIDATION = [0.25, 0.27, 0.26, 0.24]
+
+
+def run(prompt, algorithm, before, after_lucky, after_real, after_favourite):
+    finalists = [Finalist(0, 0.30, ORIGINAL_VALIDATION), Finalist(1, 0.24, LUCKY_VALIDATION), Finalist(2, 0.26, REAL_VALIDATION)]
+    return Run(prompt, algorithm, 1, 2, {"original": 0, "argmin": 1, "judge_best": 3}, finalists,
+               {0: before, 1: after_lucky, 2: after_real, 3: after_favourite}, {0: 0.3, 1: 0.31, 2: 0.25, 3: 0.28},
+               {0: 1, 1: 1, 2: 1, 3: 2 if algorithm == "hybrid" else 0})
 
 
 def runs():
-    # 4 prompts x 2 seeds. Originals pass 3 of 8 images (p0 seed 0, p1 both).
-    before = {"p0": [True, False], "p1": [True, True], "p2": [False, False], "p3": [False, False]}
-    random_after = {"p0": [True, False], "p1": [False, True], "p2": [True, False], "p3": [False, False]}
-    hybrid_after = {"p0": [True, True], "p1": [True, True], "p2": [False, False], "p3": [False, True]}
+    # 2 prompts x 2 evaluation seeds; the originals pass 2 of 4 images
     out = []
-    for algorithm, after in (("random", random_after), ("hybrid", hybrid_after)):
-        for p in before:
-            out.append(Run(p, algorithm, before[p], after[p], 0.5, 0.4 if algorithm == "random" else 0.3))
+    for algorithm in ("random", "hybrid"):
+        out.append(run("p0", algorithm, [True, False], [False, False], [True, True], [True, True]))
+        out.append(run("p1", algorithm, [True, False], [True, False], [True, False], [False, False]))
     return out
 
 
-def test_pass_rates_repairs_breaks_and_the_best_reachable():
-    rows, prompts = analyse(runs(), "improve")
-    assert prompts == ["p0", "p1", "p2", "p3"]
+def test_validated_replays_selections_rule():
+    r = runs()[0]
+    # on 2 validation seeds the real candidate's mean over all 4 seeds is best ((0.26 * 2 + 0.52) / 4 < (0.24 * 2 + 0.61) / 4),
+    # and its paired gain (0.05, 0.05) has no spread: beyond noise
+    assert validated(r, 2, 2) == 2
+    assert validated(r, 1, 4) == 0  # only the lucky one shortlisted: no better on new seeds, the original is kept
+    assert validated(r, 2, 4) == 2
+
+
+def test_headline_rows_pick_from_the_same_runs():
+    rows, prompts = analyse(runs(), 2, 4)
+    assert prompts == ["p0", "p1"]
     table = {name: (rate, repaired, broken, loss) for name, _, rate, repaired, broken, loss in rows}
-    assert table["original prompt"][0][0] == pytest.approx(3 / 8)
-    rate, repaired, broken, loss = table["random"]
-    assert rate[0] == pytest.approx(3 / 8) and repaired[0] == pytest.approx(1 / 5) and broken[0] == pytest.approx(1 / 3) and loss == pytest.approx(0.4)
-    rate, repaired, broken, loss = table["hybrid"]
-    assert rate[0] == pytest.approx(5 / 8) and repaired[0] == pytest.approx(2 / 5) and broken[0] == 0 and loss == pytest.approx(0.3)
-    rate, repaired, _, _ = table["best reachable (any algorithm's best)"]
-    assert rate[0] == pytest.approx(6 / 8) and repaired[0] == pytest.approx(3 / 5)  # p2 seed 0 (random), p0 and p3 seed 1 (hybrid)
+    assert table["original prompt"][0][0] == pytest.approx(2 / 4)
+    rate, repaired, broken, loss = table["random: lowest search loss"]
+    assert rate[0] == pytest.approx(1 / 4) and repaired[0] == 0 and broken[0] == pytest.approx(1 / 2) and loss == pytest.approx(0.31)
+    rate, repaired, broken, loss = table["hybrid: validated 2,4"]
+    assert rate[0] == pytest.approx(3 / 4) and repaired[0] == pytest.approx(1 / 2) and broken[0] == 0 and loss == pytest.approx(0.25)
+    rate, *_ = table["best reachable (judge's favourite on the search seeds)"]
+    assert rate[0] == pytest.approx(2 / 4)  # hybrid's favourite (2 search passes): p0 both, p1 none
     for name, (ci, *_rest) in table.items():
         assert ci[1] <= ci[0] <= ci[2], name
 
 
-def test_the_headroom_counts_every_candidate_scored_when_each_was_judged():
-    judged = runs()
-    for r in judged:
-        r.any_pass = [True, r.prompt != "p3"]  # some candidate passed for every image but p3's second seed
-    rows, _ = analyse(judged, "improve")
-    table = {name: (rate, repaired) for name, _, rate, repaired, *_rest in rows}
-    rate, repaired = table["best reachable (any candidate scored)"]
-    assert rate[0] == pytest.approx(7 / 8) and repaired[0] == pytest.approx(4 / 5)
+def test_replay_covers_every_k_and_v_the_runs_allow():
+    rows = replay(runs(), ["p0", "p1"])
+    assert [(k, v, images) for k, v, images, *_ in rows] == [(1, 2, 4), (1, 4, 8), (2, 2, 6), (2, 4, 12)]
+    by = {(k, v): (rate, broken, kept) for k, v, _, rate, broken, kept in rows}
+    assert by[1, 4][2] == 1.0 and by[1, 4][0][0] == pytest.approx(2 / 4)  # the original kept everywhere
+    assert by[2, 4][2] == 0.0 and by[2, 4][0][0] == pytest.approx(3 / 4) and by[2, 4][1][0] == 0
 
 
 def test_bootstrap_interval_is_deterministic_and_brackets_the_value():
@@ -54,9 +72,11 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_value():
     assert a == b and a[0] == pytest.approx(1 / 3) and a[1] < a[0] < a[2] and a[2] - a[1] < 0.5
 
 
-def test_bar_chart_is_written(tmp_path):
-    rows, _ = analyse(runs(), "improve")
-    bar_chart(rows, "improve", tmp_path / "chart.png")
+def test_charts_are_written(tmp_path):
     from PIL import Image
 
+    rows, _ = analyse(runs(), 2, 4)
+    bar_chart(rows, "improve", tmp_path / "chart.png")
     assert Image.open(tmp_path / "chart.png").size[0] > 400
+    line_chart({"random": [(10, (0.5, 0.4, 0.6)), (40, (0.6, 0.5, 0.7))]}, 0.55, "sweep", tmp_path / "sweep.png")
+    assert Image.open(tmp_path / "sweep.png").size == (640, 380)

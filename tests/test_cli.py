@@ -40,8 +40,11 @@ def test_improve_end_to_end(tmp_path, space_file, models):
     assert data["task"] == "improve" and data["seeds"] == [0, 2] and data["evaluations"] == 6
     assert data["original"]["negative_prompt"] == "" and data["original"]["prompt"] == PROMPT
     assert all(h["prompt"] == PROMPT for h in data["history"])
-    assert {p.name for p in out.glob("*.png")} == {"original_seed0.png", "original_seed2.png", "best_seed0.png", "best_seed2.png", "grid.png"}
+    seeds = [0, 2, 3, 4, 5, 6]  # the search's, then validation's 4 new ones
+    assert {p.name for p in out.glob("*.png")} == {f"{role}_seed{s}.png" for role in ("original", "best") for s in seeds} | {"grid.png"}
+    assert data["image_seeds"] == seeds and data["selection"]["seeds"] == seeds[2:]
     assert "best" in err and "original" in err  # the summary table
+    assert "beyond noise" in err
 
 
 def test_attack_end_to_end(tmp_path, space_file, models):
@@ -136,4 +139,4 @@ def test_white_box_improve_on_the_default_model(tmp_path, algo):
     assert not data["fit"]["dropped"] and "token window" not in err
     # the judge's verdict on every candidate (the headroom a benchmark reports), and the same verdicts for the original and best
     assert all(isinstance(e["judged"], list) and len(e["judged"]) == 1 for e in data["history"])
-    assert data["history"][0]["judged"] == [v["pass"] for v in data["judge"]["original"]]
+    assert data["history"][0]["judged"] == [v["pass"] for v in data["judge"]["original"]][:1]  # then the validation seeds'.

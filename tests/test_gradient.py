@@ -100,7 +100,7 @@ def test_gpo_and_hybrid_end_to_end_and_deterministic(tiny_pipe, tiny_scorer, alg
     assert [e.prompt + "|" + e.negative_prompt for e in a.history] == [e.prompt + "|" + e.negative_prompt for e in b.history]
     assert a.gpo["losses"] == b.gpo["losses"] and len(a.gpo["losses"]) == 4
     assert a.gpo["t"] == [1, 1, 1, 1]  # round(4 * (15 + i // 2) / 50)
-    assert a.gpo["equivalent_images_formula"] == pytest.approx(4 * 2 / 4)
+    assert a.gpo["equivalent_images_formula"] == pytest.approx(4 * 2 / 4 * 2)  # both seeds every iteration
     assert a.gpo["seconds_per_image"] > 0 and a.gpo["equivalent_images_measured"] == pytest.approx(sum(a.gpo["seconds"]) / a.gpo["seconds_per_image"])
     assert all(abs(sum(p) - 1) < 1e-9 for p in a.gpo["probabilities"])
     if algo == "gpo":  # the argmax of the learned distribution is the first candidate after the original
@@ -108,3 +108,25 @@ def test_gpo_and_hybrid_end_to_end_and_deterministic(tiny_pipe, tiny_scorer, alg
         assert a.history[1].candidate == argmax or argmax == [0, 0, 0, 0]
 
 
+
+
+def test_every_seed_each_iteration_is_the_gradient_of_the_mean_loss():
+    """learn_logits with parts: one Gumbel sample per iteration, each part's backward accumulated, gives the
+    same logits as one backward of the mean loss (the paper's average over seeds), and another than one part."""
+    from dpodiff.optimizers.gradient import learn_logits
+
+    sizes, costs = [3, 2], [torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4]), torch.tensor([-0.6, 0.4, 0.2, -0.3, 0.7])]
+    settings = GPOSettings(iterations=3, grad_clip=10.0)
+
+    def part_loss(weights, iteration, part):
+        return (torch.cat(weights) * costs[part]).sum() ** 2
+
+    def mean_loss(weights, iteration, part):
+        return (part_loss(weights, iteration, 0) + part_loss(weights, iteration, 1)) / 2
+
+    by_parts, trace = learn_logits(part_loss, sizes, settings, seed=3, parts=2)
+    by_mean, mean_trace = learn_logits(mean_loss, sizes, settings, seed=3)
+    first_only, _ = learn_logits(part_loss, sizes, settings, seed=3)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(by_parts, by_mean))
+    assert trace.losses == pytest.approx(mean_trace.losses)
+    assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(by_parts, first_only))

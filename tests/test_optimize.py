@@ -20,7 +20,7 @@ def space() -> SearchSpace:
 
 
 def run(tiny_pipe, tiny_scorer, **kwargs):
-    options = dict(task="improve", space=space(), algorithm="epo", budget=12, seeds=[0, 1], steps=3)
+    options = dict(task="improve", space=space(), algorithm="epo", budget=12, seeds=[0, 1], steps=3, validate=None)  # the search alone
     options.update(kwargs)
     return dpodiff.optimize(PROMPT, pipeline=tiny_pipe, scorer=tiny_scorer, **options)
 
@@ -222,3 +222,21 @@ def test_the_cli_says_how_many_candidates_an_interrupt_kept(tiny_model_dir, tiny
     assert code == 130, err
     assert "Interrupted: 5 candidates scored, saved in" in " ".join(err.split())
     assert json.loads((out / "result.json").read_text())["evaluations"] == 5
+
+
+def test_protocol_paper(tiny_pipe, tiny_scorer):
+    """The reference's choices: uniform sampling, the plain arg-min, the original outside the budget, GPO's 32 samples
+    whatever the budget, and the hybrid's first generation led by GPO's argmax."""
+    from dpodiff.optimizers import GPOSettings
+
+    result = run(tiny_pipe, tiny_scorer, algorithm="random", budget=6, protocol="paper", validate=(2, 2))
+    assert result.evaluations == 7 and result.selection is None and result.config["sampling"] == "uniform"
+    assert result.best.loss == min(e.loss for e in result.history)
+    hybrid = run(tiny_pipe, tiny_scorer, algorithm="hybrid", budget=4, protocol="paper", gpo_settings=GPOSettings(iterations=2))
+    argmax = [max(range(len(p)), key=p.__getitem__) for p in hybrid.gpo["probabilities"]]
+    assert hybrid.evaluations == 5 and hybrid.algorithm_settings["first"] == argmax
+    assert hybrid.history[1].candidate == argmax or argmax == [0, 0, 0]  # argmax all-default is the original, scored already
+    gpo = run(tiny_pipe, tiny_scorer, algorithm="gpo", budget=4, protocol="paper", gpo_settings=GPOSettings(iterations=2), steps=2)
+    assert gpo.evaluations == 33
+    with pytest.raises(UsageError, match="--protocol"):
+        run(tiny_pipe, tiny_scorer, protocol="reference")

@@ -26,11 +26,11 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Overwrite, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Sampling,
+    NoValidate, Overwrite, Protocol, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
-from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE
 from dpodiff.spaces.command import space as space_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -44,6 +44,7 @@ def improve(
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
+    validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
@@ -60,6 +61,7 @@ def attack(
     space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
+    validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
@@ -87,12 +89,11 @@ def generate(
     out = check_output_dir(out, overwrite)
     import torch
 
-    from dpodiff.backends import Request
     from dpodiff.backends.schedulers import set_scheduler
+    from dpodiff.evaluator import Evaluator
     from dpodiff.files import save_all, save_image, write_json
-    from dpodiff.objectives.judge import find_judge, judge_images
+    from dpodiff.objectives.judge import find_judge
     from dpodiff.report.grid import image_grid
-    from dpodiff.report.images import to_pil
 
     backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler, threads, vae)
     recommended_used = _note_recommended(config, backend)
@@ -101,20 +102,16 @@ def generate(
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
-    t0 = time.perf_counter()
-    pixels = backend.generate([Request(prompt, negative_prompt, s) for s in config.seeds], config.generation())
-    seconds = time.perf_counter() - t0
-    losses = clip.loss(pixels, clip.target(target)).tolist()
-    images = to_pil(pixels)
-    seed_list = list(config.seeds)
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
-    verdicts = judge_images(judge, target, images)
+    seed_list = list(config.seeds)
+    scored = Evaluator(backend, clip, config.generation(), target, judge).score([(prompt, negative_prompt)], seed_list)[0]
+    images, losses, verdicts = scored.images, scored.losses, scored.verdicts
     records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
                for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
               "generation": {**backend.describe(), "steps": config.steps, "guidance": config.guidance, "recommended_used": recommended_used},
-              "config": config.to_dict(), "seeds": seed_list, "loss": sum(losses) / len(losses),
-              "images": records, "seconds": seconds, "cpu_threads": torch.get_num_threads()}
+              "config": config.to_dict(), "seeds": seed_list, "loss": scored.loss,
+              "images": records, "seconds": scored.seconds, "cpu_threads": torch.get_num_threads()}
     grid = image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)])
     save_all(out, [("result.json", lambda p: write_json(p, result))]
              + [(r["file"], lambda p, im=image, r=r: save_image(p, im, _generated_info(result, r, im))) for r, image in zip(records, images)]
@@ -218,14 +215,15 @@ def _note_recommended(config, backend) -> dict:
     return used
 
 
-def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, **options) -> None:
+def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, validate, no_validate,
+                      **options) -> None:
     from dpodiff.config import RunConfig
     from dpodiff.defaults import WHITE_BOX
     from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
 
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
-    config = RunConfig.from_options(algorithm=options["algo"], seeds=pick_seeds(seeds, seed), **options)
+    config = RunConfig.from_options(algorithm=options["algo"], seeds=pick_seeds(seeds, seed), validate=None if no_validate else validate, **options)
     llm = None
     if config.space_source == "llm" and options["space"] is None:
         from dpodiff.spaces.llm import config_from
@@ -239,8 +237,9 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
     _note_recommended(config, backend)  # optimize() resolves the config the same way and records it
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-    bar = progress.add_task(config.task, total=config.budget, best="-")
+    bar = progress.add_task(config.task, total=config.search_budget, best="-")
     gpo_bar = progress.add_task("gpo", total=GPOSettings().iterations, best="-", visible=config.algorithm in WHITE_BOX)
+    validate_bar = progress.add_task(f"validate on {config.validate[1]} new seeds" if config.validate else "", total=1, best="-", visible=False)
 
     def on_gpo_iteration(iteration, loss):
         progress.start()
@@ -250,9 +249,12 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
         progress.start()  # only once the inputs passed their checks and the first candidate is scored
         progress.update(bar, completed=len(result.history), best=f"{result.best.loss:.4f}")
 
+    def on_validation(done, total):
+        progress.update(validate_bar, completed=done, total=total, visible=True)
+
     try:
         result = optimize(prompt, pipeline=backend, scorer=clip, config=config, space=options["space"], llm=llm, model_name=model_name,
-                          on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration)
+                          on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration, on_validation=on_validation)
     finally:
         progress.stop()
     result.save(out)
@@ -264,19 +266,27 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
 
 
 def _print_summary(result, out: Path) -> None:
+    seeds = f"{len(result.seeds)} search seeds" + (f" + {len(result.selection.seeds)} new" if result.selection else "")
     table = Table(title=f"{result.task}: {terminal(result.prompt)}")
-    for column in ("", "prompt", "negative prompt", "loss", "judge"):
+    for column in ("", "prompt", "negative prompt", "loss (search seeds)", "loss (all seeds)", f"judge ({seeds})"):
         table.add_column(column)
     judge = result.judge or {}
     for role, e in (("original", result.original), ("best", result.best)):
         verdicts = judge.get(role)
         passed = f"{sum(v['pass'] for v in verdicts)}/{len(verdicts)}" if verdicts else "-"
-        table.add_row(role, terminal(e.prompt), terminal(e.negative_prompt), f"{e.loss:.4f}", passed)
+        losses = [v for v in result.seed_losses(e) if v is not None]
+        table.add_row(role, terminal(e.prompt), terminal(e.negative_prompt), f"{e.loss:.4f}", f"{sum(losses) / len(losses):.4f}", passed)
     console.print(table)
+    if result.selection:
+        colour = "yellow" if result.selection.kept_original else "green"
+        console.print(f"[{colour}]{terminal(result.selection.summary(), 400)}.[/{colour}]")
+    else:
+        console.print("[dim]--no-validate: the lowest loss on the search seeds was chosen, unchecked on other seeds.[/dim]")
     rejected = f", {len(result.rejections)} rejected by the constraint" if result.constraint else ""
     for dropped in (result.fit or {}).get("dropped", []):
         console.print(f"[yellow]token window:[/yellow] dropped {dropped['part']} {dropped['name']!r} ({dropped['reason']})")
-    console.print(f"{result.evaluations} candidates scored x {len(result.seeds)} seeds{rejected} ({result.stop_reason}); "
+    validated = f"; validation {result.selection.images} images" if result.selection else ""
+    console.print(f"{result.evaluations} candidates scored x {len(result.seeds)} seeds{rejected} ({result.stop_reason}){validated}; "
                   f"{result.timings['seconds_per_evaluation']:.2f} s per candidate. Results in {out}")
 
 

@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from dpodiff.defaults import (
-    ALGORITHMS, DEFAULT_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, MAX_STEPS, SAMPLINGS, SOURCES,
-    check_scheduler_name,
+    ALGORITHMS, DEFAULT_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
+    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, check_scheduler_name,
 )
 from dpodiff.errors import UsageError
 from dpodiff.inputs import check_budget, parse_seeds
@@ -41,6 +41,8 @@ class RunConfig:
     search_seed: int = 0
     sampling: str = "sparse"  # how random search and EPO draw fresh candidates: sparse, or the paper's uniform
     charge_gpo: bool = False  # gpo/hybrid: GPO's measured cost, in candidates, comes out of the budget (equal-cost comparisons)
+    validate: tuple[int, int] | None = DEFAULT_VALIDATE  # (K, V): the K best candidates and the original on V fresh seeds; None: arg-min
+    protocol: str = "dpodiff"  # "paper": uniform sampling, plain arg-min, the original outside the budget, GPO's 32 samples, argmax first
 
     @classmethod
     def from_options(cls, **options) -> "RunConfig":
@@ -71,7 +73,18 @@ class RunConfig:
             raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
         if self.sampling not in SAMPLINGS:
             raise UsageError(f"--sampling {self.sampling!r} is not known; use sparse (the default) or uniform (the paper's).")
-        return replace(self, seeds=tuple(parse_seeds(seeds)), positive=self.positive and self.task_spec.search_negative)
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol {self.protocol!r} is not known; use dpodiff (the default) or paper (the reference's choices).")
+        paper = {"sampling": "uniform", "validate": None} if self.protocol == "paper" else {"validate": parse_validate(self.validate)}
+        return replace(self, seeds=tuple(parse_seeds(seeds)), positive=self.positive and self.task_spec.search_negative, **paper)
+
+    @property
+    def search_budget(self) -> int:
+        """Candidates the search scores, the original included: --protocol paper leaves the original outside the budget
+        and scores GPO's 32 samples whatever the budget."""
+        if self.protocol != "paper":
+            return self.budget
+        return 1 + (PAPER_GPO_SAMPLES if self.algorithm == "gpo" else self.budget)
 
     @property
     def task_spec(self) -> Task:
@@ -100,6 +113,7 @@ class RunConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["seeds"] = list(self.seeds)
+        data["validate"] = list(self.validate) if self.validate else None
         return data
 
     def fingerprint(self) -> dict:
@@ -114,6 +128,21 @@ class RunConfig:
         if not self.task_spec.constrained:
             del data["min_similarity"], data["similarity_model"]
         return data
+
+
+def parse_validate(value: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """--validate "K,V" (or a pair): K >= 1 candidates besides the original, on V >= 2 fresh seeds; None: no validation."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        k, v = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise UsageError(f"--validate {value!r} is not K,V; give two whole numbers, e.g. 4,4 (the 4 best candidates and the original on 4 new seeds).") from None
+    if k < 1 or not 2 <= v <= MAX_IMAGES:
+        raise UsageError(f"--validate {k},{v}: K must be at least 1 and V from 2 to {MAX_IMAGES} (a paired test needs 2 seeds); "
+                         "or give --no-validate for the plain arg-min.")
+    return k, v
 
 
 def _first(*values):

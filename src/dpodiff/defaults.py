@@ -19,6 +19,9 @@ SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
 MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
 DEFAULT_STEPS = 50  # generation settings when neither the user nor the model (its dpodiff.json) gives them
 DEFAULT_GUIDANCE = 7.5
+PROTOCOLS = ("dpodiff", "paper")  # "paper": the DPO-Diff reference's choices where they are not bugs (README, deviations)
+PAPER_GPO_SAMPLES = 32  # candidates the reference samples from GPO's distribution, the original not counted
+DEFAULT_VALIDATE = (4, 4)  # the shortlist's size K and the fresh seeds V of validated selection (selection.py)
 MAX_IMAGES = 10_000  # seeds a run may ask for: each is an image per candidate
 
 # CLI name -> diffusers class name

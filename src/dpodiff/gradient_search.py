@@ -38,7 +38,8 @@ def run_gpo(
     seed: int = 0,
     on_iteration=None,
 ) -> tuple[list[torch.Tensor], GPOTrace]:
-    """Learn logits over the searched genes (in SearchSpace.split order)."""
+    """Learn logits over the searched genes (in SearchSpace.split order), each iteration on every seed
+    (`settings.seeds_per_iteration` "all", the paper's) or on one seed in turn ("one")."""
     settings = settings or GPOSettings()
     steps = generation.steps
     freeze(backend, scorer)
@@ -46,17 +47,20 @@ def run_gpo(
     target = scorer.target(space.prompt)
     noise = {s: backend.initial_noise(s, generation.height, generation.width) for s in seeds}
 
-    def loss(weights: list[torch.Tensor], iteration: int) -> torch.Tensor:
-        s = seeds[iteration % len(seeds)]
+    every_seed = settings.seeds_per_iteration == "all"
+
+    def loss(weights: list[torch.Tensor], iteration: int, part: int) -> torch.Tensor:
+        s = seeds[part] if every_seed else seeds[iteration % len(seeds)]
         value = shortcut_loss(backend, scorer, relaxed(weights), target, noise[s], s, settings.t_index(iteration, steps),
                               steps, generation.guidance)
         return task.sign * value
 
     with torch.enable_grad():
-        logits, trace = learn_logits(loss, task.sizes(space), settings, seed, on_iteration, backend.device)
+        logits, trace = learn_logits(loss, task.sizes(space), settings, seed, on_iteration, backend.device,
+                                     parts=len(seeds) if every_seed else 1)
     trace.t = [settings.t_index(i, steps) for i in range(settings.iterations)]
     trace.losses = [task.sign * v for v in trace.losses]  # report the loss itself, not the minimised sign
-    trace.equivalent_images_formula = sum((t + 1) / steps for t in trace.t)
+    trace.equivalent_images_formula = sum((t + 1) / steps for t in trace.t) * (len(seeds) if every_seed else 1)
     trace.seconds_per_image = seconds_per_image(backend, scorer, space.prompt, seeds[0], generation)
     trace.equivalent_images_measured = sum(trace.seconds) / trace.seconds_per_image
     return logits, trace

@@ -1,8 +1,9 @@
 """`optimize()`: the whole improve/attack job for a user who already holds a pipeline and a scorer.
 
-Steps: check the inputs, get the search space and fit it to the token window, score the original
-prompt, let the optimiser search within the budget, then judge and keep the images of the
-original and the best candidate.
+Steps: prepare (check the inputs, get the search space and fit it to the token window, learn GPO's
+distribution), search (score the original prompt, then the optimiser's proposals within the budget),
+select (the shortlist on fresh seeds, selection.py), report (the images and verdicts of the original and
+the chosen candidate). Every image is made and scored by one Evaluator (evaluator.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,18 +20,20 @@ from dpodiff.backends import Backend, Request, as_backend
 from dpodiff.backends.schedulers import set_scheduler
 from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
+from dpodiff.evaluator import Evaluator, Scored, fresh_seeds
 from dpodiff.gradient_search import run_gpo
 from dpodiff.inputs import check_prompt
 from dpodiff.objectives.scorer import Scorer
 from dpodiff.objectives.scorers import load_scorer
-from dpodiff.objectives.judge import Judge, find_judge, judge_images
+from dpodiff.objectives.judge import Judge, find_judge
 from dpodiff.objectives.similarity import SimilarityConstraint
-from dpodiff.optimizers import WHITE_BOX, GPOSettings, make_optimizer
-from dpodiff.report.images import to_pil
+from dpodiff.optimizers import WHITE_BOX, Candidate, GPOSettings, make_optimizer
 from dpodiff.results import Evaluation, OptimizationResult, Rejection
 from dpodiff.search import BatchInterrupted, run_search
+from dpodiff.selection import select
 from dpodiff.spaces import SearchSpace
 from dpodiff.spaces.fit import fit_space
+from dpodiff.tasks import Task
 
 OnEvaluation = Callable[[Evaluation, OptimizationResult], None]
 
@@ -49,6 +52,7 @@ def optimize(
     gpo_settings: GPOSettings | None = None,
     on_gpo_iteration: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_validation: Callable[[int, int], None] | None = None,
     **settings,
 ) -> OptimizationResult:
     """Search a better negative prompt (task="improve") or a meaning-preserving attack (task="attack").
@@ -60,10 +64,13 @@ def optimize(
     and scheduler left None take the model folder's recommendation (its dpodiff.json), else 50, 7.5 and the
     pipeline's own; result.generation["recommended_used"] says which came from the model. `space` is a
     SearchSpace, a space file, or None to build one with `config.space_source` (negative slots from the
-    model's own negative_prompts.json where it has one, else the generic library). Returns the result with
-    every evaluation, the best candidates and the images of the original and the best candidate for
-    each seed. Ctrl-C, or `should_stop()` turning true (asked after each pipeline call of the search; a UI's
-    Stop button), stops the search and returns what was found so far, with stop_reason "interrupted".
+    model's own negative_prompts.json where it has one, else the generic library). `config.validate` (K, V)
+    renders the original and the K best candidates on V fresh seeds and keeps the original unless one beats
+    it beyond noise (result.selection; None: the plain arg-min). Returns the result with every evaluation, the
+    chosen candidate (`result.best`) and the images of the original and the chosen candidate for each seed.
+    Ctrl-C, or `should_stop()` turning true (asked after each candidate of the search; a UI's Stop button),
+    stops the search and returns what was found so far, with stop_reason "interrupted" and no validation.
+    `on_validation(done, total)` follows the validation's progress.
     """
     started = time.perf_counter()
     # 1. check inputs
@@ -98,13 +105,13 @@ def optimize(
         logits, gpo_trace = run_gpo(backend, scorer, space, task, seeds, generation, gpo_settings or GPOSettings(),
                                     config.search_seed, on_gpo_iteration)
 
-    budget = config.budget
+    budget = config.search_budget
     if gpo_trace and config.charge_gpo:  # GPO's measured cost, in candidates of len(seeds) images, is spent already
         budget = max(1, budget - math.ceil(gpo_trace.equivalent_images_measured / len(seeds)))
 
     # 4. score the original, then search
-    optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits, sampling=config.sampling)
-    target = scorer.target(prompt)
+    optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits, sampling=config.sampling,
+                               argmax_first=config.protocol == "paper")
     result = OptimizationResult(
         task=task.name,
         prompt=prompt,
@@ -124,81 +131,94 @@ def optimize(
         fit=fit.to_dict(),
         gpo=asdict(gpo_trace) if gpo_trace else None,
     )
-
-    def objective(candidates) -> list[float]:
-        """Score candidates: their images (candidates x seeds) are made one pipeline call (`generation.batch_size`
-        images) at a time, and each candidate is recorded as soon as all its images are scored, so Ctrl-C loses at
-        most one pipeline call's work (BatchInterrupted tells the search what was scored)."""
-        n = len(seeds)
-        prompts = [task.render(space, c) for c in candidates]
-        requests = [Request(text, negative, s) for text, negative in prompts for s in seeds]
-        step = generation.batch_size or len(requests)
-        values: list[float] = []
-        pending = None  # images made whose candidate still waits for some of its seeds
-        try:
-            t0 = time.perf_counter()
-            for start in range(0, len(requests), step):
-                made = backend.generate(requests[start : start + step], generation)
-                pending = made if pending is None else torch.cat([pending, made])
-                ready = min(start + step, len(requests)) // n - len(values)  # candidates whose images are all made
-                if ready == 0:
-                    continue
-                images, pending = pending[: ready * n], (pending[ready * n :] if len(pending) > ready * n else None)
-                all_losses = scorer.loss(images, target).tolist()  # one host sync per pipeline call
-                seconds = (time.perf_counter() - t0) / ready
-                for i in range(ready):
-                    candidate, (text, negative) = candidates[len(values)], prompts[len(values)]
-                    losses = all_losses[i * n : (i + 1) * n]
-                    pictures = to_pil(images[i * n : (i + 1) * n]) if judge else None
-                    verdicts = judge_images(judge, prompt, pictures)  # every candidate's: what the space could reach
-                    evaluation = Evaluation(
-                        index=len(result.history), candidate=list(candidate), prompt=text, negative_prompt=negative,
-                        loss=sum(losses) / len(losses), losses=losses, seconds=seconds,
-                        similarity=constraint.similarity(text) if constraint else None,
-                        judged=[v["pass"] for v in verdicts] if verdicts else None,
-                    )
-                    result.history.append(evaluation)
-                    values.append(task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
-                    if result.original is None:
-                        result.original = evaluation
-                        result.images["original"] = pictures or to_pil(images[i * n : (i + 1) * n])
-                    if result.best is evaluation:
-                        result.images["best"] = pictures or to_pil(images[i * n : (i + 1) * n])
-                    if on_evaluation:
-                        on_evaluation(evaluation, result)
-                if should_stop is not None and should_stop():
-                    raise KeyboardInterrupt  # handled as Ctrl-C is: every candidate scored so far is kept
-                t0 = time.perf_counter()
-        except KeyboardInterrupt:
-            raise BatchInterrupted(values) from None
-        return values
-
-    def admissible(candidate) -> bool:
-        text, _ = task.render(space, candidate)
-        if constraint.accepts(text):
-            return True
-        result.rejections.append(Rejection(list(candidate), text, constraint.similarity(text)))
-        return False
-
+    evaluator = Evaluator(backend, scorer, generation, prompt, judge)
+    shortlist_size = config.validate[0] if config.validate else 1
+    scoring = CandidateScoring(evaluator, task, space, seeds, result, shortlist_size, constraint, on_evaluation, should_stop)
     original = tuple([0] * len(sizes))
-    with torch.inference_mode():
-        outcome = run_search(optimizer, original, objective, budget, admissible if constraint else None)
+    outcome = run_search(optimizer, original, scoring, budget, scoring.admissible if constraint else None)
     result.stop_reason = outcome.stop_reason
     if result.original is None:
         raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save
 
-    # 5. judge the images of the original and of the best candidate
-    verdicts = {role: judge_images(judge, prompt, images) for role, images in result.images.items()}
-    result.judge = verdicts if any(v is not None for v in verdicts.values()) else None
+    # 5. select: the shortlist on fresh seeds, the original kept unless beaten beyond noise
+    validation: list[Scored] = []
+    if config.validate and result.stop_reason != "interrupted":
+        k, v = config.validate
+        validation_seeds = fresh_seeds(seeds, v)
+        try:
+            result.selection, validation = select(result.history, task.sign, evaluator, k, validation_seeds,
+                                                  on_finalist=on_validation)
+        except KeyboardInterrupt:
+            result.stop_reason = "interrupted"  # the search's results stand; the plain arg-min is reported
+
+    # 6. report: the images and the judge's verdicts of the original and the chosen candidate, on every image seed
+    for role, evaluation in (("original", result.original), ("best", result.best)):
+        made = [scoring.kept[evaluation.index]]
+        if result.selection:
+            made += [s for f, s in zip(result.selection.finalists, validation) if f.index == evaluation.index]
+        result.images[role] = [image for scored in made for image in scored.images]
+        if all(scored.verdicts for scored in made):
+            result.judge = {**(result.judge or {}), role: [v for scored in made for v in scored.verdicts]}
     elapsed = time.perf_counter() - started
     result.timings = {
         "total_seconds": elapsed,
         "gpo_seconds": sum(gpo_trace.seconds) if gpo_trace else 0.0,
         "search_seconds": sum(e.seconds for e in result.history),
+        "validation_seconds": sum(s.seconds for s in validation),
         "seconds_per_evaluation": sum(e.seconds for e in result.history) / len(result.history),
         "cpu_threads": torch.get_num_threads(),
     }
     return result
+
+
+@dataclass
+class CandidateScoring:
+    """The search's objective: candidates -> prompt pairs -> the evaluator -> losses, each candidate recorded in
+    `result.history` as soon as its images are scored, so Ctrl-C loses at most one pipeline call's work
+    (BatchInterrupted tells the search what was scored). The images of the original and of the best
+    `keep` candidates so far are kept for the report."""
+
+    evaluator: Evaluator
+    task: Task
+    space: SearchSpace
+    seeds: list[int]
+    result: OptimizationResult
+    keep: int
+    constraint: SimilarityConstraint | None = None
+    on_evaluation: OnEvaluation | None = None
+    should_stop: Callable[[], bool] | None = None
+    kept: dict[int, Scored] = field(default_factory=dict)
+
+    def __call__(self, candidates: list[Candidate]) -> list[float]:
+        result, values = self.result, []
+        pairs = [self.task.render(self.space, c) for c in candidates]
+        try:
+            for candidate, scored in zip(candidates, self.evaluator.evaluate(pairs, self.seeds)):
+                evaluation = Evaluation(
+                    index=len(result.history), candidate=list(candidate), prompt=scored.prompt, negative_prompt=scored.negative_prompt,
+                    loss=scored.loss, losses=scored.losses, seconds=scored.seconds,
+                    similarity=self.constraint.similarity(scored.prompt) if self.constraint else None, judged=scored.passed,
+                )
+                result.history.append(evaluation)
+                values.append(self.task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
+                result.original = result.original or evaluation
+                self.kept[evaluation.index] = scored
+                shortlist = {e.index for e in result.top(self.keep)} | {result.original.index}
+                self.kept = {i: s for i, s in self.kept.items() if i in shortlist}
+                if self.on_evaluation:
+                    self.on_evaluation(evaluation, result)
+                if self.should_stop is not None and self.should_stop():
+                    raise KeyboardInterrupt  # handled as Ctrl-C is: every candidate scored so far is kept
+        except KeyboardInterrupt:
+            raise BatchInterrupted(values) from None
+        return values
+
+    def admissible(self, candidate: Candidate) -> bool:
+        text, _ = self.task.render(self.space, candidate)
+        if self.constraint.accepts(text):
+            return True
+        self.result.rejections.append(Rejection(list(candidate), text, self.constraint.similarity(text)))
+        return False
 
 
 def generation_settings(backend: Backend, config: RunConfig):

@@ -14,6 +14,7 @@ from dpodiff import __version__
 from dpodiff.files import save_all, save_image, write_json
 from dpodiff.report.grid import image_grid
 from dpodiff.report.metadata import ImageInfo, model_label
+from dpodiff.selection import Selection
 from dpodiff.tasks import make_task
 
 
@@ -62,8 +63,10 @@ class OptimizationResult:
     fit: dict | None = None  # what fitting the space to the token window dropped (dpodiff.spaces.fit)
     timings: dict = field(default_factory=dict)
     gpo: dict | None = None  # GPO's trace (losses, t, learned probabilities, cost) for gpo and hybrid
-    judge: dict | None = None  # {"original": [verdict per seed], "best": [...]} when the model has a judge
-    images: dict[str, list[Image.Image]] = field(default_factory=dict, repr=False)  # "original"/"best" -> one per seed
+    selection: Selection | None = None  # the shortlist on fresh seeds (selection.py); None: the plain arg-min (--no-validate)
+    held_out: dict | None = None  # bench --eval-seeds: the original, the chosen and the shortlist judged on seeds nobody chose with
+    judge: dict | None = None  # {"original": [verdict per image seed], "best": [...]} when the model has a judge
+    images: dict[str, list[Image.Image]] = field(default_factory=dict, repr=False)  # "original"/"best" -> one per image seed
 
     @property
     def sign(self) -> int:
@@ -71,7 +74,20 @@ class OptimizationResult:
 
     @property
     def best(self) -> Evaluation:
-        return self.top(1)[0]
+        """The chosen candidate: validated selection's winner, else (no validation, or during the search) the lowest loss."""
+        return self.history[self.selection.winner] if self.selection else self.top(1)[0]
+
+    @property
+    def image_seeds(self) -> list[int]:
+        """The seeds of the original's and the best's images: the search's, then the validation's."""
+        return self.seeds + (self.selection.seeds if self.selection else [])
+
+    def seed_losses(self, evaluation: Evaluation) -> list[float | None]:
+        """The candidate's loss on each image seed (None on a validation seed it was not rendered on)."""
+        if not self.selection:
+            return list(evaluation.losses)
+        finalist = self.selection.finalist(evaluation.index)
+        return list(evaluation.losses) + (finalist.losses if finalist else [None] * len(self.selection.seeds))
 
     def top(self, n: int = 5) -> list[Evaluation]:
         """The n best evaluations (lowest loss for improve, highest for attack), ties to the earliest."""
@@ -94,6 +110,7 @@ class OptimizationResult:
             "budget": self.budget,
             "evaluations": self.evaluations,
             "image_evaluations": self.evaluations * len(self.seeds),
+            "validation_image_evaluations": self.selection.images if self.selection else 0,
             "rejected": len(self.rejections),
             "stop_reason": self.stop_reason,
             "config": self.config,
@@ -101,7 +118,10 @@ class OptimizationResult:
             "original": asdict(self.original),
             "best": asdict(self.best),
             "top": [asdict(e) for e in self.top(5)],
-            "improvement": self.sign * (self.original.loss - self.best.loss),
+            "improvement": self.sign * (self.original.loss - self.best.loss),  # on the search seeds
+            "selection": {**asdict(self.selection), "summary": self.selection.summary()} if self.selection else None,
+            "held_out": self.held_out,
+            "image_seeds": self.image_seeds,
             "judge": self.judge,
             "gpo": self.gpo,
             "history": [asdict(e) for e in self.history],
@@ -114,13 +134,13 @@ class OptimizationResult:
     def image_info(self, role: str, index: int, image: Image.Image) -> ImageInfo:
         """What the PNG of seed `index` of the `role` ("original", "best") candidate says about how it was made."""
         evaluation = self.original if role == "original" else self.best if role == "best" else None
-        loss = evaluation.losses[index] if evaluation is not None else None
+        loss = self.seed_losses(evaluation)[index] if evaluation is not None else None
         generation = self.generation or {}
         return ImageInfo(
             prompt=evaluation.prompt if evaluation is not None else self.prompt,
             negative_prompt=evaluation.negative_prompt if evaluation is not None else "",
             steps=generation.get("steps"), scheduler=generation.get("scheduler"), guidance=generation.get("guidance"),
-            seed=self.seeds[index], width=image.width, height=image.height, model=self.model,
+            seed=self.image_seeds[index], width=image.width, height=image.height, model=self.model,
             parameters={"Scorer": model_label(self.scorer), "Loss": None if loss is None else round(loss, 4),
                         "Task": self.task, "Role": role},
             extra={"role": role, "loss": loss, "task": self.task, "original_prompt": self.prompt, "model": self.model,
@@ -138,15 +158,20 @@ class OptimizationResult:
         if self.space is not None:
             writes.append(("space.json", lambda p: write_json(p, self.space)))
         for role, images in self.images.items():
-            for i, (seed, image) in enumerate(zip(self.seeds, images)):
+            for i, (seed, image) in enumerate(zip(self.image_seeds, images)):
                 info = self.image_info(role, i, image)
                 writes.append((f"{role}_seed{seed}.png", lambda p, im=image, info=info: save_image(p, im, info)))
         if self.images.get("original") and self.images.get("best"):
             grid = image_grid(
                 [self.images["original"], self.images["best"]],
-                row_labels=[f"original  loss {self.original.loss:.3f}", f"best  loss {self.best.loss:.3f}"],
-                col_labels=[f"seed {s}" for s in self.seeds],
+                row_labels=[f"{role}  loss {_mean(self.seed_losses(e)):.3f}" for role, e in (("original", self.original), ("best", self.best))],
+                col_labels=[f"seed {s}" + (" (new)" if s not in self.seeds else "") for s in self.image_seeds],
             )
             writes.append(("grid.png", lambda p: save_image(p, grid)))
         save_all(out, writes)
         return out
+
+
+def _mean(values: list[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known)

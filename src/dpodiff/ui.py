@@ -174,7 +174,9 @@ def before_after(result: OptimizationResult) -> Image.Image:
 
     original, best = result.images.get("original", []), result.images.get("best", [])
     rows = [[o, b] for o, b in zip(original, best)]
-    labels = [f"seed {s}: {lo:.3f} -> {lb:.3f}" for s, lo, lb in zip(result.seeds, result.original.losses, result.best.losses)]
+    new = lambda s: " (new)" if s not in result.seeds else ""  # noqa: E731  a validation seed
+    labels = [f"seed {s}{new(s)}: {lo:.3f} -> {lb:.3f}"
+              for s, lo, lb in zip(result.image_seeds, result.seed_losses(result.original), result.seed_losses(result.best))]
     return image_grid(rows, row_labels=labels, col_labels=["original", "best"])
 
 
@@ -220,7 +222,7 @@ def judge_markdown(result: OptimizationResult) -> str:
     lines = ["**Judge** (pass = the image shows what the prompt says):"]
     for role in ("original", "best"):
         verdicts = result.judge.get(role) or []
-        seeds = ", ".join(f"seed {s} {'pass' if v['pass'] else 'fail'}" for s, v in zip(result.seeds, verdicts))
+        seeds = ", ".join(f"seed {s} {'pass' if v['pass'] else 'fail'}" for s, v in zip(result.image_seeds, verdicts))
         lines.append(f"- {role}: {sum(v['pass'] for v in verdicts)}/{len(verdicts)} pass ({seeds})")
     return "\n".join(lines)
 
@@ -406,7 +408,9 @@ def build_app(models: Models):
             dropped = len((result.fit or {}).get("dropped", []))
             note = f"; {dropped} slot(s) dropped to fit the token window" if dropped else ""
             text = (f"{stopped}: {result.evaluations} of {result.budget} candidates scored ({result.stop_reason}), "
-                    f"loss {result.original.loss:.4f} -> {result.best.loss:.4f} in {result.timings['total_seconds']:.1f} s{note}.")
+                    f"loss {result.original.loss:.4f} -> {result.best.loss:.4f} in {result.timings['total_seconds']:.1f} s{note}. "
+                    + (result.selection.summary()[0].upper() + result.selection.summary()[1:] + "." if result.selection else
+                       "Not validated on new seeds."))
             yield {
                 status: progress_html(result.evaluations, result.budget, text),
                 best: "**Best**, " + describe(result.best, result.original),

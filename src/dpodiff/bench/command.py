@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    BatchSize, Budget, Device, Dtype, Guidance, Model, PerWord, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource, Steps,
-    Threads, Vae, Sampling,
+    BatchSize, Budget, Device, Dtype, Guidance, Model, NoValidate, PerWord, Protocol, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource,
+    Steps, Threads, Vae, Validate, Sampling,
 )
-from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL
+from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE, MAX_IMAGES
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
 
@@ -31,6 +31,8 @@ def bench(
     task: Annotated[str, typer.Option(help="improve or attack.")] = "improve",
     algos: Annotated[str, typer.Option(help="Comma list of algorithms: random, epo, gpo, hybrid.")] = "random,epo",
     seeds: Seeds = None, seed: Seed = None, budget: Budget = 40, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
+    validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
+    eval_seeds: Annotated[int, typer.Option(help="Judge the original and the chosen prompt on this many seeds that neither the search nor the validation saw (summary columns *_eval); 0: none.")] = 0,
     db: Annotated[Optional[Path], typer.Option(help="SQLite database of results; rerunning with the same one resumes. Default: OUT/results.sqlite.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for summary.csv, summary.md, report.html and each run's images.")] = Path("runs/bench"),
     select: Annotated[bool, typer.Option("--select", help="Keep only the hard prompts: score each prompt's own images first and keep those past --select-threshold.")] = False,
@@ -63,7 +65,9 @@ def bench(
         raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
     algorithms = list(dict.fromkeys(algorithms))
     seeds = pick_seeds(seeds, seed)
-    run = RunConfig.from_options(**locals(), algorithm=algorithms[0], charge_gpo=equal_cost)
+    if not 0 <= eval_seeds <= MAX_IMAGES:
+        raise UsageError(f"--eval-seeds {eval_seeds}: give 0 (none) to {MAX_IMAGES}; 8 is enough to see a change of a few images in ten.")
+    run = RunConfig.from_options(**{**locals(), "validate": None if no_validate else validate}, algorithm=algorithms[0], charge_gpo=equal_cost)
     run = _resolved(run, model)  # before the fingerprint: a resumed database compares the settings actually used
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
@@ -80,7 +84,7 @@ def bench(
     out = check_output_dir(out)
     db = db or out / "results.sqlite"
     config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, vae=vae, device=device, dtype=dtype,
-                         space=str(space) if space else None, threads=threads)
+                         space=str(space) if space else None, threads=threads, eval_seeds=eval_seeds)
     settings = config.settings()
     with BenchLock(db):  # one bench per database: a second exits at once (see bench/lock.py)
         conn = storage.open_db(db, settings)
@@ -190,11 +194,15 @@ def _run(conn, config, settings: dict, prompts: list[str], algorithms: list[str]
 
 def _print_summary(summary) -> None:
     table = Table(title="benchmark summary")
-    for column in ("task", "algorithm", "prompts", "baseline loss", "best loss", "judge before", "judge after", "evals/prompt", "s/prompt"):
+    held_out = any(s.judge_before_eval is not None for s in summary)
+    columns = ["task", "algorithm", "prompts", "baseline loss", "best loss", "judge (search)"]
+    columns += ["judge (eval seeds)", "repaired / broken (eval)"] if held_out else []
+    for column in columns + ["evals/prompt", "s/prompt"]:
         table.add_column(column)
     for s in summary:
         judge = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        evaluated = [f"{judge(s.judge_before_eval)} → {judge(s.judge_after_eval)}", f"{judge(s.repaired_eval)} / {judge(s.broken_eval)}"]
         table.add_row(s.task, s.algorithm, str(s.n_prompts), f"{s.baseline_loss_mean:.4f} ± {s.baseline_loss_std:.4f}",
-                      f"{s.best_loss_mean:.4f} ± {s.best_loss_std:.4f}", judge(s.judge_before), judge(s.judge_after),
-                      f"{s.evaluations_per_prompt:.1f}", f"{s.seconds_per_prompt:.1f}")
+                      f"{s.best_loss_mean:.4f} ± {s.best_loss_std:.4f}", f"{judge(s.judge_before)} → {judge(s.judge_after)}",
+                      *(evaluated if held_out else []), f"{s.evaluations_per_prompt:.1f}", f"{s.seconds_per_prompt:.1f}")
     console.print(table)

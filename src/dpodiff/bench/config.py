@@ -20,6 +20,7 @@ class BenchConfig:
     dtype: str = "auto"
     space: str | None = None  # a space file (the reference format may hold every prompt), or None: built per prompt
     threads: int | None = None  # torch CPU threads per process; None: see dpodiff.threads (Ray workers: their CPUs)
+    eval_seeds: int = 0  # the original and the chosen prompt judged on this many seeds nobody chose with (bench/held_out.py)
 
     @property
     def task(self) -> str:
@@ -39,7 +40,8 @@ class BenchConfig:
         Batch size, device, threads and output folder are left out: they change speed, not results (beyond float tolerance).
         """
         return self.run.fingerprint() | {"model": self.model or "shapes-world", "scorer": self.scorer, "vae": self.vae, "dtype": self.dtype,
-                                         "space_file": _digest(self.space) if self.space else None}
+                                         "space_file": _digest(self.space) if self.space else None,
+                                         "eval_seeds": self.eval_seeds}
 
 
 def _digest(path: str) -> str:

@@ -20,5 +20,10 @@ class RunRecord:
     judge_after: float | None
     run_dir: str  # relative to the benchmark's output folder
     history: list[dict] = field(default_factory=list)  # every evaluation (dataclasses.asdict of dpodiff.Evaluation)
+    # bench --eval-seeds: fractions of the evaluation images (bench/held_out.py); None without them
+    judge_before_eval: float | None = None
+    judge_after_eval: float | None = None
+    repaired_eval: float | None = None
+    broken_eval: float | None = None
     status: str = "done"
     error: str = ""

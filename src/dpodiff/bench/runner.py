@@ -38,15 +38,24 @@ def run_dir_name(prompt: str, algorithm: str) -> str:
 
 def run_one(config: BenchConfig, prompt: str, algorithm: str, on_evaluation=None) -> RunRecord:
     """Optimise `prompt` with `algorithm`, save its images under the output folder, and return what to store."""
-    from dpodiff.optimization import optimize
+    from dpodiff.bench.held_out import judge_held_out, pass_changes
+    from dpodiff.evaluator import Evaluator
+    from dpodiff.objectives.judge import find_judge
+    from dpodiff.optimization import generation_settings, optimize
 
     backend, clip, model_name = bench_models(config)
     started = time.perf_counter()
-    result = optimize(prompt, pipeline=backend, scorer=clip, config=replace(config.run, algorithm=algorithm), space=config.space,
-                      model_name=model_name, on_evaluation=on_evaluation)
+    run = replace(config.run, algorithm=algorithm).resolved(backend.recommended)
+    result = optimize(prompt, pipeline=backend, scorer=clip, config=run, space=config.space, model_name=model_name, on_evaluation=on_evaluation)
     wall = time.perf_counter() - started
     if result.stop_reason == "interrupted":
         raise KeyboardInterrupt
+    changes = {}
+    if config.eval_seeds:
+        evaluator = Evaluator(backend, clip, generation_settings(backend, run), result.prompt, find_judge(model_name))
+        held_out = judge_held_out(result, evaluator, config.eval_seeds)
+        result.held_out = held_out.to_dict()
+        changes = pass_changes(held_out.of("original").judged, held_out.of("chosen").judged)
     relative = run_dir_name(prompt, algorithm)
     result.save(Path(config.out) / relative)
     data = result.to_dict()
@@ -55,7 +64,7 @@ def run_one(config: BenchConfig, prompt: str, algorithm: str, on_evaluation=None
         prompt=prompt, algorithm=algorithm, baseline_loss=result.original.loss, best_loss=result.best.loss,
         best_prompt=result.best.prompt, best_negative_prompt=result.best.negative_prompt, top=data["top"],
         evaluations=result.evaluations, wall_seconds=wall, judge_before=_pass_share(judge.get("original")),
-        judge_after=_pass_share(judge.get("best")), run_dir=relative, history=[asdict(e) for e in result.history],
+        judge_after=_pass_share(judge.get("best")), run_dir=relative, history=[asdict(e) for e in result.history], **changes,
     )
 
 

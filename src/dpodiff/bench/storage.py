@@ -19,7 +19,7 @@ from pathlib import Path
 from dpodiff.bench.records import RunRecord
 from dpodiff.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the evaluation-seed columns (bench --eval-seeds)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS runs (
     wall_seconds REAL,
     judge_before REAL,
     judge_after REAL,
+    judge_before_eval REAL,
+    judge_after_eval REAL,
+    repaired_eval REAL,
+    broken_eval REAL,
     run_dir TEXT,
     error TEXT,
     started_at REAL,
@@ -158,10 +162,11 @@ def finish(conn: sqlite3.Connection, run_id: int, record: RunRecord) -> None:
         conn.execute("DELETE FROM evaluations WHERE run_id = ?", (run_id,))
         conn.execute(
             "UPDATE runs SET status = ?, baseline_loss = ?, best_loss = ?, best_prompt = ?, best_negative_prompt = ?, top = ?, "
-            "evaluations = ?, wall_seconds = ?, judge_before = ?, judge_after = ?, run_dir = ?, error = ?, finished_at = ? WHERE id = ?",
+            "evaluations = ?, wall_seconds = ?, judge_before = ?, judge_after = ?, judge_before_eval = ?, judge_after_eval = ?, "
+            "repaired_eval = ?, broken_eval = ?, run_dir = ?, error = ?, finished_at = ? WHERE id = ?",
             (record.status, record.baseline_loss, record.best_loss, record.best_prompt, record.best_negative_prompt, json.dumps(record.top),
-             record.evaluations, record.wall_seconds, record.judge_before, record.judge_after, record.run_dir, record.error or None,
-             time.time(), run_id),
+             record.evaluations, record.wall_seconds, record.judge_before, record.judge_after, record.judge_before_eval,
+             record.judge_after_eval, record.repaired_eval, record.broken_eval, record.run_dir, record.error or None, time.time(), run_id),
         )
         conn.executemany(
             "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

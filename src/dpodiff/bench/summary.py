@@ -22,11 +22,16 @@ class SummaryRow:
     best_loss_std: float
     judge_before: float | None  # share of images the judge passes, over the runs with a verdict; None: no judge
     judge_after: float | None
+    judge_before_eval: float | None  # bench --eval-seeds: shares of the evaluation images (bench/held_out.py); None without
+    judge_after_eval: float | None
+    repaired_eval: float | None
+    broken_eval: float | None
     evaluations_per_prompt: float
     seconds_per_prompt: float
 
 
 COLUMNS = [f.name for f in fields(SummaryRow)]
+EVAL_COLUMNS = ("judge_before_eval", "judge_after_eval", "repaired_eval", "broken_eval")
 
 
 def summarize(rows, algorithms: list[str]) -> list[SummaryRow]:
@@ -45,6 +50,7 @@ def summarize(rows, algorithms: list[str]) -> list[SummaryRow]:
             baseline_loss_mean=statistics.fmean(baseline), baseline_loss_std=_std(baseline),
             best_loss_mean=statistics.fmean(best), best_loss_std=_std(best),
             judge_before=_mean([r["judge_before"] for r in runs]), judge_after=_mean([r["judge_after"] for r in runs]),
+            **{column: _mean([r[column] for r in runs]) for column in EVAL_COLUMNS},
             evaluations_per_prompt=statistics.fmean(r["evaluations"] for r in runs),
             seconds_per_prompt=statistics.fmean(r["wall_seconds"] for r in runs),
         ))

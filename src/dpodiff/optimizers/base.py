@@ -71,10 +71,10 @@ class Optimizer(ABC):
         """Told candidates with finite loss, best first (ties broken by the order they were told)."""
         return sorted(((c, l) for c, l in self.told.items() if math.isfinite(l)), key=lambda cl: cl[1])
 
-    def novel_or_uniform(self, draw: Callable[[], Candidate], n: int) -> list[Candidate]:
+    def novel_or_uniform(self, draw: Callable[[], Candidate], n: int, exclude: Iterable[Candidate] = ()) -> list[Candidate]:
         """Up to n new candidates from `draw`, filled up with uniform ones when a narrow `draw` runs dry."""
-        batch = self.novel(draw, n)
-        return batch + self.novel(lambda: self.uniform(self.rng), n - len(batch), exclude=batch)
+        batch = self.novel(draw, n, exclude)
+        return batch + self.novel(lambda: self.uniform(self.rng), n - len(batch), exclude=[*exclude, *batch])
 
     def novel(self, draw: Callable[[], Candidate], n: int, exclude: Iterable[Candidate] = (), tries: int = 200) -> list[Candidate]:
         """Up to n distinct candidates from `draw` that were neither told nor excluded."""

@@ -2,7 +2,7 @@
 
 Generation 0 is `population` candidates drawn by `init` (by default fresh samples,
 sparse or the paper's uniform, see Optimizer.fresh; the hybrid optimiser draws from
-GPO's learned distribution). Each later generation
+GPO's learned distribution, led by its argmax `first` under --protocol paper). Each later generation
 takes the `top_k` best candidates seen so far as parents and proposes
 `mutations` mutants (each gene re-drawn with probability `mutation_prob`) and
 `crossovers` uniform crossovers of two parents. Visited candidates are never
@@ -28,11 +28,12 @@ class Evolution(Optimizer):
         mutation_prob: float = 0.1,
         init: Sampler | None = None,
         sampling: str = "sparse",
+        first: Candidate | None = None,
     ):
         super().__init__(sizes, seed, sampling)
         self.population, self.top_k = population, top_k
         self.mutations, self.crossovers, self.mutation_prob = mutations, crossovers, mutation_prob
-        self.init = init
+        self.init, self.first = init, first
         self.generation = 0
 
     def settings(self) -> dict:
@@ -43,6 +44,7 @@ class Evolution(Optimizer):
             "crossovers": self.crossovers,
             "mutation_prob": self.mutation_prob,
             "init": "custom" if self.init else self.sampling,
+            "first": list(self.first) if self.first else None,
         }
 
     def ask(self) -> list[Candidate]:
@@ -50,7 +52,8 @@ class Evolution(Optimizer):
         self.generation += 1
         if not parents or self.generation == 1:
             draw = (lambda: self.init(self.rng)) if self.init else (lambda: self.fresh(self.rng))
-            return self.novel_or_uniform(draw, self.population)  # a narrow init distribution may run dry
+            head = [self.first] if self.first is not None and self.first not in self.told else []
+            return head + self.novel_or_uniform(draw, self.population - len(head), exclude=head)  # a narrow init may run dry
         mutants = self.novel(lambda: self.mutate(self.rng.choice(parents)), self.mutations)
         children = self.novel(lambda: self.crossover(*self._two(parents)), self.crossovers, exclude=mutants)
         return mutants + children

@@ -34,6 +34,7 @@ class GPOSettings:
     t_advance: float = 1 / 50  # how far t moves ...
     t_every: int = 2  # ... every this many iterations
     temperature: float = 1.0  # of the Gumbel-softmax
+    seeds_per_iteration: str = "all"  # "all": the loss averaged over every seed each iteration (the paper's); "one": one seed in turn
 
     def t_index(self, iteration: int, steps: int) -> int:
         return min(steps - 1, round(steps * (self.t_start + (iteration // self.t_every) * self.t_advance)))
@@ -72,16 +73,20 @@ def gumbel_weights(logits: torch.Tensor, sizes: list[int], generator: torch.Gene
 
 
 def learn_logits(
-    loss: Callable[[list[torch.Tensor], int], torch.Tensor],
+    loss: Callable[[list[torch.Tensor], int, int], torch.Tensor],
     sizes: list[int],
     settings: GPOSettings,
     seed: int = 0,
     on_iteration: Callable[[int, float], None] | None = None,
     device: torch.device | str = "cpu",
+    parts: int = 1,
 ) -> tuple[list[torch.Tensor], GPOTrace]:
-    """Minimise E[loss(weights, iteration)] over the logits; returns them (detached, on the CPU) and a trace.
+    """Minimise E[mean over parts of loss(weights, iteration, part)] over the logits; returns them (detached,
+    on the CPU) and a trace.
 
-    Everything stays on `device`; the loss crosses to the host once per iteration, for the trace.
+    One Gumbel sample per iteration serves every part (e.g. every seed); each part's gradient is accumulated
+    by its own backward pass, so memory does not grow with the number of parts. Everything stays on
+    `device`; the loss crosses to the host once per part, for the trace.
     """
     logits = initial_logits(sizes, device)
     optimizer = torch.optim.RMSprop([logits], lr=settings.lr, momentum=settings.momentum)
@@ -90,14 +95,18 @@ def learn_logits(
     for i in range(settings.iterations):
         t0 = time.perf_counter()
         optimizer.zero_grad()
-        value = loss(gumbel_weights(logits, sizes, generator, settings.temperature), i)
-        value.backward()
+        weights = gumbel_weights(logits, sizes, generator, settings.temperature)
+        value = 0.0
+        for part in range(parts):
+            part_loss = loss(weights, i, part) / parts
+            part_loss.backward(retain_graph=part < parts - 1)  # the weights' small graph serves the next part
+            value += part_loss.item()
         with torch.no_grad():
             logits.grad.clamp_(-settings.grad_clip, settings.grad_clip)
         optimizer.step()
         with torch.no_grad():
             logits.clamp_(settings.logit_min, settings.logit_max)
-        trace.losses.append(value.item())
+        trace.losses.append(value)
         trace.seconds.append(time.perf_counter() - t0)
         if on_iteration:
             on_iteration(i, trace.losses[-1])

@@ -1,0 +1,105 @@
+"""The Evaluator: prompt pairs x seeds -> images -> losses (and the judge's verdicts) -> scored prompts.
+
+One path for everything that renders and scores: the search's candidates, the validation of its shortlist
+(selection.py), bench's evaluation seeds and `dpodiff generate`. Images are made one pipeline call
+(`generation.batch_size` images) at a time, and each prompt pair is handed back as soon as all its seeds
+are scored, so an interrupt loses at most one pipeline call's work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from PIL import Image
+
+from dpodiff.backends import Backend, GenerationSettings, Request
+from dpodiff.objectives.judge import Judge, judge_images
+from dpodiff.objectives.scorer import Scorer
+from dpodiff.report.images import to_pil
+
+
+@dataclass
+class Scored:
+    """One prompt pair's images on some seeds, their losses against the original prompt, and the judge's verdicts."""
+
+    prompt: str
+    negative_prompt: str
+    seeds: list[int]
+    losses: list[float]
+    seconds: float  # to make and score these images
+    pixels: torch.Tensor = field(repr=False)  # [len(seeds), 3, H, W] in [0, 1]
+    verdicts: list[dict] | None = None  # None: no judge, or the judge cannot read the original prompt
+
+    @property
+    def loss(self) -> float:
+        return sum(self.losses) / len(self.losses)
+
+    @property
+    def passed(self) -> list[bool] | None:
+        return [bool(v["pass"]) for v in self.verdicts] if self.verdicts else None
+
+    @cached_property
+    def images(self) -> list[Image.Image]:
+        return to_pil(self.pixels)
+
+
+@dataclass
+class Evaluator:
+    """Scores every image against `original` (the user's prompt), whatever prompt pair made it."""
+
+    backend: Backend
+    scorer: Scorer
+    generation: GenerationSettings
+    original: str
+    judge: Judge | None = None
+
+    @cached_property
+    def target(self):
+        with torch.inference_mode():
+            return self.scorer.target(self.original)
+
+    def evaluate(self, pairs: list[tuple[str, str]], seeds: list[int]) -> Iterator[Scored]:
+        """Each (prompt, negative prompt) pair scored on every seed, in order, as soon as its images are made."""
+        n = len(seeds)
+        requests = [Request(text, negative, s) for text, negative in pairs for s in seeds]
+        step = self.generation.batch_size or len(requests)
+        done, pending = 0, None  # pairs handed back; images made whose pair still waits for some of its seeds
+        t0 = time.perf_counter()
+        for start in range(0, len(requests), step):
+            with torch.inference_mode():  # not across a yield: the caller's code must not run in inference mode
+                made = self.backend.generate(requests[start : start + step], self.generation)
+                pending = made if pending is None else torch.cat([pending, made])
+            ready = min(start + step, len(requests)) // n - done  # pairs whose images are all made
+            if ready == 0:
+                continue
+            images, pending = pending[: ready * n], pending[ready * n :]
+            with torch.inference_mode():
+                losses = self.scorer.loss(images, self.target).tolist()  # one host sync per pipeline call
+            seconds = (time.perf_counter() - t0) / ready
+            for i in range(ready):
+                text, negative = pairs[done]
+                scored = Scored(text, negative, list(seeds), losses[i * n : (i + 1) * n], seconds, images[i * n : (i + 1) * n])
+                if self.judge is not None:
+                    scored.verdicts = judge_images(self.judge, self.original, scored.images)
+                done += 1
+                yield scored
+            t0 = time.perf_counter()
+
+    def score(self, pairs: list[tuple[str, str]], seeds: list[int]) -> list[Scored]:
+        return list(self.evaluate(pairs, seeds))
+
+
+def fresh_seeds(used, n: int, start: int | None = None) -> list[int]:
+    """`n` seeds that are not in `used`: counting up from `start`, by default from just above the largest used."""
+    used = set(used)
+    seed = max(used, default=-1) + 1 if start is None else start
+    out = []
+    while len(out) < n:
+        if seed not in used:
+            out.append(seed)
+        seed += 1
+    return out

@@ -1,0 +1,114 @@
+"""Validated selection: the search's shortlist rendered again on fresh seeds, and the user's prompt kept
+unless a candidate beats it beyond seed noise.
+
+The lowest loss among ~40 candidates on 2 seeds is mostly seed luck (best-of-N over a noisy proxy): on
+held-out prompts it lowered the judge's pass rate on new seeds. So the original and the top K candidates
+by search loss are rendered on V seeds the search never saw. The challenger is the shortlisted candidate
+with the best mean loss over all its seeds (the search's and the validation's). It replaces the original
+only when its paired improvement on the validation seeds passes a one-sided paired t-test at 95%: only
+those seeds, since the search seeds chose it and would flatter it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+if TYPE_CHECKING:
+    from dpodiff.evaluator import Evaluator, Scored
+    from dpodiff.results import Evaluation
+
+TEST = "one-sided paired t-test on the validation seeds, 95%"
+LEVEL = 0.95
+
+
+@dataclass
+class Finalist:
+    """A shortlisted candidate rendered on the validation seeds."""
+
+    index: int  # in the search's history (0: the original)
+    prompt: str
+    negative_prompt: str
+    search_loss: float  # mean over the search seeds
+    losses: list[float]  # one per validation seed
+    loss: float  # mean over all its seeds, the search's and the validation's
+    judged: list[bool] | None = None  # the judge's verdict per validation seed
+
+
+@dataclass
+class Selection:
+    seeds: list[int]  # the validation seeds, disjoint from the search's
+    finalists: list[Finalist]  # the original first, then the shortlist by search loss
+    winner: int  # history index of the chosen candidate
+    challenger: int | None  # history index of the best finalist other than the original (None: nothing to compare)
+    improvement: float | None  # mean over the validation seeds of sign * (original's loss - challenger's): > 0 is better
+    interval: list[float] | None  # two-sided 95% t interval of the improvement
+    p_value: float | None  # one-sided: the chance of an improvement this large if the challenger were no better
+    kept_original: bool
+    test: str = TEST
+
+    @property
+    def images(self) -> int:
+        return len(self.finalists) * len(self.seeds)
+
+    def finalist(self, index: int) -> Finalist | None:
+        return next((f for f in self.finalists if f.index == index), None)
+
+    def summary(self) -> str:
+        """One sentence for people: the improvement with its interval, and whether it is beyond noise."""
+        if self.improvement is None:
+            return "no candidate to compare with the original on the validation seeds; the original is kept"
+        low, high = self.interval
+        numbers = (f"{self.improvement:+.4f} loss on {len(self.seeds)} fresh seeds (95% interval {low:+.4f} to {high:+.4f}, "
+                   f"p = {self.p_value:.3f})")
+        if self.kept_original:
+            return f"no candidate beat the original beyond noise: the best shortlisted one gained {numbers}; the original is kept"
+        return f"the chosen candidate beats the original beyond noise: {numbers}"
+
+
+def select(history: list[Evaluation], sign: int, evaluator: Evaluator, shortlist_size: int, seeds: list[int],
+           on_finalist: Callable[[int, int], None] | None = None) -> tuple[Selection, list[Scored]]:
+    """Render the original (history[0]) and the `shortlist_size` best other candidates on `seeds`, and choose.
+
+    Returns the selection and each finalist's images on the validation seeds; `on_finalist(done, total)` is
+    called as each finalist is scored.
+    """
+    original, *others = history
+    shortlist = [original] + sorted(others, key=lambda e: (sign * e.loss, e.index))[:shortlist_size]
+    scored = []
+    for s in evaluator.evaluate([(e.prompt, e.negative_prompt) for e in shortlist], seeds):
+        scored.append(s)
+        if on_finalist:
+            on_finalist(len(scored), len(shortlist))
+    finalists = [Finalist(e.index, e.prompt, e.negative_prompt, e.loss, s.losses, float(np.mean(e.losses + s.losses)), s.passed)
+                 for e, s in zip(shortlist, scored)]
+    challenger = min(finalists[1:], key=lambda f: (sign * f.loss, f.index), default=None)
+    if challenger is None:
+        return Selection(seeds, finalists, original.index, None, None, None, None, True), scored
+    improvement, interval, p_value = paired_improvement(finalists[0].losses, challenger.losses, sign)
+    beaten = p_value < 1 - LEVEL
+    selection = Selection(seeds, finalists, challenger.index if beaten else original.index, challenger.index, improvement, interval,
+                          p_value, kept_original=not beaten)
+    return selection, scored
+
+
+def paired_improvement(original: list[float], candidate: list[float], sign: int = 1) -> tuple[float, list[float], float]:
+    """(mean, two-sided 95% interval, one-sided p-value) of the per-seed improvements sign * (original - candidate).
+
+    A t-test on the paired differences: the seed's noise is shared by both images of a pair, so the test
+    sees only what the prompts change. With identical differences the interval is a point and p is 0 or 1.
+    """
+    d = sign * (np.asarray(original, dtype=float) - np.asarray(candidate, dtype=float))
+    if len(d) < 2:
+        raise ValueError("a paired test needs at least 2 seeds")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0 or not math.isfinite(sd):
+        return mean, [mean, mean], 0.0 if mean > 0 else 1.0
+    se = sd / math.sqrt(len(d))
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, len(d) - 1)) * se
+    return mean, [mean - half, mean + half], float(stats.t.sf(mean / se, len(d) - 1))
