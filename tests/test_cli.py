@@ -88,6 +88,10 @@ LONG_PROMPT = "a red circle " * 30
         (["improve", PROMPT, "--seeds", "1,1"], "repeats a seed"),
         (["improve", PROMPT, "--algo", "annealing"], "not known"),
         (["generate", PROMPT, "--device", "tpu"], "--device"),
+        (["improve", PROMPT, "--validate", "4"], "is not K,V"),
+        (["improve", PROMPT, "--validate", "4,1"], "a paired test needs 2 seeds"),
+        (["attack", PROMPT, "--protocol", "reference"], "--protocol 'reference' is not known"),
+        (["bench", "prompts/shapes_hard.txt", "--eval-seeds", "-1"], "--eval-seeds -1"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, models, args, message):

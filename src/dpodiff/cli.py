@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    NoValidate, Overwrite, Protocol, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
+    Decompose, NoValidate, Overwrite, Protocol, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -45,6 +45,7 @@ def improve(
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
+    decompose: Decompose = False,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
@@ -62,6 +63,7 @@ def attack(
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
+    decompose: Decompose = False,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,

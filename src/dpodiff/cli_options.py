@@ -46,4 +46,7 @@ Validate = Annotated[str, typer.Option(help=(
 Protocol = Annotated[str, typer.Option(help=(
     "dpodiff (the default) or paper: the DPO-Diff reference's choices, uniform sampling, the plain arg-min (no validation), "
     "the original prompt outside the budget, GPO's 32 samples and the hybrid led by GPO's argmax (README: deviations)."))]
+Decompose = Annotated[bool, typer.Option("--decompose", help=(
+    "Score images against the whole prompt and each of its noun phrases, averaged (OPT2I's decomposed CLIP score): "
+    "for prompts with several objects, whose attributes CLIP mixes up."))]
 NoValidate = Annotated[bool, typer.Option("--no-validate", help="Choose the plain arg-min of the search seeds, as the paper does (no fresh seeds).")]

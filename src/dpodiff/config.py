@@ -42,6 +42,7 @@ class RunConfig:
     sampling: str = "sparse"  # how random search and EPO draw fresh candidates: sparse, or the paper's uniform
     charge_gpo: bool = False  # gpo/hybrid: GPO's measured cost, in candidates, comes out of the budget (equal-cost comparisons)
     validate: tuple[int, int] | None = DEFAULT_VALIDATE  # (K, V): the K best candidates and the original on V fresh seeds; None: arg-min
+    decompose: bool = False  # the loss averaged over the whole prompt and each of its noun phrases (objectives/decomposed.py)
     protocol: str = "dpodiff"  # "paper": uniform sampling, plain arg-min, the original outside the budget, GPO's 32 samples, argmax first
 
     @classmethod
@@ -127,6 +128,8 @@ class RunConfig:
         del data["algorithm"], data["batch_size"]
         if not self.task_spec.constrained:
             del data["min_similarity"], data["similarity_model"]
+        if not self.decompose:  # added later: databases made before it stay comparable
+            del data["decompose"]
         return data
 
 

@@ -21,10 +21,21 @@ from dpodiff.tasks import Task
 def freeze(backend: Backend, scorer: Scorer) -> None:
     """Gradients flow to the logits only: no weight may require or receive one (the scorer's modules are
     itself or its torch.nn.Module attributes: a CLIP model, a reward head, ...)."""
-    scorer_modules = [scorer] if isinstance(scorer, torch.nn.Module) else \
-        [m for m in getattr(scorer, "__dict__", {}).values() if isinstance(m, torch.nn.Module)]
-    for module in (*backend.modules, *scorer_modules):
+    for module in (*backend.modules, *_modules(scorer)):
         module.requires_grad_(False)
+
+
+def _modules(scorer) -> list[torch.nn.Module]:
+    """The scorer itself, or its module attributes, and those of a scorer it wraps (objectives/decomposed.py)."""
+    if isinstance(scorer, torch.nn.Module):
+        return [scorer]
+    found = []
+    for value in getattr(scorer, "__dict__", {}).values():
+        if isinstance(value, torch.nn.Module):
+            found.append(value)
+        elif isinstance(value, Scorer):
+            found += _modules(value)
+    return found
 
 
 def run_gpo(

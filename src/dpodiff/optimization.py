@@ -25,6 +25,7 @@ from dpodiff.gradient_search import run_gpo
 from dpodiff.inputs import check_prompt
 from dpodiff.objectives.scorer import Scorer
 from dpodiff.objectives.scorers import load_scorer
+from dpodiff.objectives.decomposed import DecomposedScorer
 from dpodiff.objectives.judge import Judge, find_judge
 from dpodiff.objectives.similarity import SimilarityConstraint
 from dpodiff.optimizers import WHITE_BOX, Candidate, GPOSettings, make_optimizer
@@ -83,6 +84,8 @@ def optimize(
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):
         scorer = load_scorer(str(scorer), backend.device)
+    if config.decompose:
+        scorer = DecomposedScorer(scorer)
     check_prompt(prompt, scorer.tokenizer, "scorer's text encoder")
     seeds = list(config.seeds)
     generation = generation_settings(backend, config)

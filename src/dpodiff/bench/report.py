@@ -70,6 +70,7 @@ def _run_view(row, out: Path) -> dict:
     return {
         "algorithm": row["algorithm"], "baseline_loss": row["baseline_loss"], "best_loss": row["best_loss"],
         "judge_before": row["judge_before"], "judge_after": row["judge_after"] if row["judge_after"] is not None else 0.0,
+        "judge_before_eval": row["judge_before_eval"], "judge_after_eval": row["judge_after_eval"],
         "best_prompt": row["best_prompt"], "best_negative_prompt": row["best_negative_prompt"],
         "before": [(run_dir / f"original_seed{s}.png").as_posix() for s in seeds if (out / run_dir / f"original_seed{s}.png").is_file()],
         "after": [(run_dir / f"best_seed{s}.png").as_posix() for s in seeds if (out / run_dir / f"best_seed{s}.png").is_file()],
