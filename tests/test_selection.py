@@ -118,3 +118,38 @@ def test_optimize_validates_the_shortlist_and_records_it(tiny_pipe, tiny_scorer,
     assert plain.selection is None and plain.best.loss == min(e.loss for e in plain.history)
     assert [e.losses for e in plain.history] == [e.losses for e in result.history]
     assert len(plain.images["best"]) == 2 and plain.to_dict()["validation_image_evaluations"] == 0
+
+
+def test_rank_key_averages_the_two_scorers_ranks():
+    from dpodiff.selection import Finalist, rank_key
+
+    def finalist(index, loss, second):
+        return Finalist(index, "p", "", loss, [loss, loss], loss, None, second)
+
+    a, b, c = finalist(1, 0.10, 0.9), finalist(2, 0.20, 0.1), finalist(3, 0.30, 0.2)
+    # ranks: a (0, 2) -> 1.0; b (1, 0) -> 0.5; c (2, 1) -> 1.5: the second scorer's favourite b wins
+    assert min([a, b, c], key=rank_key([a, b, c], 1)) is b
+    # without a second scorer, the search's loss decides
+    plain = [finalist(1, 0.10, None), finalist(2, 0.20, None)]
+    assert min(plain, key=rank_key(plain, 1)) is plain[0]
+    # attack: the highest loss ranks first
+    assert min(plain, key=rank_key(plain, -1)) is plain[1]
+
+
+def test_select_scorer_rescores_every_image_of_each_finalist(tiny_pipe, tiny_scorer, tmp_path):
+    from dpodiff.backends import GenerationSettings
+    from dpodiff.objectives.clip_loss import ClipScorer
+    from dpodiff.spaces import SearchSpace, Slot
+    from dpodiff.testing import build_tiny_scorer
+
+    second_dir = build_tiny_scorer(tmp_path / "second", seed=7)
+    prompt = "a red circle above a blue square"
+    space = SearchSpace(prompt, negative=[Slot("red", ["blue", "green", "yellow"]), Slot("quality", ["blurry", "low quality"])])
+    result = dpodiff.optimize(prompt, pipeline=tiny_pipe, scorer=tiny_scorer, task="improve", space=space, algorithm="random", budget=6,
+                              seeds=[0, 1], steps=3, validate=(2, 2), select_scorer=str(second_dir))
+    selection = result.selection
+    assert selection.select_scorer == str(second_dir)
+    second = Evaluator(dpodiff.backends.as_backend(tiny_pipe), ClipScorer.from_pretrained(str(second_dir)), GenerationSettings(3, 7.5), prompt)
+    for f in selection.finalists:
+        again = second.score([(f.prompt, f.negative_prompt)], [0, 1, 2, 3])[0]
+        assert f.second_loss == pytest.approx(again.loss, abs=1e-5)

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Decompose, NoValidate, Overwrite, Protocol, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
+    Decompose, NoValidate, Overwrite, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -45,7 +45,7 @@ def improve(
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
-    decompose: Decompose = False,
+    decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
@@ -63,7 +63,7 @@ def attack(
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
-    decompose: Decompose = False,
+    decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
@@ -283,7 +283,8 @@ def _print_summary(result, out: Path) -> None:
         colour = "yellow" if result.selection.kept_original else "green"
         console.print(f"[{colour}]{terminal(result.selection.summary(), 400)}.[/{colour}]")
     else:
-        console.print("[dim]--no-validate: the lowest loss on the search seeds was chosen, unchecked on other seeds.[/dim]")
+        why = "interrupted before the validation" if (result.config or {}).get("validate") else "not validated"
+        console.print(f"[yellow]{why}: the lowest loss on the search seeds was chosen, unchecked on other seeds.[/yellow]")
     rejected = f", {len(result.rejections)} rejected by the constraint" if result.constraint else ""
     for dropped in (result.fit or {}).get("dropped", []):
         console.print(f"[yellow]token window:[/yellow] dropped {dropped['part']} {dropped['name']!r} ({dropped['reason']})")

@@ -46,6 +46,9 @@ Validate = Annotated[str, typer.Option(help=(
 Protocol = Annotated[str, typer.Option(help=(
     "dpodiff (the default) or paper: the DPO-Diff reference's choices, uniform sampling, the plain arg-min (no validation), "
     "the original prompt outside the budget, GPO's 32 samples and the hybrid led by GPO's argmax (README: deviations)."))]
+SelectScorer = Annotated[Optional[str], typer.Option(help=(
+    "A second scorer (a --scorer spec) that re-ranks the validated shortlist: the challenger is the best average of its "
+    "ranks under both scorers, a held-out judge against over-optimising the search's own."))]
 Decompose = Annotated[bool, typer.Option("--decompose", help=(
     "Score images against the whole prompt and each of its noun phrases, averaged (OPT2I's decomposed CLIP score): "
     "for prompts with several objects, whose attributes CLIP mixes up."))]

@@ -42,6 +42,7 @@ class RunConfig:
     sampling: str = "sparse"  # how random search and EPO draw fresh candidates: sparse, or the paper's uniform
     charge_gpo: bool = False  # gpo/hybrid: GPO's measured cost, in candidates, comes out of the budget (equal-cost comparisons)
     validate: tuple[int, int] | None = DEFAULT_VALIDATE  # (K, V): the K best candidates and the original on V fresh seeds; None: arg-min
+    select_scorer: str | None = None  # a --scorer spec that re-ranks the validated shortlist with the search's scorer
     decompose: bool = False  # the loss averaged over the whole prompt and each of its noun phrases (objectives/decomposed.py)
     protocol: str = "dpodiff"  # "paper": uniform sampling, plain arg-min, the original outside the budget, GPO's 32 samples, argmax first
 
@@ -128,8 +129,9 @@ class RunConfig:
         del data["algorithm"], data["batch_size"]
         if not self.task_spec.constrained:
             del data["min_similarity"], data["similarity_model"]
-        if not self.decompose:  # added later: databases made before it stay comparable
-            del data["decompose"]
+        for name in ("decompose", "select_scorer"):  # added later: databases made before them stay comparable
+            if not data[name]:
+                del data[name]
         return data
 
 

@@ -87,6 +87,10 @@ def optimize(
     if config.decompose:
         scorer = DecomposedScorer(scorer)
     check_prompt(prompt, scorer.tokenizer, "scorer's text encoder")
+    second = None
+    if config.select_scorer and config.validate:
+        second = load_scorer(config.select_scorer, backend.device)
+        check_prompt(prompt, second.tokenizer, "--select-scorer's text encoder")
     seeds = list(config.seeds)
     generation = generation_settings(backend, config)
     model_name = model_name or str(getattr(backend.pipe, "name_or_path", "") or "")
@@ -150,7 +154,7 @@ def optimize(
         validation_seeds = fresh_seeds(seeds, v)
         try:
             result.selection, validation = select(result.history, task.sign, evaluator, k, validation_seeds,
-                                                  on_finalist=on_validation)
+                                                  on_finalist=on_validation, second=second, search_images=scoring.kept)
         except KeyboardInterrupt:
             result.stop_reason = "interrupted"  # the search's results stand; the plain arg-min is reported
 
@@ -178,8 +182,8 @@ def optimize(
 class CandidateScoring:
     """The search's objective: candidates -> prompt pairs -> the evaluator -> losses, each candidate recorded in
     `result.history` as soon as its images are scored, so Ctrl-C loses at most one pipeline call's work
-    (BatchInterrupted tells the search what was scored). The images of the original and of the best
-    `keep` candidates so far are kept for the report."""
+    (BatchInterrupted tells the search what was scored). The images of the original and of the `keep` best
+    other candidates so far (the shortlist of validated selection) are kept for the report."""
 
     evaluator: Evaluator
     task: Task
@@ -206,7 +210,7 @@ class CandidateScoring:
                 values.append(self.task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
                 result.original = result.original or evaluation
                 self.kept[evaluation.index] = scored
-                shortlist = {e.index for e in result.top(self.keep)} | {result.original.index}
+                shortlist = {e.index for e in result.top(self.keep + 1)} | {result.original.index}  # the original may rank among them
                 self.kept = {i: s for i, s in self.kept.items() if i in shortlist}
                 if self.on_evaluation:
                     self.on_evaluation(evaluation, result)

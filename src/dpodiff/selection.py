@@ -4,7 +4,8 @@ unless a candidate beats it beyond seed noise.
 The lowest loss among ~40 candidates on 2 seeds is mostly seed luck (best-of-N over a noisy proxy): on
 held-out prompts it lowered the judge's pass rate on new seeds. So the original and the top K candidates
 by search loss are rendered on V seeds the search never saw. The challenger is the shortlisted candidate
-with the best mean loss over all its seeds (the search's and the validation's). It replaces the original
+with the best mean loss over all its seeds (the search's and the validation's), or, given a second scorer
+(--select-scorer, a judge the search never optimised), the best average of its rank under both. It replaces the original
 only when its paired improvement on the validation seeds passes a one-sided paired t-test at 95%: only
 those seeds, since the search seeds chose it and would flatter it.
 """
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from scipy import stats
 
 if TYPE_CHECKING:
     from dpodiff.evaluator import Evaluator, Scored
+    from dpodiff.objectives.scorer import Scorer
     from dpodiff.results import Evaluation
 
 TEST = "one-sided paired t-test on the validation seeds, 95%"
@@ -38,6 +41,7 @@ class Finalist:
     losses: list[float]  # one per validation seed
     loss: float  # mean over all its seeds, the search's and the validation's
     judged: list[bool] | None = None  # the judge's verdict per validation seed
+    second_loss: float | None = None  # --select-scorer's mean loss over all its seeds
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Selection:
     interval: list[float] | None  # two-sided 95% t interval of the improvement
     p_value: float | None  # one-sided: the chance of an improvement this large if the challenger were no better
     kept_original: bool
+    select_scorer: str | None = None  # the second scorer that re-ranked the shortlist
     test: str = TEST
 
     @property
@@ -72,11 +77,13 @@ class Selection:
 
 
 def select(history: list[Evaluation], sign: int, evaluator: Evaluator, shortlist_size: int, seeds: list[int],
-           on_finalist: Callable[[int, int], None] | None = None) -> tuple[Selection, list[Scored]]:
+           on_finalist: Callable[[int, int], None] | None = None, second: Scorer | None = None,
+           search_images: dict[int, Scored] | None = None) -> tuple[Selection, list[Scored]]:
     """Render the original (history[0]) and the `shortlist_size` best other candidates on `seeds`, and choose.
 
     Returns the selection and each finalist's images on the validation seeds; `on_finalist(done, total)` is
-    called as each finalist is scored.
+    called as each finalist is scored. A `second` scorer re-ranks the shortlist on every image of each finalist:
+    those of the validation seeds and its search-seed images in `search_images` (history index -> images).
     """
     original, *others = history
     shortlist = [original] + sorted(others, key=lambda e: (sign * e.loss, e.index))[:shortlist_size]
@@ -87,14 +94,32 @@ def select(history: list[Evaluation], sign: int, evaluator: Evaluator, shortlist
             on_finalist(len(scored), len(shortlist))
     finalists = [Finalist(e.index, e.prompt, e.negative_prompt, e.loss, s.losses, float(np.mean(e.losses + s.losses)), s.passed)
                  for e, s in zip(shortlist, scored)]
-    challenger = min(finalists[1:], key=lambda f: (sign * f.loss, f.index), default=None)
+    name = None
+    if second is not None:
+        name = second.name
+        for f, s in zip(finalists, scored):
+            pixels = torch.cat([search_images[f.index].pixels, s.pixels]) if search_images and f.index in search_images else s.pixels
+            with torch.inference_mode():
+                f.second_loss = float(second.loss(pixels, second.target(evaluator.original)).mean())
+    challenger = min(finalists[1:], key=rank_key(finalists[1:], sign), default=None)
     if challenger is None:
-        return Selection(seeds, finalists, original.index, None, None, None, None, True), scored
+        return Selection(seeds, finalists, original.index, None, None, None, None, True, name), scored
     improvement, interval, p_value = paired_improvement(finalists[0].losses, challenger.losses, sign)
     beaten = p_value < 1 - LEVEL
     selection = Selection(seeds, finalists, challenger.index if beaten else original.index, challenger.index, improvement, interval,
-                          p_value, kept_original=not beaten)
+                          p_value, kept_original=not beaten, select_scorer=name)
     return selection, scored
+
+
+def rank_key(candidates: list[Finalist], sign: int):
+    """Sort key of the challengers: the search's loss over all seeds, or, where a second scorer scored them,
+    the mean of the two ranks (ties to the search's loss, then the earlier candidate)."""
+    def ranks(value) -> dict[int, int]:
+        return {f.index: r for r, f in enumerate(sorted(candidates, key=lambda f: (value(f), f.index)))}
+
+    primary = ranks(lambda f: sign * f.loss)
+    secondary = ranks(lambda f: sign * f.second_loss) if candidates and candidates[0].second_loss is not None else primary
+    return lambda f: ((primary[f.index] + secondary[f.index]) / 2, sign * f.loss, f.index)
 
 
 def paired_improvement(original: list[float], candidate: list[float], sign: int = 1) -> tuple[float, list[float], float]:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    BatchSize, Budget, Device, Dtype, Guidance, Decompose, Model, NoValidate, PerWord, Protocol, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource,
+    BatchSize, Budget, Device, Dtype, Guidance, Decompose, Model, NoValidate, PerWord, Protocol, SelectScorer, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource,
     Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE, MAX_IMAGES
@@ -32,7 +32,7 @@ def bench(
     algos: Annotated[str, typer.Option(help="Comma list of algorithms: random, epo, gpo, hybrid.")] = "random,epo",
     seeds: Seeds = None, seed: Seed = None, budget: Budget = 40, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
-    decompose: Decompose = False,
+    decompose: Decompose = False, select_scorer: SelectScorer = None,
     eval_seeds: Annotated[int, typer.Option(help="Judge the original and the chosen prompt on this many seeds that neither the search nor the validation saw (summary columns *_eval); 0: none.")] = 0,
     db: Annotated[Optional[Path], typer.Option(help="SQLite database of results; rerunning with the same one resumes. Default: OUT/results.sqlite.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for summary.csv, summary.md, report.html and each run's images.")] = Path("runs/bench"),
