@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dpodiff.defaults import DEFAULT_VALIDATE
-from dpodiff.selection import LEVEL, paired_improvement
+from dpodiff import selection
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["random", "epo", "gpo", "hybrid"]
@@ -70,14 +70,11 @@ class Run:
 
 def validated(run: Run, k: int, v: int) -> int:
     """The history index validated selection picks with shortlist K and V validation seeds (selection.py's rule)."""
-    original, *others = run.finalists
     n = run.search_seeds
-    shortlist = others[:k]
-    if not shortlist:
-        return original.index
-    challenger = min(shortlist, key=lambda f: (run.sign * (f.search_loss * n + sum(f.losses[:v])) / (n + v), f.index))
-    _, _, p = paired_improvement(original.losses[:v], challenger.losses[:v], run.sign)
-    return challenger.index if p < 1 - LEVEL else original.index
+    finalists = [selection.Finalist(f.index, "", "", f.search_loss, f.losses[:v], (f.search_loss * n + sum(f.losses[:v])) / (n + v))
+                 for f in run.finalists[:k + 1]]
+    decision = selection.decide(finalists, run.sign)
+    return decision[0].index if decision and decision[2] else run.finalists[0].index
 
 
 def chosen_prompts(path: Path, stride: int) -> list[str]:

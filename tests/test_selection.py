@@ -12,7 +12,7 @@ from dpodiff.config import parse_validate
 from dpodiff.errors import UsageError
 from dpodiff.evaluator import Evaluator, fresh_seeds
 from dpodiff.results import Evaluation
-from dpodiff.selection import paired_improvement, select
+from dpodiff.selection import Finalist, decide, paired_improvement, select
 
 
 def test_paired_improvement_is_scipys_one_sided_paired_t_test():
@@ -21,8 +21,9 @@ def test_paired_improvement_is_scipys_one_sided_paired_t_test():
     d = np.subtract(original, candidate)
     assert mean == pytest.approx(d.mean())
     assert p == pytest.approx(stats.ttest_rel(original, candidate, alternative="greater").pvalue)
-    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    half = stats.t.ppf(0.95, 4) * d.std(ddof=1) / math.sqrt(5)  # 90% two-sided: its low end > 0 exactly when p < 5%
     assert (low, high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert paired_improvement(original, candidate, level=0.99)[1][0] < low
     # attack maximises: the same numbers with the sign turned round
     mean_a, _, p_a = paired_improvement(original, candidate, sign=-1)
     assert mean_a == pytest.approx(-mean) and p_a == pytest.approx(1 - p)
@@ -31,6 +32,28 @@ def test_paired_improvement_is_scipys_one_sided_paired_t_test():
     assert paired_improvement([1.0, 2.0], [1.0, 2.0])[2] == 1.0
     with pytest.raises(ValueError):
         paired_improvement([1.0], [0.5])
+
+
+def finalist(index, losses, search_loss=0.3):
+    return Finalist(index, f"p{index}", "", search_loss, losses, float(np.mean([search_loss] * 2 + losses)))
+
+
+def test_each_candidate_is_tested_at_five_percent_over_k_and_the_best_passing_one_wins():
+    original = finalist(0, [0.30, 0.31, 0.29, 0.30])
+    steady = finalist(1, [0.29, 0.30, 0.28, 0.29])  # 0.01 better on every seed: p ~ 0
+    lucky = finalist(2, [0.10, 0.35, 0.12, 0.36], search_loss=0.1)  # the best mean, but noise
+    winner, (improvement, interval, p), beaten, level = decide([original, lucky, steady], sign=1)
+    assert winner is steady and beaten and improvement == pytest.approx(0.01) and p < 1e-9 and level == pytest.approx(0.95)
+    # alone, a candidate with a one-sided p between 5%/3 and 5% beats the original...
+    borderline = finalist(3, [0.28, 0.31, 0.27, 0.29])
+    p_alone = paired_improvement(original.losses, borderline.losses)[2]
+    assert 0.05 / 3 < p_alone < 0.05
+    assert decide([original, borderline], 1)[2]
+    # ...but not as one of three tries; then the best of all by loss is reported, its p adjusted (times 3)
+    winner, (_, interval, p), beaten, level = decide([original, borderline, lucky, finalist(4, [0.31, 0.30, 0.30, 0.31])], 1)
+    assert not beaten and winner is lucky and interval[0] < 0 < interval[1]
+    assert p == pytest.approx(min(1.0, 3 * paired_improvement(original.losses, lucky.losses)[2]))
+    assert decide([original], 1) is None
 
 
 def test_fresh_seeds_never_reuse_a_seed():

@@ -41,8 +41,8 @@ Vae = Annotated[Optional[str], typer.Option(help="A VAE (diffusers AutoencoderKL
 Sampling = Annotated[str, typer.Option(help="How random search and EPO draw fresh candidates: sparse (a few slots changed, the rest left at their default: empty negative slots, the prompt's own words) or uniform (every slot drawn uniformly, the paper's).")]
 Threads = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch. Default: the physical cores not busy with other processes (so a shared machine is never oversubscribed).")]
 Validate = Annotated[str, typer.Option(help=(
-    "K,V: after the search, render the original and the K best candidates on V fresh seeds; the candidate with the best mean "
-    "loss over all its seeds replaces the original only if it beats it on those seeds beyond noise (one-sided paired t-test, 95%)."))]
+    "K,V: after the search, render the original and the K best candidates on V fresh seeds; a candidate replaces the original only "
+    "if it beats it on those seeds beyond noise (one-sided paired t-test at 5%/K each); among those, the best mean loss wins."))]
 Protocol = Annotated[str, typer.Option(help=(
     "dpodiff (the default) or paper: the DPO-Diff reference's choices, uniform sampling, the plain arg-min (no validation), "
     "the original prompt outside the budget, GPO's 32 samples and the hybrid led by GPO's argmax (README: deviations)."))]

@@ -3,11 +3,13 @@ unless a candidate beats it beyond seed noise.
 
 The lowest loss among ~40 candidates on 2 seeds is mostly seed luck (best-of-N over a noisy proxy): on
 held-out prompts it lowered the judge's pass rate on new seeds. So the original and the top K candidates
-by search loss are rendered on V seeds the search never saw. The challenger is the shortlisted candidate
-with the best mean loss over all its seeds (the search's and the validation's), or, given a second scorer
-(--select-scorer, a judge the search never optimised), the best average of its rank under both. It replaces the original
-only when its paired improvement on the validation seeds passes a one-sided paired t-test at 95%: only
-those seeds, since the search seeds chose it and would flatter it.
+by search loss are rendered on V seeds the search never saw, and each candidate's paired improvement over
+the original on those seeds (only those: the search seeds chose it and would flatter it) gets a one-sided
+paired t-test at 5%/K (Bonferroni: with K tries, the chance that any candidate no better than the original
+passes stays under 5%; testing only the best-looking of K on the seeds that made it look best would not).
+Among the candidates that pass, the winner has the best mean loss over all its seeds (the search's and the
+validation's) or, given a second scorer (--select-scorer, a judge the search never optimised), the best
+average of its rank under both. When none passes, the original is kept.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ if TYPE_CHECKING:
     from dpodiff.objectives.scorer import Scorer
     from dpodiff.results import Evaluation
 
-TEST = "one-sided paired t-test on the validation seeds, 95%"
-LEVEL = 0.95
+TEST = "one-sided paired t-test on the validation seeds at 5% / K (Bonferroni over the K shortlisted candidates)"
+LEVEL = 0.95  # the family-wise level: every test of a shortlist of K runs at 1 - (1 - LEVEL) / K
 
 
 @dataclass
@@ -49,12 +51,13 @@ class Selection:
     seeds: list[int]  # the validation seeds, disjoint from the search's
     finalists: list[Finalist]  # the original first, then the shortlist by search loss
     winner: int  # history index of the chosen candidate
-    challenger: int | None  # history index of the best finalist other than the original (None: nothing to compare)
+    challenger: int | None  # history index of the winner, or of the best finalist when none passed (None: nothing to compare)
     improvement: float | None  # mean over the validation seeds of sign * (original's loss - challenger's): > 0 is better
-    interval: list[float] | None  # two-sided 95% t interval of the improvement
-    p_value: float | None  # one-sided: the chance of an improvement this large if the challenger were no better
+    interval: list[float] | None  # two-sided t interval of the improvement at `level`: its low end > 0 exactly when the test passes
+    p_value: float | None  # one-sided, Bonferroni-adjusted (times K, at most 1): below 1 - LEVEL beats the original
     kept_original: bool
     select_scorer: str | None = None  # the second scorer that re-ranked the shortlist
+    level: float = 1 - 2 * (1 - LEVEL)  # of the interval
     test: str = TEST
 
     @property
@@ -69,8 +72,9 @@ class Selection:
         if self.improvement is None:
             return "no candidate to compare with the original on the validation seeds; the original is kept"
         low, high = self.interval
-        numbers = (f"{self.improvement:+.4f} loss on {len(self.seeds)} fresh seeds (95% interval {low:+.4f} to {high:+.4f}, "
-                   f"p = {self.p_value:.3f})")
+        tried = len(self.finalists) - 1
+        numbers = (f"{self.improvement:+.4f} loss on {len(self.seeds)} fresh seeds ({self.level:.1%} interval {low:+.4f} to {high:+.4f}, "
+                   f"p = {self.p_value:.3f} adjusted for {tried} candidate{'s' if tried > 1 else ''})")
         if self.kept_original:
             return f"no candidate beat the original beyond noise: the best shortlisted one gained {numbers}; the original is kept"
         return f"the chosen candidate beats the original beyond noise: {numbers}"
@@ -101,14 +105,32 @@ def select(history: list[Evaluation], sign: int, evaluator: Evaluator, shortlist
             pixels = torch.cat([search_images[f.index].pixels, s.pixels]) if search_images and f.index in search_images else s.pixels
             with torch.inference_mode():
                 f.second_loss = float(second.loss(pixels, second.target(evaluator.original)).mean())
-    challenger = min(finalists[1:], key=rank_key(finalists[1:], sign), default=None)
-    if challenger is None:
+    decision = decide(finalists, sign)
+    if decision is None:
         return Selection(seeds, finalists, original.index, None, None, None, None, True, name), scored
-    improvement, interval, p_value = paired_improvement(finalists[0].losses, challenger.losses, sign)
-    beaten = p_value < 1 - LEVEL
+    challenger, (improvement, interval, p_value), beaten, level = decision
     selection = Selection(seeds, finalists, challenger.index if beaten else original.index, challenger.index, improvement, interval,
-                          p_value, kept_original=not beaten, select_scorer=name)
+                          p_value, kept_original=not beaten, select_scorer=name, level=level)
     return selection, scored
+
+
+def decide(finalists: list[Finalist], sign: int) -> tuple[Finalist, tuple[float, list[float], float], bool, float] | None:
+    """The rule on rendered finalists (the original first): (challenger, its (improvement, interval, adjusted
+    p), whether it beats the original, the interval's level), or None with no candidate to compare.
+
+    The challenger is the best passing candidate by `rank_key`, or the best of all when none passes.
+    """
+    original, *shortlist = finalists
+    if not shortlist:
+        return None
+    k = len(shortlist)
+    alpha = (1 - LEVEL) / k
+    tests = {f.index: paired_improvement(original.losses, f.losses, sign, level=1 - 2 * alpha) for f in shortlist}
+    passing = [f for f in shortlist if tests[f.index][2] < alpha]
+    pool = passing or shortlist
+    challenger = min(pool, key=rank_key(pool, sign))
+    improvement, interval, p = tests[challenger.index]
+    return challenger, (improvement, interval, min(1.0, p * k)), bool(passing), 1 - 2 * alpha
 
 
 def rank_key(candidates: list[Finalist], sign: int):
@@ -122,8 +144,9 @@ def rank_key(candidates: list[Finalist], sign: int):
     return lambda f: ((primary[f.index] + secondary[f.index]) / 2, sign * f.loss, f.index)
 
 
-def paired_improvement(original: list[float], candidate: list[float], sign: int = 1) -> tuple[float, list[float], float]:
-    """(mean, two-sided 95% interval, one-sided p-value) of the per-seed improvements sign * (original - candidate).
+def paired_improvement(original: list[float], candidate: list[float], sign: int = 1,
+                       level: float = 1 - 2 * (1 - LEVEL)) -> tuple[float, list[float], float]:
+    """(mean, two-sided interval at `level`, one-sided p-value) of the per-seed improvements sign * (original - candidate).
 
     A t-test on the paired differences: the seed's noise is shared by both images of a pair, so the test
     sees only what the prompts change. With identical differences the interval is a point and p is 0 or 1.
@@ -135,5 +158,5 @@ def paired_improvement(original: list[float], candidate: list[float], sign: int 
     if sd == 0 or not math.isfinite(sd):
         return mean, [mean, mean], 0.0 if mean > 0 else 1.0
     se = sd / math.sqrt(len(d))
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, len(d) - 1)) * se
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1)) * se
     return mean, [mean - half, mean + half], float(stats.t.sf(mean / se, len(d) - 1))
