@@ -1,6 +1,16 @@
 """How good are the spaces each source builds? A table per source and kind over prompts/varied.txt.
 
     python benchmarks/space_quality.py [--prompts prompts/varied.txt] [--tune]
+    python benchmarks/space_quality.py --senses                # wrong-sense share on the labelled set
+
+--senses: the wrong-sense share of each offline source (per_word 5, the default) on the labelled set
+benchmarks/data/sense_labels.jsonl: 1740 (prompt, word, kind, choice) items over 27 prompts (5 of the
+sense examples, every 6th of prompts/varied.txt, every 5th of prompts/shapes_hard.txt), each labelled
+right / wrong / offensive in context by hand. They were drawn from every offline source with per_word 8
+before sense selection existed, so choices a builder offers now may be unlabelled: they are counted and
+listed, not guessed. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
+broader words, other shades and obscure words count as wrong); opposites when they name a confusable
+alternative of the same kind in the prompt's sense (another colour, shape, animal, time of day).
 
 Columns:
   coverage   share of content words with at least 3 choices
@@ -280,13 +290,69 @@ def print_restating(prompt_files) -> None:
         print(f"  {prompt!r}: " + "; ".join(f"{s.name} -> {', '.join(s.choices[1:])}" for s in space.negative))
 
 
+LABELS = ROOT / "benchmarks" / "data" / "sense_labels.jsonl"
+
+
+def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"), ("synonym", "auto"), ("antonym", "wordnet"), ("antonym", "auto")),
+                      per_word: int = 5) -> tuple[list[tuple], list[tuple]]:
+    """Rows (kind, source, words, choices, labelled, wrong, offensive, unlabelled) over the labelled prompts,
+    and the unlabelled choices."""
+    import json
+
+    labels = {}
+    for line in LABELS.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        labels[r["prompt"], r["word"].lower(), r["kind"], r["choice"].lower()] = r["label"]
+    prompts = sorted({p for p, *_ in labels})
+    rows, unlabelled = [], []
+    for kind, source in sources:
+        cache = tempfile.mkdtemp(prefix="space-senses-")
+        n = labelled = wrong = bad = words = 0
+        for prompt in prompts:
+            space = build_space(prompt, kind, source, per_word=per_word, cache_dir=cache)
+            parts = [(s.choices[0], s.choices[1:]) for s in space.positive] + [(s.name, [c for c in s.choices if c]) for s in space.negative]
+            words += len(prompt_words(prompt))
+            for word, choices in parts:
+                for c in choices:
+                    n += 1
+                    label = labels.get((prompt, word.lower(), kind, c.lower()))
+                    if label is None:
+                        unlabelled.append((kind, source, prompt, word, c))
+                        continue
+                    labelled += 1
+                    wrong += label != "right"
+                    bad += label == "offensive"
+        rows.append((kind, source, words, n, labelled, wrong, bad, n - labelled))
+    return rows, unlabelled
+
+
+def print_senses() -> None:
+    start = time.perf_counter()
+    rows, unlabelled = wrong_sense_share()
+    print(f"Wrong-sense share on {LABELS.relative_to(ROOT)} (per_word 5; wrong includes offensive):")
+    print(f"{'kind':<8} {'source':<10} {'words':>5} {'choices':>7} {'per word':>8} {'labelled':>8} {'wrong':>6} {'share':>6} {'offensive':>9} {'unlabelled':>10}")
+    totals = [0, 0, 0]
+    for kind, source, words, n, labelled, wrong, bad, missing in rows:
+        print(f"{kind:<8} {source:<10} {words:>5} {n:>7} {n / max(words, 1):>8.2f} {labelled:>8} {wrong:>6} {wrong / max(labelled, 1):>6.1%} {bad:>9} {missing:>10}")
+        if source == "auto":
+            totals = [totals[0] + labelled, totals[1] + wrong, totals[2] + bad]
+    print(f"default space (auto, both kinds): {totals[0]} labelled choices, {totals[1]} wrong ({totals[1] / max(totals[0], 1):.1%}), {totals[2]} offensive")
+    for item in unlabelled[:40]:
+        print("  unlabelled:", item)
+    print(f"({time.perf_counter() - start:.1f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--senses", action="store_true", help="only the wrong-sense share on the labelled set")
     parser.add_argument("--prompts", default=str(ROOT / "prompts" / "varied.txt"))
     parser.add_argument("--tune", action="store_true", help="also compare a few settings of `auto` for synonyms")
     parser.add_argument("--restating", action="store_true", help="only the restating-share table, over every prompts/*.txt")
     args = parser.parse_args()
     prompt_files = sorted((ROOT / "prompts").glob("*.txt"))
+    if args.senses:
+        print_senses()
+        return
     if args.restating:
         print_restating(prompt_files)
         return
