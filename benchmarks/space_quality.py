@@ -37,6 +37,7 @@ choice as restating a content word when it is a form of it, or (both colour word
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import pickle
 import sys
