@@ -298,8 +298,6 @@ def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"),
                       per_word: int = 5) -> tuple[list[tuple], list[tuple]]:
     """Rows (kind, source, words, choices, labelled, wrong, offensive, unlabelled) over the labelled prompts,
     and the unlabelled choices."""
-    import json
-
     labels = {}
     for line in LABELS.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
