@@ -73,8 +73,7 @@ def validated(run: Run, k: int, v: int) -> int:
     n = run.search_seeds
     finalists = [selection.Finalist(f.index, "", "", f.search_loss, f.losses[:v], (f.search_loss * n + sum(f.losses[:v])) / (n + v))
                  for f in run.finalists[:k + 1]]
-    decision = selection.decide(finalists, run.sign)
-    return decision[0].index if decision and decision[2] else run.finalists[0].index
+    return selection.decide(finalists, run.sign).winner
 
 
 def chosen_prompts(path: Path, stride: int) -> list[str]:

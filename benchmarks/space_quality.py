@@ -1,7 +1,7 @@
 """How good are the spaces each source builds? A table per source and kind over prompts/varied.txt.
 
     python benchmarks/space_quality.py [--prompts prompts/varied.txt] [--tune]
-    python benchmarks/space_quality.py --senses [--before]     # wrong-sense share on the labelled set
+    python benchmarks/space_quality.py --senses                # wrong-sense share on the labelled set
 
 --senses: the wrong-sense share of each offline source (per_word 5, the default) on the labelled set
 benchmarks/data/sense_labels.jsonl: 1740 (prompt, word, kind, choice) items over 27 prompts (5 of the
@@ -37,6 +37,7 @@ choice as restating a content word when it is a form of it, or (both colour word
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import pickle
 import sys
@@ -297,8 +298,6 @@ def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"),
                       per_word: int = 5) -> tuple[list[tuple], list[tuple]]:
     """Rows (kind, source, words, choices, labelled, wrong, offensive, unlabelled) over the labelled prompts,
     and the unlabelled choices."""
-    import json
-
     labels = {}
     for line in LABELS.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)

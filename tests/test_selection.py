@@ -42,18 +42,21 @@ def test_each_candidate_is_tested_at_five_percent_over_k_and_the_best_passing_on
     original = finalist(0, [0.30, 0.31, 0.29, 0.30])
     steady = finalist(1, [0.29, 0.30, 0.28, 0.29])  # 0.01 better on every seed: p ~ 0
     lucky = finalist(2, [0.10, 0.35, 0.12, 0.36], search_loss=0.1)  # the best mean, but noise
-    winner, (improvement, interval, p), beaten, level = decide([original, lucky, steady], sign=1)
-    assert winner is steady and beaten and improvement == pytest.approx(0.01) and p < 1e-9 and level == pytest.approx(0.95)
+    chosen = decide([original, lucky, steady], sign=1)
+    assert chosen.winner == steady.index and chosen.challenger == steady.index and not chosen.kept_original
+    assert chosen.improvement == pytest.approx(0.01) and chosen.p_value < 1e-9 and chosen.level == pytest.approx(0.95)
     # alone, a candidate with a one-sided p between 5%/3 and 5% beats the original...
     borderline = finalist(3, [0.28, 0.31, 0.27, 0.29])
     p_alone = paired_improvement(original.losses, borderline.losses)[2]
     assert 0.05 / 3 < p_alone < 0.05
-    assert decide([original, borderline], 1)[2]
+    assert not decide([original, borderline], 1).kept_original
     # ...but not as one of three tries; then the best of all by loss is reported, its p adjusted (times 3)
-    winner, (_, interval, p), beaten, level = decide([original, borderline, lucky, finalist(4, [0.31, 0.30, 0.30, 0.31])], 1)
-    assert not beaten and winner is lucky and interval[0] < 0 < interval[1]
-    assert p == pytest.approx(min(1.0, 3 * paired_improvement(original.losses, lucky.losses)[2]))
-    assert decide([original], 1) is None
+    chosen = decide([original, borderline, lucky, finalist(4, [0.31, 0.30, 0.30, 0.31])], 1)
+    assert chosen.kept_original and chosen.winner == original.index and chosen.challenger == lucky.index
+    assert chosen.interval[0] < 0 < chosen.interval[1]
+    assert chosen.p_value == pytest.approx(min(1.0, 3 * paired_improvement(original.losses, lucky.losses)[2]))
+    nothing = decide([original], 1)
+    assert nothing.challenger is None and nothing.kept_original and nothing.winner == original.index
 
 
 def test_fresh_seeds_never_reuse_a_seed():

@@ -105,24 +105,16 @@ def select(history: list[Evaluation], sign: int, evaluator: Evaluator, shortlist
             pixels = torch.cat([search_images[f.index].pixels, s.pixels]) if search_images and f.index in search_images else s.pixels
             with torch.inference_mode():
                 f.second_loss = float(second.loss(pixels, second.target(evaluator.original)).mean())
-    decision = decide(finalists, sign)
-    if decision is None:
-        return Selection(seeds, finalists, original.index, None, None, None, None, True, name), scored
-    challenger, (improvement, interval, p_value), beaten, level = decision
-    selection = Selection(seeds, finalists, challenger.index if beaten else original.index, challenger.index, improvement, interval,
-                          p_value, kept_original=not beaten, select_scorer=name, level=level)
-    return selection, scored
+    return decide(finalists, sign, seeds, name), scored
 
 
-def decide(finalists: list[Finalist], sign: int) -> tuple[Finalist, tuple[float, list[float], float], bool, float] | None:
-    """The rule on rendered finalists (the original first): (challenger, its (improvement, interval, adjusted
-    p), whether it beats the original, the interval's level), or None with no candidate to compare.
-
-    The challenger is the best passing candidate by `rank_key`, or the best of all when none passes.
-    """
+def decide(finalists: list[Finalist], sign: int, seeds: list[int] | None = None, select_scorer: str | None = None) -> Selection:
+    """The rule on rendered finalists (the original first). The challenger is the best passing candidate by
+    `rank_key`, or the best of all when none passes; the original is kept when none passes."""
     original, *shortlist = finalists
+    seeds = list(seeds or [])
     if not shortlist:
-        return None
+        return Selection(seeds, finalists, original.index, None, None, None, None, True, select_scorer)
     k = len(shortlist)
     alpha = (1 - LEVEL) / k
     tests = {f.index: paired_improvement(original.losses, f.losses, sign, level=1 - 2 * alpha) for f in shortlist}
@@ -130,7 +122,8 @@ def decide(finalists: list[Finalist], sign: int) -> tuple[Finalist, tuple[float,
     pool = passing or shortlist
     challenger = min(pool, key=rank_key(pool, sign))
     improvement, interval, p = tests[challenger.index]
-    return challenger, (improvement, interval, min(1.0, p * k)), bool(passing), 1 - 2 * alpha
+    return Selection(seeds, finalists, challenger.index if passing else original.index, challenger.index, improvement, interval,
+                     min(1.0, p * k), kept_original=not passing, select_scorer=select_scorer, level=1 - 2 * alpha)
 
 
 def rank_key(candidates: list[Finalist], sign: int):
