@@ -103,6 +103,11 @@ def _fits_pos(candidate: str, pos: str) -> bool:
 Senses = "list[wordnet.Synset] | None"  # the senses the prompt means (dpodiff.spaces.senses); None: every used sense
 
 
+# With the prompt's senses, synonyms follow only these WordNet links (similar to, also see, verb group): no
+# hypernyms or hyponyms ("animal", "poodle", "ferry" for "dog" and "boat" change what is drawn).
+SYNONYM_LINKS = ("&", "^", "$")
+
+
 def wordnet_synonyms(w: Word, meant: Senses = None) -> list[str]:
     return wordnet.synonyms(w.lemma, w.pos, meant or 3)
 
@@ -113,7 +118,8 @@ def thesaurus_tiers(w: Word, max_distance: int = 3, meant: Senses = None) -> tup
     the word drop out: "whale" -> "club"), the rest; common words first in each. Links and steps start
     from the senses the prompt means when given."""
     found = sorted((c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)), key=_commonness)
-    linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or 99)}
+    links = SYNONYM_LINKS if meant else ("&", "^", "$", "@", "~")
+    linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or 99, links)}
     close = set()
     for c in found:
         if c.lower() not in linked:
@@ -143,8 +149,7 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None, meant: Senses =
     for i, c in enumerate(wn):
         scored[c] = i * settings.sense_step - (settings.agreement_bonus if c.lower() in moby else 0.0)
     if settings.moby:
-        # with the prompt's senses: no hypernyms or hyponyms ("animal", "poodle" for "dog" change what is drawn)
-        links = ("&", "^", "$") if meant else ("&", "^", "$", "@", "~")
+        links = SYNONYM_LINKS if meant else ("&", "^", "$", "@", "~")
         pool = wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or settings.wordnet_senses, links)
         for c in pool:
             if c not in scored and c.lower() in moby:
@@ -186,11 +191,8 @@ def _kin(lemma: str, pos: str, meant: Senses = None) -> list[str]:
     if not senses:
         return []
     main = senses[0]
-    if meant:
-        same_kind = meant[1:]
-    elif pos == "n":
-        same_kind = [s for s in wordnet.synsets(lemma, pos) if s.offset != main.offset and s.lexfile == main.lexfile]
-    else:
+    same_kind = [s for s in wordnet.synsets(lemma, pos) if s.offset != main.offset and s.lexfile == main.lexfile]
+    if pos != "n":
         same_kind = [s for s in senses[1:3] if s.lexfile == main.lexfile]
     own = {s.offset for s in wordnet.synsets(lemma, pos)}
     scores: dict[str, float] = {}
@@ -251,8 +253,8 @@ def colour_opposites(families: frozenset[str], lemma: str, pos: str, meant: Sens
 
 def wordnet_opposites(w: Word, meant: Senses = None, colours: frozenset[str] | None = None) -> list[str]:
     """Colours get other basic colours (crimson -> blue, green); other words direct antonyms first, then
-    sibling and cousin terms (adjectives without antonyms that are also nouns, like materials, take the
-    noun's), then the antonyms of similar adjectives. What restates the prompt is dropped by the caller."""
+    (nouns) sibling and cousin terms of the sense the prompt means (adjectives without antonyms that are
+    also nouns, like materials, take the noun's), then the antonyms of similar adjectives. What restates the prompt is dropped by the caller."""
     families = colours or restate.main_colour(w.lemma, w.pos)
     if families:
         return colour_opposites(families, w.lemma, w.pos, meant)
@@ -262,7 +264,7 @@ def wordnet_opposites(w: Word, meant: Senses = None, colours: frozenset[str] | N
         kin_pos, meant_kin = "n", None
     else:
         meant_kin = meant
-    if kin_pos in ("n", "v"):
+    if kin_pos == "n":  # verbs' siblings ("coming", "backing" for "floating") were 21 of 25 wrong on the labelled set
         out += _kin(w.lemma, kin_pos, meant_kin)
     return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos, meant), key=_commonness)
 
@@ -337,7 +339,7 @@ def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Re
     def keep(w: Word, found: list[str]) -> list[str]:
         found = [c for c in found if not restate.restates(c, words)] if kind == "antonym" else found
         plain = sorted(colours[w.start, w.end] or ()) if kind == "synonym" else []  # a rare colour word's plain colour
-        return checks.keep(prompt, w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=plain)
+        return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=plain)
 
     if source == "llm":
         if res.llm is None:
