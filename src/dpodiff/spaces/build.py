@@ -103,9 +103,10 @@ def _fits_pos(candidate: str, pos: str) -> bool:
 Senses = "list[wordnet.Synset] | None"  # the senses the prompt means (dpodiff.spaces.senses); None: every used sense
 
 
-# With the prompt's senses, synonyms follow only these WordNet links (similar to, also see, verb group): no
-# hypernyms or hyponyms ("animal", "poodle", "ferry" for "dog" and "boat" change what is drawn).
-SYNONYM_LINKS = ("&", "^", "$")
+# With the prompt's senses, synonyms follow only these WordNet links (similar to, also see, verb group, and
+# for verbs troponyms: "soar" for "fly"): no noun hypernyms or hyponyms ("animal", "poodle", "ferry" for
+# "dog" and "boat" change what is drawn).
+SYNONYM_LINKS = {"n": ("&", "^", "$"), "v": ("&", "^", "$", "~"), "a": ("&", "^", "$"), "r": ("&", "^", "$")}
 
 
 def wordnet_synonyms(w: Word, meant: Senses = None) -> list[str]:
@@ -118,7 +119,7 @@ def thesaurus_tiers(w: Word, max_distance: int = 3, meant: Senses = None) -> tup
     the word drop out: "whale" -> "club"), the rest; common words first in each. Links and steps start
     from the senses the prompt means when given."""
     found = sorted((c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)), key=_commonness)
-    links = SYNONYM_LINKS if meant else ("&", "^", "$", "@", "~")
+    links = SYNONYM_LINKS[w.pos] if meant else ("&", "^", "$", "@", "~")
     linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or 99, links)}
     close = set()
     for c in found:
@@ -149,7 +150,7 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None, meant: Senses =
     for i, c in enumerate(wn):
         scored[c] = i * settings.sense_step - (settings.agreement_bonus if c.lower() in moby else 0.0)
     if settings.moby:
-        links = SYNONYM_LINKS if meant else ("&", "^", "$", "@", "~")
+        links = SYNONYM_LINKS[w.pos] if meant else ("&", "^", "$", "@", "~")
         pool = wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or settings.wordnet_senses, links)
         for c in pool:
             if c not in scored and c.lower() in moby:
