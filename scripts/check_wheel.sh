@@ -34,6 +34,7 @@ import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = [
     "dpodiff/assets/wordnet/wordnet-3.0.json.gz",
+    "dpodiff/assets/wordnet/wordnet-3.0-glosses.json.gz",
     "dpodiff/assets/wordnet/LICENSE",
     "dpodiff/assets/clip_tokenizer/vocab.json",
     "dpodiff/assets/bench/report.html.j2",

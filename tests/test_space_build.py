@@ -41,7 +41,7 @@ def test_synonyms_keep_plural_case_and_skip_stopwords():
     spans = _spans(space)
     assert "Dogs" in spans and spans["Dogs"]
     assert all(c[0].isupper() and c.endswith("s") for c in spans["Dogs"])
-    assert "Puppies" in spans["Dogs"]
+    assert "Puppies" not in spans["Dogs"]  # a narrower word changes what is drawn (labelled wrong in benchmarks/data)
     assert not {"Two", "in", "the"} & set(spans)
     assert space.keywords == ["Dogs", "snow"]
     text, _ = space.render(tuple(1 for _ in space.positive), negative=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dpodiff.errors import UsageError
 from dpodiff.spaces import cache as space_cache
-from dpodiff.spaces import embedding, restate, thesaurus, vocab, wordnet
+from dpodiff.spaces import checks, embedding, restate, senses, thesaurus, vocab, wordnet
 from dpodiff.spaces import llm as llm_source
 from dpodiff.spaces.nplib import nplib_slots
 from dpodiff.spaces.space import SearchSpace, Slot, Span
@@ -22,7 +22,7 @@ from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, matc
 from dpodiff.tasks import make_task
 
 from dpodiff.defaults import KINDS, SOURCES  # noqa: F401  (re-exported)
-BUILDER_VERSION = 3  # bump when the choices a source gives change, so old cache entries are not reused
+BUILDER_VERSION = 4  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
 
@@ -100,20 +100,31 @@ def _fits_pos(candidate: str, pos: str) -> bool:
     return bool(wordnet.base_forms(candidate, pos))
 
 
-def wordnet_synonyms(w: Word, senses: int = 3) -> list[str]:
-    return wordnet.synonyms(w.lemma, w.pos, senses)
+Senses = "list[wordnet.Synset] | None"  # the senses the prompt means (dpodiff.spaces.senses); None: every used sense
 
 
-def thesaurus_tiers(w: Word, max_distance: int = 3) -> tuple[list[str], list[str], list[str]]:
+# With the prompt's senses, synonyms follow only these WordNet links (similar to, also see, verb group, and
+# for verbs troponyms: "soar" for "fly"): no noun hypernyms or hyponyms ("animal", "poodle", "ferry" for
+# "dog" and "boat" change what is drawn).
+SYNONYM_LINKS = {"n": ("&", "^", "$"), "v": ("&", "^", "$", "~"), "a": ("&", "^", "$"), "r": ("&", "^", "$")}
+
+
+def wordnet_synonyms(w: Word, meant: Senses = None) -> list[str]:
+    return wordnet.synonyms(w.lemma, w.pos, meant or 3)
+
+
+def thesaurus_tiers(w: Word, max_distance: int = 3, meant: Senses = None) -> tuple[list[str], list[str], list[str]]:
     """Moby's words that WordNet allows in the word's part of speech, in three groups: linked in WordNet
     (synonym or one link away), close in WordNet's hypernym tree (a few steps, so Moby's other senses of
-    the word drop out: "whale" -> "club"), the rest; common words first in each."""
+    the word drop out: "whale" -> "club"), the rest; common words first in each. Links and steps start
+    from the senses the prompt means when given."""
     found = sorted((c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)), key=_commonness)
-    linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, 99) + wordnet.related(w.lemma, w.pos, 99)}
+    links = SYNONYM_LINKS[w.pos] if meant else ("&", "^", "$", "@", "~")
+    linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or 99, links)}
     close = set()
     for c in found:
         if c.lower() not in linked:
-            d = wordnet.distance(w.lemma, c, w.pos, depth=max_distance)
+            d = wordnet.distance(w.lemma, c, w.pos, depth=max_distance, senses=meant)
             if d is not None and d <= max_distance:
                 close.add(c)
     return (
@@ -123,21 +134,24 @@ def thesaurus_tiers(w: Word, max_distance: int = 3) -> tuple[list[str], list[str
     )
 
 
-def thesaurus_synonyms(w: Word) -> list[str]:
-    return [c for tier in thesaurus_tiers(w) for c in tier]
+def thesaurus_synonyms(w: Word, meant: Senses = None) -> list[str]:
+    tiers = thesaurus_tiers(w, meant=meant)
+    return tiers[0] if meant else [c for tier in tiers for c in tier]  # with the prompt's senses, only words linked to them
 
 
-def auto_synonyms(w: Word, settings: AutoSettings | None = None) -> list[str]:
-    """WordNet synonyms of the first used senses, then words one WordNet link away that Moby confirms;
-    ranked by source agreement, sense order and how common (one CLIP token) the word is."""
+def auto_synonyms(w: Word, settings: AutoSettings | None = None, meant: Senses = None) -> list[str]:
+    """WordNet synonyms of the senses the prompt means (else of the first used senses), then words one
+    WordNet link away that Moby confirms; ranked by source agreement, sense order and how common (one
+    CLIP token) the word is."""
     settings = settings or AUTO
-    wn = wordnet.synonyms(w.lemma, w.pos, settings.wordnet_senses, settings.sense_share)
+    wn = wordnet.synonyms(w.lemma, w.pos, meant or settings.wordnet_senses, settings.sense_share)
     moby = {c.lower() for c in thesaurus.synonyms(w.lemma)} if settings.moby else set()
     scored: dict[str, float] = {}
     for i, c in enumerate(wn):
         scored[c] = i * settings.sense_step - (settings.agreement_bonus if c.lower() in moby else 0.0)
     if settings.moby:
-        pool = wordnet.synonyms(w.lemma, w.pos, 99) + wordnet.related(w.lemma, w.pos, settings.wordnet_senses)
+        links = SYNONYM_LINKS[w.pos] if meant else ("&", "^", "$", "@", "~")
+        pool = wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or settings.wordnet_senses, links)
         for c in pool:
             if c not in scored and c.lower() in moby:
                 scored[c] = settings.related_penalty
@@ -146,8 +160,8 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None) -> list[str]:
         scored[c] += settings.commonness_weight * _commonness(c) - (settings.single_token_bonus if single else 0.0)
     ranked = sorted(scored, key=lambda c: scored[c])
     if settings.moby_fill:  # then Moby's own ranking, to fill words WordNet has little for
-        linked, close, _ = thesaurus_tiers(w, settings.max_distance)
-        ranked += [c for c in (linked + close)[: settings.moby_fill] if c not in scored]
+        linked, close, _ = thesaurus_tiers(w, settings.max_distance, meant)
+        ranked += [c for c in (linked if meant else linked + close)[: settings.moby_fill] if c not in scored]
     return ranked
 
 
@@ -169,11 +183,12 @@ def _names(s: wordnet.Synset) -> bool:
     return tags["n"] >= 0.5 * max(tags.values())  # mostly a noun: not "simple", "well", "stand"
 
 
-def _kin(lemma: str, pos: str) -> list[str]:
-    """Sibling terms of the word's first drawable sense and its other senses of the same kind (circle the
-    ellipse and circle the shape), then cousins through the first sense's first hypernym (dog -> canine ->
-    carnivore -> feline -> cat), penalised; each named by its first lemma if that names it, common first."""
-    senses = wordnet.visual_synsets(lemma, pos)
+def _kin(lemma: str, pos: str, meant: Senses = None) -> list[str]:
+    """Sibling terms of the word's first drawable sense (or the first sense the prompt means) and its other
+    senses of the same kind (circle the ellipse and circle the shape), then cousins through that sense's
+    first hypernym (dog -> canine -> carnivore -> feline -> cat), penalised; each named by its first lemma
+    if that names it, common first."""
+    senses = meant or wordnet.visual_synsets(lemma, pos)
     if not senses:
         return []
     main = senses[0]
@@ -188,6 +203,8 @@ def _kin(lemma: str, pos: str) -> list[str]:
         if " " in name and any(name.endswith(" " + l.replace("_", " ")) for p in parents(s) for l in wordnet.synset(p.offset, p.pos).lemmas):
             return  # "round shape" under "shape": a kind of the category, not a sibling thing
         if s.offset in own or s.offset in skip or wordnet.key(name) == wordnet.key(lemma) or not _names(s):
+            return
+        if penalty and s.lexfile != main.lexfile:  # a cousin is a thing of the same kind ("age" is no shape)
             return
         score = _commonness(name) + penalty - (1.0 if wordnet.sense_count(name, s) > 0 else 0.0)
         scores[name] = min(score, scores.get(name, score))
@@ -224,28 +241,33 @@ def _kin(lemma: str, pos: str) -> list[str]:
     return sorted(scores, key=lambda c: scores[c])
 
 
-def colour_opposites(families: frozenset[str], lemma: str, pos: str) -> list[str]:
+NOT_HUES = ("pastel", "blond")  # children of "chromatic color" in WordNet, but a tint and a hair colour
+
+
+def colour_opposites(families: frozenset[str], lemma: str, pos: str, meant: Senses = None) -> list[str]:
     """Other basic colours: those of the word's kind (chromatic or not) first, common first."""
     chromatic = any(name in families and c for name, c in restate.basic_colours())
-    others = [(name, c) for name, c in restate.basic_colours() if name not in families]
+    others = [(name, c) for name, c in restate.basic_colours() if name not in families and name not in NOT_HUES]
     ranked = sorted(others, key=lambda x: (x[1] != chromatic, _commonness(x[0])))
-    return wordnet.antonyms(lemma, pos) + [name for name, _ in ranked]
+    return wordnet.antonyms(lemma, pos, meant) + [name for name, _ in ranked]
 
 
-def wordnet_opposites(w: Word) -> list[str]:
+def wordnet_opposites(w: Word, meant: Senses = None, colours: frozenset[str] | None = None) -> list[str]:
     """Colours get other basic colours (crimson -> blue, green); other words direct antonyms first, then
-    sibling and cousin terms (adjectives without antonyms that are also nouns, like materials, take the
-    noun's), then the antonyms of similar adjectives. What restates the prompt is dropped by the caller."""
-    families = restate.main_colour(w.lemma, w.pos)
+    (nouns) sibling and cousin terms of the sense the prompt means (adjectives without antonyms that are
+    also nouns, like materials, take the noun's), then the antonyms of similar adjectives. What restates the prompt is dropped by the caller."""
+    families = colours or restate.main_colour(w.lemma, w.pos)
     if families:
-        return colour_opposites(families, w.lemma, w.pos)
-    out = wordnet.antonyms(w.lemma, w.pos)
+        return colour_opposites(families, w.lemma, w.pos, meant)
+    out = wordnet.antonyms(w.lemma, w.pos, meant)
     kin_pos = w.pos
     if w.pos == "a" and not out and wordnet.entry(w.lemma, "n"):
-        kin_pos = "n"
-    if kin_pos in ("n", "v"):
-        out += _kin(w.lemma, kin_pos)
-    return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos), key=_commonness)
+        kin_pos, meant_kin = "n", None
+    else:
+        meant_kin = meant
+    if kin_pos == "n":  # verbs' siblings ("coming", "backing" for "floating") were 21 of 25 wrong on the labelled set
+        out += _kin(w.lemma, kin_pos, meant_kin)
+    return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos, meant), key=_commonness)
 
 
 def embedding_neighbours(w: Word, kind: str, res: Resources, k: int = 60) -> list[str]:
@@ -259,20 +281,24 @@ def embedding_neighbours(w: Word, kind: str, res: Resources, k: int = 60) -> lis
     return near
 
 
-def candidates(w: Word, kind: str, source: str, res: Resources) -> list[str]:
+def candidates(w: Word, kind: str, source: str, res: Resources, meant: Senses = None, colours: frozenset[str] | None = None) -> list[str]:
+    """A source's choices for one word, best first. `meant`: the senses the prompt means; `colours`: the
+    colour families of a word used as a colour (a rare colour word's plain colour comes first among its
+    synonyms: "cobalt" -> "blue", "ebony" -> "black")."""
     if kind == "synonym":
+        plain = sorted(colours or (), key=_commonness)
         if source == "wordnet":
-            return wordnet_synonyms(w)
+            return plain + wordnet_synonyms(w, meant)
         if source == "thesaurus":
-            return thesaurus_synonyms(w)
+            return thesaurus_synonyms(w, meant)
         if source == "embedding":
             return embedding_neighbours(w, kind, res)
-        return auto_synonyms(w)
+        return plain + auto_synonyms(w, meant=meant)
     if source == "wordnet":
-        return wordnet_opposites(w)
+        return wordnet_opposites(w, meant, colours)
     if source == "embedding":
         return embedding_neighbours(w, kind, res)
-    return wordnet_opposites(w) + (embedding_neighbours(w, kind, res) if res.has_embeddings else [])
+    return wordnet_opposites(w, meant, colours) + (embedding_neighbours(w, kind, res) if res.has_embeddings else [])
 
 
 def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> list[str]:
@@ -304,18 +330,26 @@ def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> 
 
 
 def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Resources) -> list[tuple[Word, list[str]]]:
+    """Each content word with its choices: from the senses the prompt means, through every check of
+    dpodiff.spaces.checks (and, for opposites, never restating the prompt), before cutting to `per_word`."""
     words = prompt_words(prompt)
+    meant = {(w.start, w.end): senses.word_senses(prompt, w) for w in words}
+    colours = {(w.start, w.end): restate.colour_reading(w.lemma, w.pos, any(o.start > w.end and o.pos == "n" for o in words))
+               for w in words}
 
-    def keep(found: list[str]) -> list[str]:  # opposites never restate the prompt (before cutting to per_word)
-        return [c for c in found if not restate.restates(c, words)] if kind == "antonym" else found
+    def keep(w: Word, found: list[str]) -> list[str]:
+        found = [c for c in found if not restate.restates(c, words)] if kind == "antonym" else found
+        plain = sorted(colours[w.start, w.end] or ()) if kind == "synonym" else []  # a rare colour word's plain colour
+        return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=plain)
 
     if source == "llm":
         if res.llm is None:
             raise UsageError("The llm source needs an endpoint: give --llm-url and --llm-model (library: llm=LLMConfig(...)).")
         asked = list(dict.fromkeys(w.text for w in words))
         answer = llm_source.substitutes(res.llm, prompt, asked, kind, per_word)
-        return [(w, finish(w, keep(answer.get(w.text, [])), per_word, reinflect=False)) for w in words]
-    return [(w, finish(w, keep(candidates(w, kind, source, res)), per_word)) for w in words]
+        return [(w, finish(w, keep(w, answer.get(w.text, [])), per_word, reinflect=False)) for w in words]
+    return [(w, finish(w, keep(w, candidates(w, kind, source, res, meant[w.start, w.end] or None, colours[w.start, w.end])), per_word))
+            for w in words]
 
 
 def _assemble(prompt: str, kind: str, source: str, found: list[tuple[Word, list[str]]]) -> SearchSpace:

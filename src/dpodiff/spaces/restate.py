@@ -254,3 +254,21 @@ def main_colour(lemma: str, pos: str) -> frozenset[str] | None:
     else:
         return None
     return families if families and families != {""} else None
+
+
+def colour_reading(lemma: str, pos: str, modifier: bool) -> frozenset[str] | None:
+    """The colour families of a word the prompt uses as a colour: `main_colour`, or for a rare colour word
+    in front of a noun (`modifier`) whose main sense is another ("a cobalt circle", "a tangerine triangle",
+    "an ivory triangle"), a colour sense of its noun ("tangerine" the colour) or a colour named after it
+    ("cobalt blue"), when its first drawable sense is a substance, a plant or food, not an artefact
+    ("a brick wall" is made of brick, not brick red)."""
+    found = main_colour(lemma, pos)
+    if found or not modifier or pos not in ("a", "n"):
+        return found
+    nouns = wordnet.synsets(lemma, "n")
+    first = wordnet.visual_synsets(lemma, "n")[:1]
+    if not nouns or (first and first[0].lexfile not in (13, 20, 27)):  # food, plant, substance
+        return None
+    families = {colour_family(_ref(s)) for s in nouns} - {None, ""}
+    families |= {name for name, _ in basic_colours() if wordnet.entry(f"{lemma}_{name}", "n")}
+    return frozenset(families) or None

@@ -17,6 +17,7 @@ from pathlib import Path
 from dpodiff.errors import UsageError
 
 INDEX_PATH = Path(__file__).resolve().parent.parent / "assets" / "wordnet" / "wordnet-3.0.json.gz"
+GLOSSES_PATH = INDEX_PATH.with_name("wordnet-3.0-glosses.json.gz")  # read only by sense selection
 INDEX_FORMAT = 1
 
 POS = ("n", "v", "a", "r")  # noun, verb, adjective (heads and satellites), adverb
@@ -69,6 +70,20 @@ def _data() -> dict:
         raise UsageError(f"The WordNet index {INDEX_PATH} has format {data.get('format')}, not {INDEX_FORMAT}: "
                          "rebuild it with scripts/build_wordnet_index.py.")
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def _glosses() -> dict:
+    try:
+        return json.loads(gzip.decompress(GLOSSES_PATH.read_bytes()))["glosses"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"The WordNet glosses {GLOSSES_PATH} are missing or unreadable ({e}): reinstall dpodiff, "
+                         "or rebuild them with scripts/build_wordnet_index.py.") from e
+
+
+def gloss(s: Synset) -> str:
+    """The synset's definition and examples, as WordNet writes them ("a ring of people; \"a circle of friends\"")."""
+    return _glosses()[s.file_pos][str(s.offset)]
 
 
 def _index(pos: str) -> dict[str, str]:
@@ -190,12 +205,22 @@ def _word(lemma: str) -> str:
     return lemma.replace("_", " ")
 
 
-def synonyms(lemma: str, pos: str, senses: int = 3, min_share: float = 0.0) -> list[str]:
-    """Other lemmas of the word's first `senses` synsets, most frequent sense first; with `min_share`,
-    later senses only if tagged at least that share as often as the most frequent one ("blue" the colour
-    is far more common than "blue" the mood)."""
+Senses = "int | list[Synset]"  # the first N used senses, or exactly these (the prompt's, from dpodiff.spaces.senses)
+
+
+def _senses(lemma: str, pos: str, senses, default: list[Synset] | None = None) -> list[Synset]:
+    if isinstance(senses, list):
+        return senses
+    found = default if default is not None else visual_synsets(lemma, pos)
+    return found[:senses] if senses is not None else found
+
+
+def synonyms(lemma: str, pos: str, senses: Senses = 3, min_share: float = 0.0) -> list[str]:
+    """Other lemmas of the word's first `senses` synsets (or of the given ones), most frequent sense first;
+    with `min_share`, later senses only if tagged at least that share as often as the most frequent one
+    ("blue" the colour is far more common than "blue" the mood)."""
     k = key(lemma)
-    found = visual_synsets(lemma, pos)[:senses]
+    found = _senses(lemma, pos, senses)
     if min_share > 0 and found:
         counts = [sense_count(lemma, s) for s in found]
         top = max(counts)
@@ -206,11 +231,11 @@ def synonyms(lemma: str, pos: str, senses: int = 3, min_share: float = 0.0) -> l
     return list(dict.fromkeys(out))
 
 
-def antonyms(lemma: str, pos: str) -> list[str]:
-    """Direct antonyms of the word in any of its senses ("big" -> "little")."""
+def antonyms(lemma: str, pos: str, senses: Senses | None = None) -> list[str]:
+    """Direct antonyms of the word in any of its used senses, or in the given ones ("big" -> "little")."""
     k = key(lemma)
     out: list[str] = []
-    for s in used_synsets(lemma, pos):
+    for s in _senses(lemma, pos, senses, used_synsets(lemma, pos)):
         word_numbers = {i + 1 for i, l in enumerate(s.lemmas) if l.lower() == k}
         for p in s.pointers:
             if p.symbol == "!" and p.source in word_numbers:
@@ -218,12 +243,12 @@ def antonyms(lemma: str, pos: str) -> list[str]:
     return [w for w in dict.fromkeys(out) if key(w) != k]
 
 
-def indirect_antonyms(lemma: str, pos: str) -> list[str]:
+def indirect_antonyms(lemma: str, pos: str, senses: Senses | None = None) -> list[str]:
     """For an adjective satellite: the antonyms of its head adjectives and their satellites
     ("huge" -> similar to "large" -> "small", "little", "tiny")."""
     k = key(lemma)
     out: list[str] = []
-    for s in used_synsets(lemma, pos):
+    for s in _senses(lemma, pos, senses, used_synsets(lemma, pos)):
         if s.pos != "s":
             continue
         for p in s.pointers:
@@ -237,14 +262,15 @@ def indirect_antonyms(lemma: str, pos: str) -> list[str]:
     return [w for w in dict.fromkeys(out) if key(w) != k]
 
 
-def related(lemma: str, pos: str, senses: int = 2) -> list[str]:
+def related(lemma: str, pos: str, senses: Senses = 2, links: tuple[str, ...] = ("&", "^", "$", "@", "~")) -> list[str]:
     """Words one WordNet link away from the first senses: similar adjectives, also-see, verb groups,
-    hypernyms and hyponyms. Close in meaning, but not synonyms: callers confirm them with another source."""
+    hypernyms and hyponyms (or only the `links` given). Close in meaning, but not synonyms: callers
+    confirm them with another source."""
     k = key(lemma)
     out: list[str] = []
-    for s in visual_synsets(lemma, pos)[:senses]:
+    for s in _senses(lemma, pos, senses):
         for p in s.pointers:
-            if p.symbol in ("&", "^", "$", "@", "~") and p.source == 0:
+            if p.symbol in links and p.source == 0:
                 linked = synset(p.offset, p.pos)
                 # similar adjectives are close in any sense; other links only in a sense people use
                 out += [_word(l) for l in linked.lemmas if l.lower() != k and (p.symbol == "&" or in_used_sense(l, linked))]
@@ -329,12 +355,12 @@ def _ancestors(s: Synset, depth: int) -> dict[int, int]:
     return seen
 
 
-def distance(a: str, b: str, pos: str, depth: int = 3) -> int | None:
-    """Fewest hypernym steps joining a used sense of `a` to a used sense of `b` (None if more than 2*depth).
-    "giraffe"/"deer" meet at "ruminant"; "whale"/"club" (Moby's verb sense) do not meet nearby."""
+def distance(a: str, b: str, pos: str, depth: int = 3, senses: Senses | None = None) -> int | None:
+    """Fewest hypernym steps joining a used sense of `a` (or one of the given ones) to a used sense of `b`
+    (None if more than 2*depth). "giraffe"/"deer" meet at "ruminant"; "whale"/"club" (Moby's verb sense) do not."""
     best = None
     ups_b = [_ancestors(s, depth) for s in used_synsets(b, pos)]
-    for s in used_synsets(a, pos):
+    for s in _senses(a, pos, senses, used_synsets(a, pos)):
         up_a = _ancestors(s, depth)
         for up_b in ups_b:
             for offset, da in up_a.items():
