@@ -119,7 +119,7 @@ def thesaurus_tiers(w: Word, max_distance: int = 3, meant: Senses = None) -> tup
     the word drop out: "whale" -> "club"), the rest; common words first in each. Links and steps start
     from the senses the prompt means when given."""
     found = sorted((c for c in thesaurus.synonyms(w.lemma) if _fits_pos(c, w.pos)), key=_commonness)
-    links = SYNONYM_LINKS[w.pos] if meant else ("&", "^", "$", "@", "~")
+    links = SYNONYM_LINKS[w.pos] if meant else wordnet.RELATED_LINKS
     linked = {c.lower() for c in wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or 99, links)}
     close = set()
     for c in found:
@@ -150,7 +150,7 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None, meant: Senses =
     for i, c in enumerate(wn):
         scored[c] = i * settings.sense_step - (settings.agreement_bonus if c.lower() in moby else 0.0)
     if settings.moby:
-        links = SYNONYM_LINKS[w.pos] if meant else ("&", "^", "$", "@", "~")
+        links = SYNONYM_LINKS[w.pos] if meant else wordnet.RELATED_LINKS
         pool = wordnet.synonyms(w.lemma, w.pos, meant or 99) + wordnet.related(w.lemma, w.pos, meant or settings.wordnet_senses, links)
         for c in pool:
             if c not in scored and c.lower() in moby:
@@ -339,8 +339,7 @@ def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Re
 
     def keep(w: Word, found: list[str]) -> list[str]:
         found = [c for c in found if not restate.restates(c, words)] if kind == "antonym" else found
-        plain = sorted(colours[w.start, w.end] or ()) if kind == "synonym" else []  # a rare colour word's plain colour
-        return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=plain)
+        return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=colours[w.start, w.end] or ())
 
     if source == "llm":
         if res.llm is None:

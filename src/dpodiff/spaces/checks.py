@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from dpodiff.spaces import vocab, wordnet
@@ -76,9 +77,9 @@ def synonym_in_meant_sense(choice: str, meant: list[wordnet.Synset]) -> bool:
     return bool(meant) and _shares(choice, meant)
 
 
-def keep(w: Word, kind: str, found: list[str], meant: list[wordnet.Synset], trusted: list[str] = ()) -> list[str]:
+def keep(w: Word, kind: str, found: list[str], meant: list[wordnet.Synset], trusted: Collection[str] = ()) -> list[str]:
     """The choices of `found` that pass every check, in their order. A synonym WordNet gives for the sense
-    the prompt means, or a `trusted` one (a rare colour word's plain colour), skips the rarity check."""
+    the prompt means, or a `trusted` one (a rare colour word's plain colours), skips the rarity check."""
     out = [c for c in found if is_word(c) and not offensive(c) and not other_sense(c, w, meant)]
     if kind == "antonym":
         return [c for c in out if not rare(c) and not synonym_in_meant_sense(c, meant)]

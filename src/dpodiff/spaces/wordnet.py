@@ -262,7 +262,10 @@ def indirect_antonyms(lemma: str, pos: str, senses: Senses | None = None) -> lis
     return [w for w in dict.fromkeys(out) if key(w) != k]
 
 
-def related(lemma: str, pos: str, senses: Senses = 2, links: tuple[str, ...] = ("&", "^", "$", "@", "~")) -> list[str]:
+RELATED_LINKS = ("&", "^", "$", "@", "~")  # similar to, also see, verb group, hypernym, hyponym
+
+
+def related(lemma: str, pos: str, senses: Senses = 2, links: tuple[str, ...] = RELATED_LINKS) -> list[str]:
     """Words one WordNet link away from the first senses: similar adjectives, also-see, verb groups,
     hypernyms and hyponyms (or only the `links` given). Close in meaning, but not synonyms: callers
     confirm them with another source."""
