@@ -14,6 +14,9 @@ then reads every run's result.json and prints, over the (prompt, evaluation seed
   - validated selection replayed for every shortlist size K and validation seed count V up to those the
     bench ran with (every finalist is judged on the evaluation seeds, so any K' <= K, V' <= V replays
     exactly: the same seeds a run with --validate K',V' would use), with its cost in images.
+For attack the first table splits the passing images broken by what the grammar reads in the chosen
+rewording: the same scene (a verified attack, the headline), another scene (a changed meaning), or
+nothing it can read.
 Every share has a bootstrap 95% interval (prompts resampled with replacement, 2000 times). A bar chart of
 the headline pass rates is written as PNG.
 
@@ -66,6 +69,7 @@ class Run:
     passed: dict[int, list[bool]]  # history index -> the judge's verdict per evaluation seed
     eval_loss: dict[int, float]  # history index -> mean loss on the evaluation seeds
     search_passes: dict[int, int]  # history index -> images the judge passed on the search seeds
+    texts: dict[int, str]  # history index -> its prompt (attack: the rewording)
 
 
 def validated(run: Run, k: int, v: int) -> int:
@@ -113,6 +117,7 @@ def read_runs(out: Path, task: str) -> list[Run]:
             {c["index"]: c["judged"] for c in held_out["candidates"]},
             {c["index"]: float(np.mean(c["losses"])) for c in held_out["candidates"]},
             {e["index"]: sum(e["judged"]) for e in result["history"] if e.get("judged") is not None},
+            {e["index"]: e["prompt"] for e in result["history"]},
         ))
     return runs
 
@@ -167,6 +172,49 @@ def analyse(runs: list[Run], k: int, v: int) -> tuple[list[tuple], list[str]]:
 
     rows.append(pick_row("best reachable (judge's favourite on the search seeds)", prompts, favourite))
     return rows, prompts
+
+
+MEANINGS = ("verified", "changed", "unparsed")
+
+
+def attack_split(runs: list[Run], prompts: list[str], k: int, v: int) -> list[tuple]:
+    """Attack: each algorithm's validated pick, its passing images broken split by what the shapes world's
+    grammar reads in the rewording (dpodiff.shapes.grammar.meaning; read here, so runs made before the
+    reader existed are split too): the same scene (a real attack), another scene (a changed meaning, no
+    attack), or nothing it can read. Rows (algorithm, broken with a verified rewording, changed, unparsed,
+    picks per meaning)."""
+    from dpodiff.objectives.judge import same_meaning
+    from dpodiff.shapes.grammar import meaning
+
+    by = {(r.prompt, r.algorithm): r for r in runs}
+    rows = []
+    for a in sorted({r.algorithm for r in runs}, key=ORDER.index):
+        picks = {p: validated(by[p, a], k, v) for p in prompts}
+
+        def read(p, picks=picks):
+            run = by[p, a]
+            return same_meaning(meaning, p, run.texts[picks[p]]) if picks[p] != run.roles["original"] else "original"
+
+        def broken(kind):
+            def statistic(ps):
+                pairs = [(b, after) for p in ps for b, after in zip(by[p, a].passed[by[p, a].roles["original"]], by[p, a].passed[picks[p]])
+                         if read(p) == kind or kind is None]
+                passing = sum(b for p in ps for b in by[p, a].passed[by[p, a].roles["original"]])
+                return sum(b and not after for b, after in pairs) / passing if passing else float("nan")
+            return bootstrap(prompts, statistic)
+
+        counts = {m: sum(read(p) == m for p in prompts) for m in MEANINGS + ("original",)}
+        rows.append((a, broken("verified"), broken("changed"), broken("unparsed"), counts))
+    return rows
+
+
+def print_attack_split(rows, k: int, v: int) -> None:
+    print(f"\nattack, validated {k},{v}: passing images broken (evaluation seeds), by what the grammar reads in the rewording\n")
+    print("| algorithm | broken, same scene (verified attack) | broken, another scene (meaning changed) | broken, unreadable | picks: verified / changed / unreadable / original kept |")
+    print("|---|---|---|---|---|")
+    for a, verified, changed, unparsed, counts in rows:
+        print(f"| {a} | {fmt(verified)} | {fmt(changed)} | {fmt(unparsed)} | "
+              f"{counts['verified']} / {counts['changed']} / {counts['unparsed']} / {counts['original']} |")
 
 
 def replay(runs: list[Run], prompts: list[str]) -> list[tuple]:
@@ -328,6 +376,8 @@ def main() -> None:
     settings = (f"{len(prompts)} prompts of {args.prompts.name}{f' (every {args.stride})' if args.stride > 1 else ''}, budget {args.budget}, "
                 f"{args.seeds} search seeds, {len(runs[0].passed[runs[0].roles['original']])} evaluation seeds"
                 + (f", bench options: {' '.join(args.bench_args)}" if args.bench_args else ""))
+    if args.task == "attack":  # the verified attacks first: a broken image under a changed meaning is no finding
+        print_attack_split(attack_split(runs, prompts, k, v), k, v)
     print_table(rows, args.task, settings)
     print_replay(replay(runs, prompts))
     chart = args.out / "pass_rates.png"

@@ -8,12 +8,19 @@ the offline synonym space and antonym space (dpodiff.spaces.build, source auto),
 and prints, for each threshold, the share of each kind the constraint would accept.
 
     .venv/bin/python benchmarks/similarity_threshold.py [--model all-MiniLM-L6-v2]
+    .venv/bin/python benchmarks/similarity_threshold.py --labelled
+
+--labelled: the same constraint on the labelled synonyms of benchmarks/data/sense_labels.jsonl (each
+one-word swap labelled right sense / wrong sense or obscure / offensive by hand): the share of wrong and
+of right rewordings each threshold accepts. A default that let through at most 2% of the wrong ones is
+what an attack needs to report no false findings.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 from pathlib import Path
 
@@ -21,7 +28,10 @@ from dpodiff.objectives.similarity import load_sentence_model
 from dpodiff.spaces import find_word
 from dpodiff.spaces.build import build_space
 
-PROMPTS = Path(__file__).resolve().parent.parent / "prompts" / "varied.txt"
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = ROOT / "prompts" / "varied.txt"
+LABELS = ROOT / "benchmarks" / "data" / "sense_labels.jsonl"
+THRESHOLDS = (0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 
 
 def swap(prompt: str, start: int, end: int, word: str) -> str:
@@ -44,11 +54,30 @@ def swaps(prompt: str, rng: random.Random) -> dict[str, list[str]]:
     return out
 
 
+def labelled(model) -> None:
+    """Accepted shares of the labelled one-word synonym swaps, wrong and right apart, per threshold."""
+    sims: dict[bool, list[float]] = {True: [], False: []}
+    rows = [json.loads(line) for line in LABELS.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        if row["kind"] != "synonym" or not (found := find_word(row["prompt"], row["word"])):
+            continue
+        emb = model.encode([row["prompt"], swap(row["prompt"], *found, row["choice"])], normalize_embeddings=True, convert_to_tensor=True)
+        sims[row["label"] == "right"].append(float(emb[1] @ emb[0]))
+    print(f"{LABELS.name}: {len(sims[True])} right-sense and {len(sims[False])} wrong (wrong sense, obscure or offensive) one-word swaps")
+    print("| min similarity | wrong accepted | right accepted |")
+    print("|---|---|---|")
+    for threshold in THRESHOLDS:
+        print(f"| {threshold:.2f} | " + " | ".join(f"{sum(v >= threshold for v in sims[k]) / len(sims[k]):.1%}" for k in (False, True)) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--labelled", action="store_true", help="only the labelled synonyms of benchmarks/data/sense_labels.jsonl")
     args = parser.parse_args()
     model = load_sentence_model(args.model)
+    if args.labelled:
+        return labelled(model)
     rng = random.Random(0)
     sims: dict[str, list[float]] = {}
     prompts = [p.strip() for p in PROMPTS.read_text().splitlines() if p.strip()]

@@ -4,11 +4,11 @@
     python benchmarks/space_quality.py --senses                # wrong-sense share on the labelled set
 
 --senses: the wrong-sense share of each offline source (per_word 5, the default) on the labelled set
-benchmarks/data/sense_labels.jsonl: 1740 (prompt, word, kind, choice) items over 27 prompts (5 of the
+benchmarks/data/sense_labels.jsonl: 1804 (prompt, word, kind, choice) items over 27 prompts (5 of the
 sense examples, every 6th of prompts/varied.txt, every 5th of prompts/shapes_hard.txt), each labelled
-right / wrong / offensive in context by hand. They were drawn from every offline source with per_word 8
-before sense selection existed, so choices a builder offers now may be unlabelled: they are counted and
-listed, not guessed. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
+right / wrong / offensive in context by hand. 1740 were drawn from every offline source with per_word 8
+before sense selection existed; the rest are the choices the later builders newly offered. A choice a
+builder offers that is unlabelled is counted and listed, not guessed. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
 broader words, other shades and obscure words count as wrong); opposites when they name a confusable
 alternative of the same kind in the prompt's sense (another colour, shape, animal, time of day).
 
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from dpodiff.errors import UsageError
-from dpodiff.spaces import build
+from dpodiff.spaces import build, restate
 from dpodiff.spaces.build import build_space, prompt_words
 from dpodiff.tokenizers import clip_tokenizer
 
@@ -287,7 +287,7 @@ def print_restating(prompt_files) -> None:
     print(f"({time.perf_counter() - start:.1f} s)\nExample slots (auto, improve):")
     cache = tempfile.mkdtemp(prefix="space-examples-")
     for prompt in EXAMPLES:
-        space = build_task_space(prompt, "improve", nplib=False, cache_dir=cache)
+        space = build_task_space(prompt, "improve", space_kind="antonym", cache_dir=cache)
         print(f"  {prompt!r}: " + "; ".join(f"{s.name} -> {', '.join(s.choices[1:])}" for s in space.negative))
 
 
@@ -296,8 +296,9 @@ LABELS = ROOT / "benchmarks" / "data" / "sense_labels.jsonl"
 
 def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"), ("synonym", "auto"), ("antonym", "wordnet"), ("antonym", "auto")),
                       per_word: int = 5) -> tuple[list[tuple], list[tuple]]:
-    """Rows (kind, source, words, choices, labelled, wrong, offensive, unlabelled) over the labelled prompts,
-    and the unlabelled choices."""
+    """Rows (kind, source, words, choices, labelled, wrong, offensive, unlabelled, labelled and wrong for the
+    words that are no colour) over the labelled prompts, and the unlabelled choices. Colour words get other
+    basic colours as opposites, all right: the share without them says how the other words fare."""
     labels = {}
     for line in LABELS.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
@@ -306,7 +307,7 @@ def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"),
     rows, unlabelled = [], []
     for kind, source in sources:
         cache = tempfile.mkdtemp(prefix="space-senses-")
-        n = labelled = wrong = bad = words = 0
+        n = labelled = wrong = bad = words = plain = plain_wrong = 0
         for prompt in prompts:
             space = build_space(prompt, kind, source, per_word=per_word, cache_dir=cache)
             parts = [(s.choices[0], s.choices[1:]) for s in space.positive] + [(s.name, [c for c in s.choices if c]) for s in space.negative]
@@ -321,7 +322,10 @@ def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"),
                     labelled += 1
                     wrong += label != "right"
                     bad += label == "offensive"
-        rows.append((kind, source, words, n, labelled, wrong, bad, n - labelled))
+                    if restate.colour_families(word.lower(), None) is None:
+                        plain += 1
+                        plain_wrong += label != "right"
+        rows.append((kind, source, words, n, labelled, wrong, bad, n - labelled, plain, plain_wrong))
     return rows, unlabelled
 
 
@@ -329,10 +333,11 @@ def print_senses() -> None:
     start = time.perf_counter()
     rows, unlabelled = wrong_sense_share()
     print(f"Wrong-sense share on {LABELS.relative_to(ROOT)} (per_word 5; wrong includes offensive):")
-    print(f"{'kind':<8} {'source':<10} {'words':>5} {'choices':>7} {'per word':>8} {'labelled':>8} {'wrong':>6} {'share':>6} {'offensive':>9} {'unlabelled':>10}")
+    print(f"{'kind':<8} {'source':<10} {'words':>5} {'choices':>7} {'per word':>8} {'labelled':>8} {'wrong':>6} {'share':>6} {'offensive':>9} {'unlabelled':>10} {'no colour':>9}")
     totals = [0, 0, 0]
-    for kind, source, words, n, labelled, wrong, bad, missing in rows:
-        print(f"{kind:<8} {source:<10} {words:>5} {n:>7} {n / max(words, 1):>8.2f} {labelled:>8} {wrong:>6} {wrong / max(labelled, 1):>6.1%} {bad:>9} {missing:>10}")
+    for kind, source, words, n, labelled, wrong, bad, missing, plain, plain_wrong in rows:
+        print(f"{kind:<8} {source:<10} {words:>5} {n:>7} {n / max(words, 1):>8.2f} {labelled:>8} {wrong:>6} {wrong / max(labelled, 1):>6.1%} "
+              f"{bad:>9} {missing:>10} {plain_wrong / max(plain, 1):>9.1%}")
         if source == "auto":
             totals = [totals[0] + labelled, totals[1] + wrong, totals[2] + bad]
     print(f"default space (auto, both kinds): {totals[0]} labelled choices, {totals[1]} wrong ({totals[1] / max(totals[0], 1):.1%}), {totals[2]} offensive")

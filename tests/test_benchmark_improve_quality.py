@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from improve_quality import Finalist, Run, analyse, bar_chart, bootstrap, line_chart, replay, validated  # noqa: E402
+from improve_quality import Finalist, Run, analyse, attack_split, bar_chart, bootstrap, line_chart, replay, validated  # noqa: E402
 
 # Each run: history index 0 the original, 1 the arg-min of the search seeds (seed luck: no better on new seeds),
 # 2 a real improvement (a little worse on the search seeds, better on every validation seed), 3 the judge's favourite.
@@ -20,7 +20,7 @@ def run(prompt, algorithm, before, after_lucky, after_real, after_favourite):
     finalists = [Finalist(0, 0.30, ORIGINAL_VALIDATION), Finalist(1, 0.24, LUCKY_VALIDATION), Finalist(2, 0.26, REAL_VALIDATION)]
     return Run(prompt, algorithm, 1, 2, {"original": 0, "argmin": 1, "judge_best": 3}, finalists,
                {0: before, 1: after_lucky, 2: after_real, 3: after_favourite}, {0: 0.3, 1: 0.31, 2: 0.25, 3: 0.28},
-               {0: 1, 1: 1, 2: 1, 3: 2 if algorithm == "hybrid" else 0})
+               {0: 1, 1: 1, 2: 1, 3: 2 if algorithm == "hybrid" else 0}, {i: prompt for i in range(4)})
 
 
 def runs():
@@ -80,3 +80,17 @@ def test_charts_are_written(tmp_path):
     assert Image.open(tmp_path / "chart.png").size[0] > 400
     line_chart({"random": [(10, (0.5, 0.4, 0.6)), (40, (0.6, 0.5, 0.7))]}, 0.55, "sweep", tmp_path / "sweep.png")
     assert Image.open(tmp_path / "sweep.png").size == (640, 380)
+
+
+def test_attack_split_counts_broken_images_by_what_the_grammar_reads():
+    def attack(prompt, rewording, after):
+        finalists = [Finalist(0, 0.30, ORIGINAL_VALIDATION), Finalist(1, 0.6, [0.6, 0.62, 0.61, 0.6])]
+        return Run(prompt, "hybrid", -1, 2, {"original": 0, "argmin": 1, "judge_best": 0}, finalists,
+                   {0: [True, True], 1: after}, {0: 0.3, 1: 0.6}, {0: 2, 1: 1}, {0: prompt, 1: rewording})
+
+    runs = [attack("a red circle", "a crimson disc", [False, True]),  # the same scene: a real attack, 1 image broken
+            attack("a blue square", "a bluish square", [False, False]),  # the grammar cannot read it: 2 broken, unverified
+            attack("a green triangle", "a green circle", [False, True])]  # another scene: 1 broken, no attack
+    [(algorithm, verified, changed, unparsed, counts)] = attack_split(runs, ["a blue square", "a green triangle", "a red circle"], 1, 4)
+    assert algorithm == "hybrid" and verified[0] == pytest.approx(1 / 6) and changed[0] == pytest.approx(1 / 6) and unparsed[0] == pytest.approx(2 / 6)
+    assert counts == {"verified": 1, "changed": 1, "unparsed": 1, "original": 0}

@@ -76,8 +76,9 @@ def test_set_scheduler_replaces_by_config_and_refuses_unknown_names(tiny_model_d
 
 
 def test_gpo_trace_under_every_scheduler_is_in_ddims_range():
-    """On the shapes world, the shortcut's losses with any scheduler lie where DDIM's do (a wrong noise
-    level, e.g. DDIM arithmetic on Euler's sigma-scaled latents, decodes garbage far above them)."""
+    """On the shapes world, Euler's shortcut trace is DDIM's (both are deterministic and sample the same
+    path), and every other scheduler's mean loss lies within 0.15 of DDIM's: a wrong noise level, e.g. DDIM
+    arithmetic on Euler's sigma-scaled latents, decoded garbage at a mean of 0.54 against DDIM's 0.25."""
     from dpodiff.config import RunConfig
     from dpodiff.gradient_search import run_gpo
     from dpodiff.models import load_models
@@ -92,7 +93,7 @@ def test_gpo_trace_under_every_scheduler_is_in_ddims_range():
         set_scheduler(backend.pipe, name)
         _, trace = run_gpo(backend, scorer, s, config.task_spec, list(config.seeds), config.generation(), settings)
         traces[name] = trace.losses
-    low, high = min(traces["ddim"]), max(traces["ddim"])
+    assert traces["euler"] == pytest.approx(traces["ddim"], abs=1e-4)
     # PNDM's trace stays far above DDIM's (a known open problem of the shortcut under PLMS warm-up), left out here
     means = {name: sum(losses) / len(losses) for name, losses in traces.items() if name != "pndm"}
-    assert all(low <= mean <= high for mean in means.values()), (low, high, means)
+    assert all(abs(mean - means["ddim"]) <= 0.15 for mean in means.values()), means

@@ -85,3 +85,13 @@ def test_malformed_space_files_get_clear_errors(tmp_path, content, message):
 def test_overlapping_spans_are_refused():
     with pytest.raises(UsageError, match="overlap"):
         SearchSpace("a red circle", positive=[Span(2, 5, ["red"]), Span(4, 12, ["d circle"])])
+
+
+def test_a_substituted_word_gets_the_article_it_needs():
+    from dpodiff.spaces import SearchSpace, Span
+
+    space = SearchSpace("A blue disc and an orange square", positive=[Span(2, 6, ["blue", "azure"]), Span(19, 25, ["orange", "red"])])
+    assert space.render([1, 1], negative=False)[0] == "An azure disc and a red square"
+    assert space.render([0, 0], negative=False)[0] == "A blue disc and an orange square"
+    unicorn = SearchSpace("an hour of a unicorn", positive=[Span(3, 7, ["hour", "hour"])])
+    assert unicorn.render([0], negative=False)[0] == "an hour of a unicorn"  # the original's own articles are never touched

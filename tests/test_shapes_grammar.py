@@ -115,3 +115,54 @@ def test_near_misses_of_copies_change_the_count_or_the_object():
     assert len(misses) == 4 and not any(same_meaning(m, scene) for m in misses)
     assert any(m.count != 2 for m in misses)
     assert all(parse(render_caption(m)) is not None for m in misses)
+
+
+def _concepts(tag: str) -> set[str]:
+    """What a tag names, in canonical words ("scarlet" -> red, "boxes" -> square, "ivory background" -> white background)."""
+    from dpodiff.shapes.grammar import PLURALS
+
+    plural = {p: w for w, p in PLURALS.items()}
+    words = tag.split()
+    if words[-1] == "background":
+        return {f"{c} background" for c in SYNONYMS if " ".join(words[:-1]) in SYNONYMS[c]}
+    word = plural.get(tag, tag)
+    return {c for c in SYNONYMS if word in SYNONYMS[c]} | ({tag} if tag in DEFECTS + ("two", "three") else set())
+
+
+def test_varied_captions_come_in_sds_styles_and_name_only_what_the_image_shows():
+    """Tag lists, single tags, flaw tags alone and partial captions at their shares; every tag names something
+    of the named scene, and sentences still parse to it."""
+    from dpodiff.shapes.grammar import P_FLAWS_ALONE, P_ONE_TAG, P_PARTIAL, P_TAGS, tags
+
+    rng = np.random.default_rng(3)
+    n, counts = 8000, {"flaw named": 0, "flaws alone": 0, "two": 0, "partial": 0, "sentence": 0, "tags": 0, "one": 0}
+    for _ in range(n):
+        shown, named, caption = sample_training_pair(rng, varied=True)
+        scene = parse(caption)
+        counts["flaw named"] += bool(named.defects)
+        counts["two"] += len(named.shapes) == 2
+        if named.defects and caption == ", ".join(named.defects):
+            counts["flaws alone"] += 1
+        elif scene is not None and len(scene.shapes) < len(named.shapes):
+            counts["partial"] += 1
+            assert scene.shapes[0] in named.shapes and scene.background == named.background, caption
+        elif scene is not None:
+            counts["sentence"] += 1
+            assert same_meaning(scene, named), caption
+        else:
+            parts = caption.split(", ")
+            counts["tags" if len(parts) > 1 else "one"] += 1
+            truth = set().union(*(_concepts(t) for g in tags(named) for t in g))
+            assert all(_concepts(p) & truth for p in parts), (caption, truth)
+    assert abs(counts["flaws alone"] / counts["flaw named"] - P_FLAWS_ALONE) < 0.08
+    assert abs(counts["partial"] / counts["two"] - P_PARTIAL) < 0.04
+    rest = n - counts["flaws alone"] - counts["partial"]
+    assert abs(counts["tags"] / rest - P_TAGS) < 0.03 and abs(counts["one"] / rest - P_ONE_TAG) < 0.03
+
+
+def test_tags_keep_each_objects_words_together_and_name_copies_and_flaws():
+    from dpodiff.shapes.grammar import tags
+
+    scene = Scene((ShapeSpec("circle", "red", "small"), ShapeSpec("square", "blue")), "above", "white", defects=("blurry",))
+    assert tags(scene) == [["small", "red", "circle"], ["blue", "square"], ["white background"], ["blurry"]]
+    assert tags(Scene((ShapeSpec("square", "green"),), count=2)) == [["two", "green", "squares"]]

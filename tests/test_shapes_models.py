@@ -50,7 +50,7 @@ def test_pipeline_layout(pipe):
     assert isinstance(pipe.scheduler, DDIMScheduler)
     assert pipe.safety_checker is None
     marker = json.loads((PIPELINE_DIR / "dpodiff_judge.json").read_text())
-    assert marker == {"judge": "dpodiff.shapes.judge:judge"}
+    assert marker == {"judge": "dpodiff.shapes.judge:judge", "reader": "dpodiff.shapes.grammar:meaning", "wordings": "dpodiff.shapes.grammar:wordings"}
 
 
 def test_standard_call_gives_a_32px_image(pipe):

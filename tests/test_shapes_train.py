@@ -9,11 +9,37 @@ from dpodiff.shapes.grammar import parse
 
 
 def test_dataset_pairs_images_with_77_token_captions_that_parse():
-    data = train.build_dataset(n=40, negatives=2, seed=5)
+    data = train.build_dataset(n=40, negatives=2, seed=5, varied=False)
     assert data.images.shape == (40, 32, 32, 3) and data.images.dtype == np.uint8
     assert data.ids.shape == (40, 77) and data.neg_ids.shape == (40, 2, 77)
     texts = train.tokenizer().batch_decode(data.ids, skip_special_tokens=True)
     assert all(parse(t) is not None for t in texts), texts
+
+
+def test_the_default_dataset_has_captions_in_sds_styles_beside_sentences():
+    texts = train.tokenizer().batch_decode(train.build_dataset(n=300, negatives=1, seed=5).ids, skip_special_tokens=True)
+    tag_lists = [t for t in texts if parse(t) is None]
+    assert 0.1 < len(tag_lists) / len(texts) < 0.45, tag_lists
+    assert any("," in t for t in tag_lists) and any(len(t.split()) == 1 for t in tag_lists)
+
+
+def test_a_generator_only_continuation_reads_the_released_text_encoder(tmp_path):
+    """Without a clip stage, the released text encoder is copied into the workdir and read back unchanged."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    release = tmp_path / "release"
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=77)).eval()
+    text.save_pretrained(release / "pipeline" / "text_encoder")
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4).save_pretrained(release / "pipeline" / "vae")
+    work = tmp_path / "work"
+    work.mkdir()
+    train.copy_released(release, work)
+    assert train.text_encoder_dir(work) == work / "text_encoder" and (work / "vae" / "config.json").exists()
+    ids = train.tokenize(train.tokenizer(), ["red, circle"])
+    with torch.no_grad():
+        assert torch.equal(train.load_text_encoder(train.text_encoder_dir(work))(ids)[0], text(ids)[0])
 
 
 def test_trimmed_batches_give_the_same_text_features():

@@ -77,15 +77,9 @@ def test_unwritable_out(tmp_path):
 
 def test_model_folder_for_embedding(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from dpodiff.testing import build_tiny_text_encoder
 
-    from dpodiff.tokenizers import clip_tokenizer
-
-    torch.manual_seed(0)
-    clip_tokenizer().save_pretrained(tmp_path / "pipe" / "tokenizer")
-    config = CLIPTextConfig(vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    CLIPTextModel(config).save_pretrained(tmp_path / "pipe" / "text_encoder")
+    build_tiny_text_encoder(tmp_path / "pipe", near={"car": ["automobile"]})
     out = tmp_path / "s.json"
     result = _run("a red car", "--kind", "synonym", "--source", "embedding", "--model", tmp_path / "pipe", "--out", out)
     assert result.exit_code == 0, result.output

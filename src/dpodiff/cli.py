@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
-    Decompose, NoValidate, Overwrite, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
+    Decompose, NoValidate, Overwrite, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -41,7 +41,7 @@ console = Console(stderr=True)
 def improve(
     prompt: Annotated[str, typer.Argument(help="The prompt whose images should match it better.")],
     positive: Annotated[bool, typer.Option("--positive", help="Also substitute synonyms in the positive prompt.")] = False,
-    space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5,
+    space: SpaceFile = None, space_source: SpaceSource = "auto", per_word: PerWord = 5, space_kind: SpaceKind = "both",
     llm_url: LlmUrl = None, llm_model: LlmModel = None, llm_key_file: LlmKeyFile = None, llm_timeout: LlmTimeout = None, llm_retries: LlmRetries = None,
     algo: Algo = "epo", budget: Budget = 40, seeds: Seeds = None, seed: Seed = None, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
@@ -285,7 +285,13 @@ def _print_summary(result, out: Path) -> None:
     else:
         why = "interrupted before the validation" if (result.config or {}).get("validate") else "not validated"
         console.print(f"[yellow]{why}: the lowest loss on the search seeds was chosen, unchecked on other seeds.[/yellow]")
-    rejected = f", {len(result.rejections)} rejected by the constraint" if result.constraint else ""
+    by_reader = sum(r.reason != "similarity" for r in result.rejections)  # "meaning" (another scene) or "unreadable"
+    rejected = f", {len(result.rejections) - by_reader} rejected by the constraint" if result.constraint else ""
+    rejected += f", {by_reader} refused by the model's grammar (another scene, or words it cannot read)" if by_reader else ""
+    if result.best.meaning == "verified" and result.best.index != result.original.index:
+        console.print("[green]The model's grammar reads the rewording as the same scene: its meaning is verified.[/green]")
+    elif result.best.meaning is None and result.best.index != result.original.index and result.constraint:
+        console.print("[yellow]No reader of this model verified the rewording's meaning: only the similarity constraint kept it.[/yellow]")
     for dropped in (result.fit or {}).get("dropped", []):
         console.print(f"[yellow]token window:[/yellow] dropped {dropped['part']} {dropped['name']!r} ({dropped['reason']})")
     validated = f"; validation {result.selection.images} images" if result.selection else ""

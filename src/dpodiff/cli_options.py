@@ -28,6 +28,7 @@ BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call
 SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
 SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
 PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
+SpaceKind = Annotated[str, typer.Option(help="improve: the negative slots of a space built from the prompt: antonym (opposites of its words), library (the negative-prompt library) or both.")]
 LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
 LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-source llm.")]
 LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File whose first non-empty line is the API key for --space-source llm (default: $OPENAI_API_KEY).")]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from dpodiff.defaults import (
     ALGORITHMS, DEFAULT_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
-    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, check_scheduler_name,
+    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, SPACE_KINDS, check_scheduler_name,
 )
 from dpodiff.errors import UsageError
 from dpodiff.inputs import check_budget, parse_seeds
@@ -36,6 +36,7 @@ class RunConfig:
     positive: bool = False  # improve: also substitute synonyms in the prompt
     space_source: str = "auto"
     per_word: int = 5
+    space_kind: str = "both"  # improve's negative slots: the words' opposites ("antonym"), the library ("library"), or both
     min_similarity: float = DEFAULT_MIN_SIMILARITY  # attack's constraint
     similarity_model: str = DEFAULT_SENTENCE_MODEL
     search_seed: int = 0
@@ -73,6 +74,8 @@ class RunConfig:
         check_scheduler_name(self.scheduler)
         if self.space_source not in SOURCES:
             raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
+        if self.space_kind not in SPACE_KINDS:
+            raise UsageError(f"--space-kind {self.space_kind!r} is not known; use one of {', '.join(SPACE_KINDS)}.")
         if self.sampling not in SAMPLINGS:
             raise UsageError(f"--sampling {self.sampling!r} is not known; use sparse (the default) or uniform (the paper's).")
         if self.protocol not in PROTOCOLS:

@@ -16,6 +16,7 @@ SAMPLINGS = ("sparse", "uniform")  # how random search and EPO draw fresh candid
 WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
 KINDS = ("synonym", "antonym")
 SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
+SPACE_KINDS = ("both", "antonym", "library")  # improve's negative space: opposites, the negative-prompt library, or both
 MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
 DEFAULT_STEPS = 50  # generation settings when neither the user nor the model (its dpodiff.json) gives them
 DEFAULT_GUIDANCE = 7.5

@@ -26,7 +26,7 @@ from dpodiff.inputs import check_prompt
 from dpodiff.objectives.scorer import Scorer
 from dpodiff.objectives.scorers import load_scorer
 from dpodiff.objectives.decomposed import DecomposedScorer
-from dpodiff.objectives.judge import Judge, find_judge
+from dpodiff.objectives.judge import Judge, Reader, find_judge, find_reader, find_wordings, same_meaning
 from dpodiff.objectives.similarity import SimilarityConstraint
 from dpodiff.optimizers import WHITE_BOX, Candidate, GPOSettings, make_optimizer
 from dpodiff.results import Evaluation, OptimizationResult, Rejection
@@ -34,6 +34,7 @@ from dpodiff.search import BatchInterrupted, run_search
 from dpodiff.selection import select
 from dpodiff.spaces import SearchSpace
 from dpodiff.spaces.fit import fit_space
+from dpodiff.spaces.prefilter import prefilter
 from dpodiff.tasks import Task
 
 OnEvaluation = Callable[[Evaluation, OptimizationResult], None]
@@ -96,15 +97,26 @@ def optimize(
     model_name = model_name or str(getattr(backend.pipe, "name_or_path", "") or "")
     if judge is None and model_name and Path(model_name).is_dir():
         judge = find_judge(model_name)
+    rewords = task.search_positive and model_name and Path(model_name).is_dir()
+    reader, wordings = (find_reader(model_name), find_wordings(model_name)) if rewords else (None, None)
 
-    # 2. the search space, fitted to the token window
-    space = _resolve_space(space, prompt, config, backend, llm)
+    # 2. the search space (built with the model's own wordings where it has them), fitted to the token window
+    space = _resolve_space(space, prompt, config, backend, llm, wordings)
     space, fit = fit_space(space, backend.tokenizer, backend.token_window,
                            positive=task.search_positive, negative=task.search_negative)
     sizes = task.sizes(space)
     if not sizes or space.size(task.search_positive, task.search_negative) < 2:
         raise UsageError(f"The search space for {prompt!r} has no {task.searched} with a choice to make, so there is nothing to search. Give a --space with some.")
     constraint = SimilarityConstraint(prompt, config.min_similarity, config.similarity_model) if task.constrained else None
+    check = MeaningCheck(prompt, constraint, reader)
+    prefiltered: list[dict] = []
+    if task.search_positive and check.active:
+        space, prefiltered = prefilter(space, lambda text: check(text)[0])
+        sizes = task.sizes(space)
+        if space.size(task.search_positive, task.search_negative) < 2:
+            raise UsageError(f"No synonym of {prompt!r} keeps its meaning on its own: all {len(prefiltered)} one-word swaps failed the "
+                             f"meaning check (e.g. {prefiltered[0]['prompt']!r}). Give a --space with other words, or, where the model "
+                             "has no reader that reads the prompt, a lower --min-similarity.")
 
     # 3. white-box optimisers first learn a distribution over candidates with the shortcut gradient
     logits, gpo_trace = None, None
@@ -135,14 +147,14 @@ def optimize(
         config=config.to_dict(),
         constraint={"model": config.similarity_model, "min_similarity": config.min_similarity} if constraint else None,
         space=space.to_dict(),
-        fit=fit.to_dict(),
+        fit={**fit.to_dict(), "prefiltered": prefiltered},
         gpo=asdict(gpo_trace) if gpo_trace else None,
     )
     evaluator = Evaluator(backend, scorer, generation, prompt, judge)
     shortlist_size = config.validate[0] if config.validate else 1
-    scoring = CandidateScoring(evaluator, task, space, seeds, result, shortlist_size, constraint, on_evaluation, should_stop)
+    scoring = CandidateScoring(evaluator, task, space, seeds, result, shortlist_size, check, on_evaluation, should_stop)
     original = tuple([0] * len(sizes))
-    outcome = run_search(optimizer, original, scoring, budget, scoring.admissible if constraint else None)
+    outcome = run_search(optimizer, original, scoring, budget, scoring.admissible if check.active else None)
     result.stop_reason = outcome.stop_reason
     if result.original is None:
         raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save
@@ -191,7 +203,7 @@ class CandidateScoring:
     seeds: list[int]
     result: OptimizationResult
     keep: int
-    constraint: SimilarityConstraint | None = None
+    check: MeaningCheck
     on_evaluation: OnEvaluation | None = None
     should_stop: Callable[[], bool] | None = None
     kept: dict[int, Scored] = field(default_factory=dict)
@@ -204,7 +216,7 @@ class CandidateScoring:
                 evaluation = Evaluation(
                     index=len(result.history), candidate=list(candidate), prompt=scored.prompt, negative_prompt=scored.negative_prompt,
                     loss=scored.loss, losses=scored.losses, seconds=scored.seconds,
-                    similarity=self.constraint.similarity(scored.prompt) if self.constraint else None, judged=scored.passed,
+                    similarity=self.check.similarity(scored.prompt), judged=scored.passed, meaning=self.check.meaning(scored.prompt),
                 )
                 result.history.append(evaluation)
                 values.append(self.task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
@@ -222,10 +234,41 @@ class CandidateScoring:
 
     def admissible(self, candidate: Candidate) -> bool:
         text, _ = self.task.render(self.space, candidate)
-        if self.constraint.accepts(text):
-            return True
-        self.result.rejections.append(Rejection(list(candidate), text, self.constraint.similarity(text)))
-        return False
+        ok, reason = self.check(text)
+        if not ok:
+            self.result.rejections.append(Rejection(list(candidate), text, self.check.similarity(text), reason))
+        return ok
+
+
+@dataclass
+class MeaningCheck:
+    """Whether a rewording keeps the prompt's meaning. Where the model's reader can read the prompt, it
+    decides: the same scene is accepted whatever its sentence similarity (the constraint is only a
+    stand-in for a reader), another scene or words it cannot read are refused, so every rewording kept
+    is verified. Otherwise the similarity constraint (attack) decides; with neither, everything passes."""
+
+    prompt: str
+    constraint: SimilarityConstraint | None = None
+    reader: Reader | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.constraint is not None or self.reader is not None
+
+    def meaning(self, text: str) -> str | None:
+        return same_meaning(self.reader, self.prompt, text)
+
+    def similarity(self, text: str) -> float | None:
+        return self.constraint.similarity(text) if self.constraint else None
+
+    def __call__(self, text: str) -> tuple[bool, str | None]:
+        """(admissible, why not: "meaning" (another scene), "unreadable" or "similarity")."""
+        meaning = self.meaning(text)
+        if meaning is not None:  # the reader reads the prompt: it decides
+            return (True, None) if meaning == "verified" else (False, "meaning" if meaning == "changed" else "unreadable")
+        if self.constraint is None or self.constraint.accepts(text):
+            return True, None
+        return False, "similarity"
 
 
 def generation_settings(backend: Backend, config: RunConfig):
@@ -245,7 +288,7 @@ def default_batch_size(device, n_seeds: int, pixels: int = 512 * 512) -> int:
     return max(n_seeds, images // n_seeds * n_seeds)
 
 
-def _resolve_space(space, prompt: str, config: RunConfig, backend: Backend, llm) -> SearchSpace:
+def _resolve_space(space, prompt: str, config: RunConfig, backend: Backend, llm, wordings=None) -> SearchSpace:
     """The space given, loaded from a file, or built for the prompt (with the model's own text encoder)."""
     from dpodiff.spaces import load_space
     from dpodiff.spaces.build import build_task_space
@@ -257,6 +300,6 @@ def _resolve_space(space, prompt: str, config: RunConfig, backend: Backend, llm)
     if space is not None:
         return load_space(space, prompt)
     return build_task_space(
-        prompt, config.task_spec, source=config.space_source, per_word=config.per_word, llm=llm,
-        tokenizer=backend.tokenizer, text_encoder=backend.text_encoders[0], negative_library=backend.negative_library,
+        prompt, config.task_spec, source=config.space_source, per_word=config.per_word, space_kind=config.space_kind, llm=llm,
+        tokenizer=backend.tokenizer, text_encoder=backend.text_encoders[0], negative_library=backend.negative_library, wordings=wordings,
     )

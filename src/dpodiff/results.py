@@ -31,15 +31,18 @@ class Evaluation:
     seconds: float
     similarity: float | None = None
     judged: list[bool] | None = None  # the judge's verdict on each seed's image (a model with a judge, e.g. the shapes world)
+    meaning: str | None = None  # "verified": the model's reader reads the rewording as the prompt's scene; None: no reader read it
 
 
 @dataclass
 class Rejection:
-    """A candidate the meaning constraint turned away before any image was made."""
+    """A candidate turned away before any image was made: by the similarity constraint ("similarity"), or
+    by the model's reader, which reads it as another scene ("meaning") or cannot read it ("unreadable")."""
 
     candidate: list[int]
     prompt: str
-    similarity: float
+    similarity: float | None
+    reason: str = "similarity"
 
 
 @dataclass

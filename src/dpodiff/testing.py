@@ -45,6 +45,30 @@ def _text_config(hidden: int, pad_token_id: int = 49407, **extra):
                           max_position_embeddings=TINY_MAX_TOKENS, bos_token_id=49406, eos_token_id=49407, pad_token_id=pad_token_id, **extra)
 
 
+def build_tiny_text_encoder(path: Path, seed: int = 0, near: dict[str, list[str]] | None = None) -> Path:
+    """A tiny CLIP text encoder (the full CLIP vocabulary) with a CLIP tokenizer beside it, saved as a
+    pipeline's `text_encoder/` and `tokenizer/` folders under `path`. Its token embeddings are random, but
+    the words of `near` ({word: neighbours}) are planted around each word, nearest first, as a trained
+    encoder's would be: the embedding source then finds real words, not random tokens."""
+    from transformers import CLIPTextModel
+
+    from dpodiff.tokenizers import clip_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = clip_tokenizer()
+    model = CLIPTextModel(_text_config(16))
+    table = model.get_input_embeddings().weight.data
+    vocab = tokenizer.get_vocab()
+    for word, neighbours in (near or {}).items():
+        centre = table[vocab[word + "</w>"]]
+        for i, other in enumerate(neighbours, start=1):
+            direction = torch.nn.functional.normalize(torch.randn_like(centre), dim=0)
+            table[vocab[other + "</w>"]] = centre + 0.05 * i * centre.norm() * direction
+    tokenizer.save_pretrained(Path(path) / "tokenizer")
+    model.save_pretrained(Path(path) / "text_encoder")
+    return Path(path)
+
+
 def build_tiny_sdxl(path: Path) -> Path:
     """An SDXL pipeline: two text encoders (the second with projection and "!" padding, as SDXL's),
     a UNet reading pooled text and size ids, an Euler scheduler; 16-pixel images."""

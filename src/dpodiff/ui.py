@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -121,12 +122,14 @@ def space_from_rows(prompt: str, rows) -> SearchSpace:
 def build_space(models: Models, prompt: str, config: RunConfig) -> SearchSpace:
     """The space a run of `config` searches for `prompt`, as `optimize()` would build it (the model's own text encoder)."""
     from dpodiff.inputs import check_prompt
+    from dpodiff.objectives.judge import find_wordings
     from dpodiff.spaces.build import build_task_space
 
     prompt = check_prompt(prompt, models.backend.tokenizer)
-    return build_task_space(prompt, config.task_spec, source=config.space_source, per_word=config.per_word,
+    wordings = find_wordings(models.name) if config.task_spec.search_positive and Path(str(models.name)).is_dir() else None
+    return build_task_space(prompt, config.task_spec, source=config.space_source, per_word=config.per_word, space_kind=config.space_kind,
                             tokenizer=models.backend.tokenizer, text_encoder=models.backend.text_encoders[0],
-                            negative_library=models.backend.negative_library)
+                            negative_library=models.backend.negative_library, wordings=wordings)
 
 
 # -- pictures ---------------------------------------------------------------------------------------

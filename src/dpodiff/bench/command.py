@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    BatchSize, Budget, Device, Dtype, Guidance, Decompose, Model, NoValidate, PerWord, Protocol, SelectScorer, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceSource,
+    BatchSize, Budget, Device, Dtype, Guidance, Decompose, Model, NoValidate, PerWord, Protocol, SelectScorer, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceKind, SpaceSource,
     Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE, MAX_IMAGES
@@ -42,7 +42,7 @@ def bench(
     min_similarity: Annotated[float, typer.Option(help="attack: least sentence-embedding similarity of a rewording.")] = DEFAULT_MIN_SIMILARITY,
     similarity_model: Annotated[str, typer.Option(help="attack: sentence-transformers model for the constraint.")] = DEFAULT_SENTENCE_MODEL,
     space: Annotated[Optional[Path], typer.Option("--space", help="Search space JSON for the prompts: the DPO-Diff reference format may hold every prompt. Default: built from each prompt.")] = None,
-    space_source: SpaceSource = "auto", per_word: PerWord = 5,
+    space_source: SpaceSource = "auto", per_word: PerWord = 5, space_kind: SpaceKind = "both",
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None,

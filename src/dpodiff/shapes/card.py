@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from . import WEIGHTS_DIR
-from .grammar import DEFECTS, P_COPIES, P_DEFECT, P_NAMED, SYNONYMS, training_frequencies
+from .critic_eval import critic_tables
+from .grammar import (
+    DEFECTS, P_COPIES, P_DEFECT, P_FLAWS_ALONE, P_NAMED, P_ONE_TAG, P_PARTIAL, P_TAGS, SYNONYMS, training_frequencies,
+)
 
 
 def _pct(x: float) -> str:
@@ -15,6 +20,34 @@ def _file_sizes() -> list[str]:
     for path in sorted(WEIGHTS_DIR.rglob("*.safetensors")):
         rows.append(f"| `{path.relative_to(WEIGHTS_DIR)}` | {path.stat().st_size / 2**20:.1f} MiB |")
     return rows
+
+
+def _critic_training() -> list[str]:
+    """How the shipped scorer was retrained as a critic (release 2.1), with the training logs."""
+    phases = [(name, json.loads((WEIGHTS_DIR / f"{name}_steps.json").read_text()))
+              for name in ("critic", "critic_more") if (WEIGHTS_DIR / f"{name}_steps.json").exists()]
+    if not phases:
+        return []
+    lines = ["Release 2.1 retrained the scorer alone, as a critic (the generator is release 2's), on the",
+             "same idle 2-core CPU, 2 threads, in two phases: the first with near-miss captions, the second",
+             "adding an image of a near miss to each caption's candidates:", "",
+             "```",
+             "python -m dpodiff.shapes.train --init-from RELEASE_2_WEIGHTS --workdir runs/critic \\",
+             "    --stage critic --max-minutes 52 --threads 2",
+             "python -m dpodiff.shapes.train --init-from RELEASE_2_WEIGHTS --workdir runs/critic \\",
+             "    --stage critic_more --stage export --max-minutes 32 --threads 2",
+             "python benchmarks/critic.py --baseline RELEASE_2_WEIGHTS/scorer --card",
+             "```", ""]
+    for name, record in phases:
+        lines += [f"`{name}`: {record['steps']} steps of batch {record['batch']} (planned {record['planned']}),",
+                  f"{record['negatives']} near-miss captions per image"
+                  + (", one near-miss image per caption" if record.get("miss_images") else "")
+                  + ". Held-out right caption among itself + 5 near misses:", "",
+                  "| step | minutes | loss | two shapes (and) | two shapes (relation) |", "|---|---|---|---|---|"]
+        lines += [f"| {r['step']} | {r['minutes']} | {r['loss']} | {_pct(r['misses_two'])} | {_pct(r['misses_relation'])} |"
+                  for r in record["log"]]
+        lines.append("")
+    return lines
 
 
 def write_card(m: dict) -> str:
@@ -37,18 +70,29 @@ def write_card(m: dict) -> str:
         f"({', '.join(DEFECTS)}) and {_pct(P_COPIES)} of the single-shape ones show two or",
         f"three copies of the object; the caption names a flaw or the copies only {_pct(P_NAMED)}",
         "of the time (\"a red circle, blurry\", \"two red circles\"). So the model makes such",
-        "mistakes unasked now and then, as real SD does; whether a negative prompt naming them",
-        "helps is measured below (all of them at once: it does not).",
+        "mistakes unasked now and then, as real SD does.",
+        "",
+        "Like web alt-text, the captions are not all sentences (release 3 on): "
+        f"{_pct(P_TAGS)} are tag lists in any order",
+        "(\"yellow, circle, large, white background\"; two objects keep their own tags together),",
+        f"{_pct(P_ONE_TAG)} one tag alone (\"yellow\", \"circle\", \"two\"), {_pct(P_FLAWS_ALONE)} of the captions",
+        f"that name a flaw say only the flaw (\"blurry\"), and {_pct(P_PARTIAL)} of two-shape captions",
+        "name one of the shapes. A negative prompt is then text the model has seen; whether it",
+        "pushes away what it names is measured below.",
         "",
         "- `pipeline/`: diffusers `StableDiffusionPipeline` (AutoencoderKL 32x32x3 -> 8x8x4,",
         "  UNet2DConditionModel on 8x8 latents with cross-attention to the text encoder,",
         "  DDIM scheduler, the real CLIP BPE tokenizer with SD's 77 positions). The text encoder",
         "  is the text tower of a CLIP trained contrastively here (seed 1).",
         "- `scorer/`: a second, separately trained transformers `CLIPModel` (seed 2,",
-        "  different projection size, trained with two near-miss hard-negative captions per",
-        "  image) with its `CLIPProcessor`: use it to score images, as SD 1.x is scored",
-        "  with a CLIP other than its own text encoder. Images: 32x32, mean = std = 0.5.",
-        "- `pipeline/dpodiff_judge.json` names the programmatic judge",
+        "  different projection size) with its `CLIPProcessor`: use it to score images, as SD 1.x",
+        "  is scored with a CLIP other than its own text encoder. Images: 32x32, mean = std = 0.5.",
+        "  Like real CLIP, it is a critic that knows more than the generator: it was trained on",
+        "  every wording at full weight (cobalt and disc too, which the generator never saw), with",
+        "  four near misses of each image's scene as hard negatives (one colour, shape, size,",
+        "  background, count or relation changed, or attributes swapped between the objects), on",
+        "  images roughened like generated ones (see `dpodiff/shapes/critic.py`).",
+        "- `pipeline/dpodiff_judge.json` names the programmatic judge and the grammar that reads a caption (an attack's rewording is checked to mean the same scene)",
         "  (`dpodiff.shapes.judge:judge`), independent of every learned model.",
         "- `pipeline/dpodiff.json` holds the recommended settings below (25 steps, guidance 3),",
         "  which dpodiff uses unless `--steps`/`--guidance` are given;",
@@ -66,25 +110,26 @@ def write_card(m: dict) -> str:
         "## Retraining",
         "",
         "`python -m dpodiff.shapes.train` retrains everything with fixed seeds on CPU",
-        "(stages `clip`, `scorer`, `scorer_more`, `vae`, `unet`, `decoder`, `export`,",
+        "(stages `clip`, `scorer`, `scorer_more`, `critic`, `critic_more`, `vae`, `unet`, `decoder`, `export`,",
         "`eval`; `--stage` picks some; fp32 checkpoints and the cached 100k-pair data set",
-        "go to `runs/shapes/`). `--stop-at HH:MM` / `--max-minutes` cap the UNet, decoder",
-        "and scorer_more stages (weights are saved wherever they stop, and the steps",
+        "go to `runs/shapes/`). `--stop-at HH:MM` / `--max-minutes` cap the UNet, decoder,",
+        "scorer_more and both critic stages (weights are saved wherever they stop, and the steps",
         "reached are recorded); `--unet-steps N` reproduces a given UNet length.",
         "Use `--threads 1` when other processes share the cores: PyTorch's OpenMP threads",
         "spin-wait and slow down many-fold under contention.",
         "",
-        "This release (2) continued from release 1 (the previous weights, trained from",
-        "scratch with a 20-token window and no flaws) on a 2-core CPU with nothing else",
-        "running, 2 threads:",
+        "This release (3) continued the UNet alone from release 2's, on the captions above,",
+        "on a 2-core CPU with nothing else running, 2 threads; release 2's text encoder and VAE",
+        "and release 2.1's scorer are kept:",
         "",
         "```",
-        "python -m dpodiff.shapes.train --init-from RELEASE_1_WEIGHTS --stage clip --stage scorer \\",
-        "    --stage vae --stage unet --stage export --unet-steps 8000 --stop-at HH:MM --threads 2",
-        "python -m dpodiff.shapes.train --stage eval",
+        "python -m dpodiff.shapes.train --init-from RELEASE_2_WEIGHTS --workdir runs/release3 \\",
+        "    --stage vae --stage unet --unet-steps 5000 --stop-at HH:MM --threads 2",
+        "python -m dpodiff.shapes.train --workdir runs/release3 --stage export --stage eval",
         "```",
         "",
-        "The text towers' position tables grew from 20 to 77 rows (the new rows start as",
+        "Release 2 had continued from release 1 (trained from scratch with a 20-token window",
+        "and no flaws, sentences only). The text towers' position tables grew from 20 to 77 rows (the new rows start as",
         "copies of the last trained one); the conditioning CLIP got a fresh image tower and",
         "its text tower a 5x lower learning rate, so the UNet reading it stays valid; the",
         "scorer continued with its second-phase recipe; the VAE was kept; the UNet continued",
@@ -102,6 +147,7 @@ def write_card(m: dict) -> str:
     for name, what in (("decoder_steps", "VAE decoder fine-tuning"), ("scorer_more_steps", "scorer second phase")):
         if name in training:
             lines += [f"{what}: {training[name].get('steps')} steps.", ""]
+    lines += _critic_training()
     lines += [
         "## Recommended settings",
         "",
@@ -133,6 +179,11 @@ def write_card(m: dict) -> str:
                   "scene a flaw hides from the judge; the judge checks content, not quality):", "",
                   "| flaw | " + " | ".join(flawed) + " |", "|---|" + "---|" * len(flawed),
                   "| judge pass | " + " | ".join(_pct(jg[f"flawed_{d}_pass"]) for d in flawed) + " |", ""]
+    if "critic" in m:
+        lines += ["### The scorer as a critic", "",
+                  "`python benchmarks/critic.py --baseline RELEASE_2_WEIGHTS/scorer` (baseline: release 2's scorer;",
+                  "generated images: `prompts/shapes_hard.txt`, 16 seeds each, 25 steps, guidance 3).", "",
+                  critic_tables(m["critic"]), ""]
     lines += [
         "### CLIP retrieval on held-out rendered images (common wording)",
         "",
@@ -171,6 +222,17 @@ def write_card(m: dict) -> str:
                   "| prompt type | no negative prompt | with it |", "|---|---|---|"]
         lines += [f"| {name} | {_pct(gen['by_type'][name]['rate'])} | {_pct(rate)} |"
                   for name, rate in qn.items() if name != "negative"]
+    if m.get("negatives"):
+        from .responsiveness import Row, table
+
+        neg = m["negatives"]
+        lines += ["", f"### Does a negative prompt push away what it names? ({neg['n_single']} single-shape and "
+                  f"{neg['n_two']} two-shape held-out prompts, one seed each, the same seeds with and without)", "",
+                  "Flaws are read off image statistics with thresholds set on rendered images through the VAE",
+                  "(`dpodiff/shapes/responsiveness.py`); \"copies\" is the judge finding more objects than asked.",
+                  "Wilson 95% intervals; \"flaw gone / new\" counts the images, paired by seed, that the negative",
+                  "prompt rid of the flaw or gave it. `benchmarks/negatives.py` compares generators.", "",
+                  *table([Row(**r) for r in neg["rows"]])]
     lines += ["", "Single-shape prompts (common words) by guidance scale, 25 steps:", "",
               "| guidance | " + " | ".join(gen["by_guidance"]) + " |",
               "|---|" + "---|" * len(gen["by_guidance"]),

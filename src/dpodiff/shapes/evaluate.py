@@ -286,10 +286,11 @@ def training_word_counts(workdir: Path) -> dict[str, int]:
 
     from .train import tokenizer
 
-    path, cache = workdir / "dataset.npz", workdir / "word_counts.json"
+    cache = workdir / "word_counts.json"
+    path = next((p for p in (workdir / "dataset_varied.npz", workdir / "dataset.npz") if p.exists()), None)
     if cache.exists():
         return json.loads(cache.read_text())
-    if not path.exists():
+    if path is None:
         return {}
     ids = np.load(path)["ids"]
     rows, counts = np.unique(ids, axis=0, return_counts=True)
@@ -327,6 +328,10 @@ def evaluate(workdir: Path | None = None, per_type: int = 100) -> dict:
     print("[eval] timing", metrics["sampling_time"], flush=True)
     metrics["generation"] = generation_quality(pipe, per_type=per_type)
     print("[eval] generation", json.dumps(metrics["generation"], indent=1), flush=True)
+    from .responsiveness import negative_response
+
+    rows = negative_response(pipe, per_type, per_type, progress=lambda name: print(f"[eval] negatives: {name}", flush=True))
+    metrics["negatives"] = {"n_single": per_type, "n_two": per_type, "rows": [asdict(r) for r in rows]}
     by_word = metrics["generation"]["by_word"]
     worst = sorted(by_word, key=lambda w: by_word[w]["pass_with_synonym"] - by_word[w]["pass_with_common_word"])[:3]
     metrics["improvement_probe"] = improvement_probe(pipe, worst + ["beneath"] if "beneath" not in worst else worst)
@@ -341,6 +346,9 @@ def evaluate(workdir: Path | None = None, per_type: int = 100) -> dict:
     metrics["training"] = training
     if workdir is not None:
         metrics["training_word_counts"] = training_word_counts(workdir)
+    old = WEIGHTS_DIR / "metrics.json"
+    if old.exists() and "critic" in json.loads(old.read_text()):  # benchmarks/critic.py's comparison of scorers
+        metrics["critic"] = json.loads(old.read_text())["critic"]
     (WEIGHTS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     from .card import write_card
 

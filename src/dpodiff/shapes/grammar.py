@@ -74,6 +74,11 @@ P_BACKGROUND_WORD = 0.5  # captions that name the background
 P_DEFECT = 0.12  # training images with one flaw from DEFECTS
 P_COPIES = 0.08  # single-shape training scenes drawn as two or three copies
 P_NAMED = 0.5  # share of flaws and copies that the training caption names
+# Caption styles beside the sentence (release 3 on), as in SD's web alt-text: a tag list in any order
+# ("yellow, circle, large, white background"), one tag alone ("yellow", "circle", "two"), the flaw tags
+# alone ("blurry") for an image whose caption would name a flaw, and a partial caption naming one of two
+# shapes. A negative prompt is then text the model has seen, and pushes away from what it names.
+P_TAGS, P_ONE_TAG, P_FLAWS_ALONE, P_PARTIAL = 0.15, 0.08, 0.3, 0.15
 
 
 @dataclass(frozen=True)
@@ -186,21 +191,68 @@ def sample_caption(rng: np.random.Generator, kind: str | None = None) -> tuple[S
     return scene, render_caption(scene, synonym_picker(rng))
 
 
-def sample_training_pair(rng: np.random.Generator) -> tuple[Scene, Scene, str]:
-    """What a training image shows (flaws and copies included), what its caption names, and the caption.
-
-    A share of images is flawed or shows extra copies, and the caption names
-    that only with probability P_NAMED, as web captions rarely say "blurry".
-    """
+def sample_shown(rng: np.random.Generator, p_copies: float = P_COPIES) -> Scene:
+    """What a training image shows: a scene, some single shapes as two or three copies, some with a flaw."""
     shown = sample_scene(rng)
-    if shown.kind == "single" and rng.random() < P_COPIES:
+    if shown.kind == "single" and rng.random() < p_copies:
         spec = shown.shapes[0]
         shown = replace(shown, shapes=(ShapeSpec(spec.shape, spec.colour),), count=int(rng.integers(2, 4)))
     if rng.random() < P_DEFECT:
         shown = replace(shown, defects=(DEFECTS[rng.integers(len(DEFECTS))],))
+    return shown
+
+
+def tags(scene: Scene, pick=None) -> list[list[str]]:
+    """The scene as groups of tags: one per object ([count,] [size,] colour, shape), "<colour> background",
+    one per flaw ([["two", "red", "circles"]]; [["small", "blue", "square"], ["white background"], ["blurry"]]).
+    Relations are no tag."""
+    pick = pick or (lambda concept: next(iter(SYNONYMS[concept])))
+    out: list[list[str]] = []
+    for spec in scene.shapes:
+        shape = pick(spec.shape)
+        if scene.count > 1:
+            out.append([COUNT_WORDS[scene.count], pick(spec.colour), PLURALS[shape]])
+        else:
+            out.append(([pick(spec.size)] if spec.size else []) + [pick(spec.colour), shape])
+    if scene.background:
+        out.append([f"{pick(scene.background)} background"])
+    return out + [[d] for d in scene.defects]
+
+
+def varied_caption(named: Scene, pick, rng: np.random.Generator) -> str:
+    """One caption of ``named`` in one of the styles SD's training captions have (see P_TAGS): the flaw tags
+    alone (P_FLAWS_ALONE of the captions that name a flaw), a partial caption (P_PARTIAL of two-shape
+    scenes), a tag list (P_TAGS: groups in any order; one object's tags too in any order, but two objects'
+    tags stay with their object), one tag (P_ONE_TAG), else the sentence."""
+    if named.defects and rng.random() < P_FLAWS_ALONE:
+        return ", ".join(named.defects)
+    if len(named.shapes) == 2 and rng.random() < P_PARTIAL:
+        one = named.shapes[int(rng.integers(2))]
+        return render_caption(replace(named, shapes=(one,), relation=None), pick)
+    r = rng.random()
+    if r < P_TAGS + P_ONE_TAG:
+        groups = tags(named, pick)
+        if len(named.shapes) == 1:
+            groups = [[t] for g in groups for t in g]
+        if r >= P_TAGS:
+            words = [t for g in groups for t in g]
+            return words[int(rng.integers(len(words)))]
+        return ", ".join(t for i in rng.permutation(len(groups)) for t in groups[i])
+    return render_caption(named, pick)
+
+
+def sample_training_pair(rng: np.random.Generator, varied: bool = False) -> tuple[Scene, Scene, str]:
+    """What a training image shows (flaws and copies included), what its caption names, and the caption.
+
+    A share of images is flawed or shows extra copies, and the caption names
+    that only with probability P_NAMED, as web captions rarely say "blurry".
+    ``varied``: the caption takes one of the styles of :func:`varied_caption`, else it is the sentence.
+    """
+    shown = sample_shown(rng)
     named = replace(shown, count=shown.count if rng.random() < P_NAMED else 1,
                     defects=shown.defects if rng.random() < P_NAMED else ())
-    return shown, named, render_caption(named, synonym_picker(rng))
+    pick = synonym_picker(rng)
+    return shown, named, varied_caption(named, pick, rng) if varied else render_caption(named, pick)
 
 
 # ---------------------------------------------------------------- parsing
@@ -312,29 +364,72 @@ def canonical(scene: Scene) -> Scene:
     return scene
 
 
+def flipped(scene: Scene) -> Scene:
+    """The same meaning with the two objects named the other way round ("B below A" for "A above B")."""
+    if len(scene.shapes) < 2:
+        return scene
+    return replace(scene, shapes=scene.shapes[::-1], relation=_INVERSE[scene.relation] if scene.relation else None)
+
+
+def wordings(word: str) -> list[str]:
+    """The grammar's other wordings of a word ("blue" -> azure, cobalt; "circles" -> disks, discs), rarest
+    first: the shapes world's own synonyms, which its reader verifies (dpodiff.objectives.judge.find_wordings)."""
+    low = word.lower()
+    singular = _SINGULAR.get(low)
+    for words in SYNONYMS.values():
+        if (singular or low) in words:
+            others = sorted((x for x in words if x != (singular or low) and " " not in x), key=words.get)
+            return [PLURALS[x] for x in others if x in PLURALS] if singular else others
+    return []
+
+
+def meaning(caption: str) -> Scene | None:
+    """What a caption means, one value per meaning ("a disc above a box" == "a box below a circle"), or None
+    outside the grammar: the shapes world's reader (dpodiff.objectives.judge.find_reader)."""
+    scene = parse(caption)
+    return canonical(scene) if scene is not None else None
+
+
 def same_meaning(a: Scene, b: Scene) -> bool:
     return canonical(a) == canonical(b)
 
 
-def _one_change(scene: Scene, rng: np.random.Generator) -> Scene | None:
-    specs = list(scene.shapes)
-    used = set(scene.colours())
-    two = len(specs) == 2
+CHANGES = ("colour", "shape", "size", "background", "count", "swap_colour", "swap_shape", "relation")
+
+
+def _weighted_changes(scene: Scene) -> list[str]:
+    """Changes that apply to ``scene``, repeated by how often near_misses draws them: for two shapes, what a
+    bag of words cannot see (swapped colours, the relation) comes up more often."""
     ops = ["colour", "shape"]
-    if two:
+    if len(scene.shapes) == 2:
         ops += ["swap_colour", "swap_shape", "swap_colour"]
         if scene.relation:
-            ops += ["relation", "relation", "relation"]
-    elif specs[0].size:
+            ops += ["relation"] * 3
+    elif scene.shapes[0].size:
         ops += ["size"]
     if scene.count > 1:
         ops += ["count", "count"]
     if scene.background:
         ops += ["background"]
-    op = ops[rng.integers(len(ops))]
+    return ops
+
+
+def changes(scene: Scene) -> list[str]:
+    """The kinds of one-thing change (CHANGES) that apply to ``scene``."""
+    return list(dict.fromkeys(_weighted_changes(scene)))
+
+
+def _one_change(scene: Scene, rng: np.random.Generator) -> Scene | None:
+    ops = _weighted_changes(scene)
+    return changed(scene, ops[rng.integers(len(ops))], rng)
+
+
+def changed(scene: Scene, op: str, rng: np.random.Generator) -> Scene | None:
+    """``scene`` with one thing changed (``op`` one of CHANGES); None when that change is not possible."""
+    specs = list(scene.shapes)
+    free = [c for c in COLOURS if c not in set(scene.colours())]
     i = int(rng.integers(len(specs)))
     s = specs[i]
-    free = [c for c in COLOURS if c not in used]
     if op == "colour":
         specs[i] = ShapeSpec(s.shape, free[rng.integers(len(free))], s.size)
     elif op == "shape":
@@ -360,4 +455,6 @@ def _one_change(scene: Scene, rng: np.random.Generator) -> Scene | None:
     elif op == "count":
         others = [n for n in (1, *COUNT_WORDS) if n != scene.count]
         return replace(scene, count=others[rng.integers(len(others))])
+    else:
+        raise ValueError(f"unknown change {op!r}; the changes are {', '.join(CHANGES)}")
     return replace(scene, shapes=tuple(specs))

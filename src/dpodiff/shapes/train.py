@@ -21,7 +21,7 @@ import json
 import math
 import time
 from datetime import datetime, timezone
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,7 @@ class ClipSpec:
     batch: int
     hard_negatives: int
     lr: float = 5e-4
+    miss_images: bool = False  # critic: also an image of a near miss per caption (critic.py)
 
 
 COND_CLIP = ClipSpec(seed=1, hidden=128, layers=4, projection=128, steps=400, batch=128, hard_negatives=1)
@@ -58,6 +59,11 @@ SCORER_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=600, b
 # Second phase of the scorer, from the first phase's weights (lower peak learning rate).
 SCORER_CLIP_MORE = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=700, batch=128,
                             hard_negatives=2, lr=2.5e-4)
+# The critic: the scorer continued with critic.py's recipe (all wordings, near misses, roughened images).
+CRITIC_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=1500, batch=128, hard_negatives=4,
+                       lr=2.5e-4)
+# Its second phase, from the first's weights: an image of a near miss joins each caption's candidates.
+CRITIC_CLIP_MORE = replace(CRITIC_CLIP, steps=800, miss_images=True)
 VAE_STEPS, VAE_DECODER_STEPS, VAE_BATCH = 500, 200, 32
 UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY, CAPTION_DROPOUT = 8000, 64, 5e-4, 0.998, 0.1
 FINETUNE_LR = 3e-4  # UNet learning rate when continuing from a released model (--init-from)
@@ -106,8 +112,11 @@ class Dataset:
 DATASET_SIZE, DATASET_NEGATIVES, DATASET_SEED = 100_000, 2, 1000
 
 
-def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, seed: int = DATASET_SEED) -> Dataset:
-    """n training images (some flawed) with their captions and ``negatives`` near-miss captions each."""
+def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, seed: int = DATASET_SEED,
+                  varied: bool = True) -> Dataset:
+    """n training images (some flawed) with their captions and ``negatives`` near-miss captions each.
+    ``varied``: captions in SD's styles (grammar.varied_caption: tag lists, single tags, flaw tags alone,
+    partial captions; release 3 on), else sentences only (releases 1 and 2)."""
     tok = tokenizer()
     rng = np.random.default_rng(seed)
     pick = synonym_picker(rng)
@@ -122,7 +131,7 @@ def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, see
     ids = np.empty((n, TOKEN_LENGTH), np.int32)
     neg = np.empty((n, negatives, TOKEN_LENGTH), np.int32)
     for i in tqdm(range(n), desc="dataset", mininterval=20):
-        shown, named, caption = sample_training_pair(rng)
+        shown, named, caption = sample_training_pair(rng, varied)
         images[i] = render_array(shown, rng)
         ids[i] = ids_of(caption)
         misses = near_misses(named, rng, negatives)
@@ -133,12 +142,12 @@ def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, see
     return Dataset(images, ids, neg)
 
 
-def load_dataset(workdir: Path) -> Dataset:
-    path = workdir / "dataset.npz"
+def load_dataset(workdir: Path, varied: bool = True) -> Dataset:
+    path = workdir / ("dataset_varied.npz" if varied else "dataset.npz")
     if path.exists():
         z = np.load(path)
         return Dataset(z["images"], z["ids"], z["neg_ids"])
-    data = build_dataset()
+    data = build_dataset(varied=varied)
     np.savez(path, images=data.images, ids=data.ids, neg_ids=data.neg_ids)
     return data
 
@@ -406,12 +415,17 @@ def noise_scheduler_config() -> dict:
                 beta_schedule="scaled_linear", prediction_type="epsilon")
 
 
-def copy_vae(init: Path, out: Path) -> None:
-    """Keep a released model's VAE (its latents are what its UNet was trained on)."""
+def copy_released(init: Path, workdir: Path) -> None:
+    """Keep a released model's VAE (its latents are what its UNet was trained on), and its text encoder
+    too when the workdir trains no conditioning CLIP (the UNet then learns to read the released one)."""
     from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel
 
-    if not (out / "config.json").exists():
-        AutoencoderKL.from_pretrained(init / "pipeline" / "vae", torch_dtype=torch.float32).save_pretrained(out)
+    if not (workdir / "vae" / "config.json").exists():
+        AutoencoderKL.from_pretrained(init / "pipeline" / "vae", torch_dtype=torch.float32).save_pretrained(workdir / "vae")
+    if not (text_encoder_dir(workdir) / "config.json").exists():
+        CLIPTextModel.from_pretrained(init / "pipeline" / "text_encoder", torch_dtype=torch.float32).save_pretrained(
+            workdir / "text_encoder")
 
 
 def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: int | None = None,
@@ -436,7 +450,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
             return
         print(f"[unet] resuming from the EMA weights at step {done}")
     vae = AutoencoderKL.from_pretrained(workdir / "vae").eval()
-    text = load_text_encoder(workdir / "clip").eval()
+    text = load_text_encoder(text_encoder_dir(workdir)).eval()
     assert isinstance(text, CLIPTextModel)
     empty = tokenize(tokenizer(), [""])  # caption dropout, for classifier-free guidance
     sched = DDPMScheduler(**noise_scheduler_config())
@@ -497,10 +511,17 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
          "resumed_at": done or None, "init_from": str(init) if init else None, "lr": lr}))
 
 
+def text_encoder_dir(workdir: Path) -> Path:
+    """Where the conditioning text tower is: the workdir's CLIP, else the released text encoder it kept."""
+    return workdir / "clip" if (workdir / "clip" / "config.json").exists() else workdir / "text_encoder"
+
+
 def load_text_encoder(clip_dir: Path):
-    """The text tower of a saved CLIPModel as a standalone CLIPTextModel."""
+    """The text tower of a saved CLIPModel (or a saved CLIPTextModel) as a standalone CLIPTextModel."""
     from transformers import CLIPModel, CLIPTextModel
 
+    if json.loads((clip_dir / "config.json").read_text()).get("model_type") == "clip_text_model":
+        return CLIPTextModel.from_pretrained(clip_dir, torch_dtype=torch.float32)
     clip = CLIPModel.from_pretrained(clip_dir)
     if isinstance(clip.text_model, CLIPTextModel):  # transformers >= 5
         return clip.text_model
@@ -520,27 +541,38 @@ def _load_as_float32(config: Path) -> None:
 
 
 def export(workdir: Path) -> None:
-    """Float16 safetensors into the package: the SD pipeline and the scorer CLIP."""
+    """Float16 safetensors into the package: the SD pipeline (when the workdir trained one) and the scorer.
+
+    A workdir that trained only a critic replaces the scorer alone; the generator stays as released.
+    """
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     tok = tokenizer()
-    vae_dir = workdir / "vae_decoder" if (workdir / "vae_decoder" / "config.json").exists() else workdir / "vae"
-    pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(vae_dir),
-        text_encoder=load_text_encoder(workdir / "clip"),
-        tokenizer=tok,
-        unet=UNet2DConditionModel.from_pretrained(workdir / "unet"),
-        scheduler=DDIMScheduler(**noise_scheduler_config(), clip_sample=False,
-                                set_alpha_to_one=False, steps_offset=1),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.to(torch.float16)
-    pipe.save_pretrained(PIPELINE_DIR, safe_serialization=True)
-    _load_as_float32(PIPELINE_DIR / "text_encoder" / "config.json")
-    (PIPELINE_DIR / "dpodiff_judge.json").write_text(json.dumps({"judge": "dpodiff.shapes.judge:judge"}) + "\n")
+    if (workdir / "unet" / "config.json").exists():
+        vae_dir = workdir / "vae_decoder" if (workdir / "vae_decoder" / "config.json").exists() else workdir / "vae"
+        pipe = StableDiffusionPipeline(
+            vae=AutoencoderKL.from_pretrained(vae_dir),
+            text_encoder=load_text_encoder(text_encoder_dir(workdir)),
+            tokenizer=tok,
+            unet=UNet2DConditionModel.from_pretrained(workdir / "unet"),
+            scheduler=DDIMScheduler(**noise_scheduler_config(), clip_sample=False,
+                                    set_alpha_to_one=False, steps_offset=1),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        pipe.to(torch.float16)
+        pipe.save_pretrained(PIPELINE_DIR, safe_serialization=True)
+        _load_as_float32(PIPELINE_DIR / "text_encoder" / "config.json")
+        marker = {"judge": "dpodiff.shapes.judge:judge", "reader": "dpodiff.shapes.grammar:meaning",
+                  "wordings": "dpodiff.shapes.grammar:wordings"}
+        (PIPELINE_DIR / "dpodiff_judge.json").write_text(json.dumps(marker) + "\n")
+        print(f"[export] wrote {PIPELINE_DIR}")
 
-    scorer_dir = workdir / "scorer_more" if (workdir / "scorer_more" / "config.json").exists() else workdir / "scorer"
+    scorer_dir = next((workdir / name for name in ("critic_more", "critic", "scorer_more", "scorer")
+                       if (workdir / name / "config.json").exists()), None)
+    if scorer_dir is None:  # a generator-only release keeps the shipped scorer
+        _copy_training_logs(workdir)
+        return
     scorer = CLIPModel.from_pretrained(scorer_dir).to(torch.float16)
     scorer.save_pretrained(SCORER_DIR, safe_serialization=True)
     _load_as_float32(SCORER_DIR / "config.json")
@@ -556,10 +588,14 @@ def export(workdir: Path) -> None:
     # Also the classic separate files, readable by older transformers and by hand.
     processor.image_processor.save_pretrained(SCORER_DIR)
     tok.save_pretrained(SCORER_DIR)
-    for steps_file in [workdir / "unet_steps.json"]:
-        if steps_file.exists():
-            (WEIGHTS_DIR / "training.json").write_text(steps_file.read_text())
-    print(f"[export] wrote {PIPELINE_DIR} and {SCORER_DIR}")
+    _copy_training_logs(workdir)
+    print(f"[export] wrote {SCORER_DIR} from {scorer_dir.name}")
+
+
+def _copy_training_logs(workdir: Path) -> None:
+    for name in ("unet_steps.json", "critic_steps.json", "critic_more_steps.json"):
+        if (workdir / name).exists():
+            (WEIGHTS_DIR / ("training.json" if name == "unet_steps.json" else name)).write_text((workdir / name).read_text())
 
 
 def _limit(args) -> float | None:
@@ -573,7 +609,7 @@ def _limit(args) -> float | None:
     return limit
 
 
-STAGES = ("clip", "scorer", "scorer_more", "vae", "unet", "decoder", "export", "eval")
+STAGES = ("clip", "scorer", "scorer_more", "critic", "critic_more", "vae", "unet", "decoder", "export", "eval")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -583,11 +619,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/shapes"),
                         help="fp32 checkpoints per stage (delete a stage's folder to retrain it)")
     parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop UNet, decoder and scorer_more training after this long (weights are still saved)")
+                        help="stop UNet, decoder, scorer_more and critic training (both phases) after this long (weights are still saved)")
     parser.add_argument("--stop-at", default=None,
-                        help="UTC wall-clock time HH:MM at which UNet, decoder and scorer_more stop early (safety net)")
+                        help="UTC wall-clock time HH:MM at which UNet, decoder, scorer_more and critic stop early (safety net)")
     parser.add_argument("--decoder-steps", type=int, default=None,
                         help=f"extra decoder-only VAE steps (default {DECODER_STEPS})")
+    parser.add_argument("--captions", choices=("varied", "sentences"), default="varied",
+                        help="training captions: SD's styles (sentences, tag lists, single tags, flaw tags alone, "
+                             "partial captions; release 3 on) or sentences only (releases 1 and 2)")
     parser.add_argument("--unet-steps", type=int, default=None, help=f"UNet steps (default {UNET_STEPS})")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads per process; use 1 when other processes share the cores "
@@ -595,7 +634,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-samples", type=int, default=100, help="generated images per prompt type")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="continue from a released shapes world (a copy of dpodiff/shapes/weights): "
-                             "CLIPs and UNet start from it, its VAE is kept; scorer_more and decoder are skipped")
+                             "CLIPs and UNet start from it, its VAE is kept (and its text encoder, when no clip stage runs); "
+                             "scorer_more and decoder are skipped")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -607,7 +647,7 @@ def main(argv: list[str] | None = None) -> None:
     data = None
     if {"clip", "scorer", "scorer_more", "vae", "unet", "decoder"} & set(stages):
         s0 = time.time()
-        data = load_dataset(args.workdir)
+        data = load_dataset(args.workdir, args.captions == "varied")
         print(f"[dataset] {len(data)} pairs ready in {(time.time() - s0) / 60:.1f} min")
     t0 = time.time()
     timings = {}
@@ -624,9 +664,21 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "scorer_more":
             train_clip(SCORER_CLIP_MORE, data, args.workdir / "scorer_more", "scorer_more",
                        init_from=args.workdir / "scorer", max_minutes=_limit(args))
+        elif stage == "critic":
+            from .critic import train_critic
+
+            first = args.workdir / "scorer_more"
+            train_critic(CRITIC_CLIP, args.workdir / "critic",
+                         init / "scorer" if init else first if (first / "config.json").exists() else args.workdir / "scorer",
+                         init / "pipeline" / "vae" if init else args.workdir / "vae", _limit(args))
+        elif stage == "critic_more":
+            from .critic import train_critic
+
+            train_critic(CRITIC_CLIP_MORE, args.workdir / "critic_more", args.workdir / "critic",
+                         init / "pipeline" / "vae" if init else args.workdir / "vae", _limit(args))
         elif stage == "vae":
             if init:
-                copy_vae(init, args.workdir / "vae")
+                copy_released(init, args.workdir)
             else:
                 train_vae(data, args.workdir / "vae")
         elif stage == "unet":

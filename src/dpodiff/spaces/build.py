@@ -18,11 +18,12 @@ from dpodiff.spaces import checks, embedding, restate, senses, thesaurus, vocab,
 from dpodiff.spaces import llm as llm_source
 from dpodiff.spaces.nplib import nplib_slots
 from dpodiff.spaces.space import SearchSpace, Slot, Span
+from dpodiff.spaces.wordings import add_wordings
 from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, match_case, same_lemma
 from dpodiff.tasks import make_task
 
 from dpodiff.defaults import KINDS, SOURCES  # noqa: F401  (re-exported)
-BUILDER_VERSION = 4  # bump when the choices a source gives change, so old cache entries are not reused
+BUILDER_VERSION = 7  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
 
@@ -270,6 +271,16 @@ def wordnet_opposites(w: Word, meant: Senses = None, colours: frozenset[str] | N
     return out + sorted(wordnet.indirect_antonyms(w.lemma, w.pos, meant), key=_commonness)
 
 
+def vouched_opposites(w: Word, meant: Senses, colours: frozenset[str]) -> frozenset[str]:
+    """Opposites WordNet itself gives, which skip the relatedness check: direct antonyms in the sense the
+    prompt means ("little" for "big") and those of its head adjective ("small" for "huge"), and other basic
+    colours for a colour word."""
+    found = wordnet.antonyms(w.lemma, w.pos, meant) + wordnet.indirect_antonyms(w.lemma, w.pos, meant, satellites=False)
+    if colours or restate.main_colour(w.lemma, w.pos):
+        found += [name for name, _ in restate.basic_colours() if name not in NOT_HUES]
+    return frozenset(found)
+
+
 def embedding_neighbours(w: Word, kind: str, res: Resources, k: int = 60) -> list[str]:
     """Nearest whole-word tokens of the same part of speech; for opposites, minus the word's WordNet synonyms."""
     near = res.nearest(w.lemma, k)
@@ -287,6 +298,8 @@ def candidates(w: Word, kind: str, source: str, res: Resources, meant: Senses = 
     synonyms: "cobalt" -> "blue", "ebony" -> "black")."""
     if kind == "synonym":
         plain = sorted(colours or (), key=_commonness)
+        if plain and w.lemma not in plain and all(set(plain) & set(s.lemmas) for s in meant or ()):
+            return plain  # a shade named by its plain colour's synset ("crimson" in red's): only the plain colour
         if source == "wordnet":
             return plain + wordnet_synonyms(w, meant)
         if source == "thesaurus":
@@ -338,8 +351,12 @@ def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Re
                for w in words}
 
     def keep(w: Word, found: list[str]) -> list[str]:
-        found = [c for c in found if not restate.restates(c, words)] if kind == "antonym" else found
-        return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=colours[w.start, w.end] or ())
+        trusted = colours[w.start, w.end] or frozenset()
+        if kind == "antonym":
+            found = [c for c in found if not restate.restates(c, words)]
+            trusted = vouched_opposites(w, meant[w.start, w.end] or None, trusted)
+        return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=trusted,
+                           colour=bool(colours[w.start, w.end]), offline=source != "llm")
 
     if source == "llm":
         if res.llm is None:
@@ -412,16 +429,19 @@ def build_task_space(
     with_positive: bool = False,
     source: str = "auto",
     per_word: int = 5,
-    nplib: bool = True,
+    space_kind: str = "both",
     tokenizer=None,
     text_encoder=None,
     llm: llm_source.LLMConfig | None = None,
     cache_dir=None,
     negative_library=None,
+    wordings=None,
 ) -> SearchSpace:
-    """The space a task searches: synonym spans where it searches the positive prompt, antonym slots
-    (+ NPLib slots) where it searches the negative prompt. `task` is a dpodiff.tasks.Task, or a task
-    name with `with_positive` (improve: also synonym spans)."""
+    """The space a task searches: synonym spans where it searches the positive prompt, negative slots where
+    it searches the negative prompt: the paper's three spaces, by `space_kind`: "antonym" (the opposites of
+    the prompt's words), "library" (the negative-prompt library, NPLib) or "both". `task` is a
+    dpodiff.tasks.Task, or a task name with `with_positive` (improve: also synonym spans). `wordings`: the
+    model's own words for a word, added to the synonyms (dpodiff.spaces.wordings)."""
     if isinstance(task, str):
         task = make_task(task, with_positive)
     common = dict(source=source, per_word=per_word, tokenizer=tokenizer, text_encoder=text_encoder, llm=llm, cache_dir=cache_dir)
@@ -430,10 +450,11 @@ def build_task_space(
     keywords: list[str] = []
     if task.search_positive:
         synonyms = build_space(prompt, "synonym", **common)
+        synonyms = add_wordings(synonyms, wordings) if wordings is not None else synonyms
         positive, keywords = synonyms.positive, synonyms.keywords
     if task.search_negative:
         antonyms = build_space(prompt, "antonym", **common)
-        negative = antonyms.negative + (nplib_slots(per_word, negative_library) if nplib else [])
+        negative = (antonyms.negative if space_kind != "library" else []) + (nplib_slots(per_word, negative_library) if space_kind != "antonym" else [])
         negative = restate.drop_restating(prompt, negative)  # never name what the prompt asks for
         keywords = keywords or antonyms.keywords
     space = SearchSpace(prompt, positive=positive, negative=negative, keywords=keywords)

@@ -16,7 +16,9 @@ A choice restates a content word of the prompt when
 
 A colour family is the basic colour a colour descends from (the child of "chromatic color" or
 "achromatic color": crimson, scarlet, cerise, dark red -> red; navy -> blue); an adjective of colour takes
-the families of the colour nouns of its synset ("reddish" -> red). A generic colour word ("color",
+the families of the colour nouns of its synset ("reddish" -> red); a prompt word whose colour is its
+plain reading (`colour_reading`: "cobalt" -> blue, "lemon" -> yellow) takes that one, so "blue" is no
+negative for "a cobalt circle". A generic colour word ("color",
 "shade", "chromatic color") restates every colour; a colour never restates a generic one ("red" for
 "colorful colors" is fine); red and blue are siblings, not a restatement.
 
@@ -194,7 +196,7 @@ def _restates_term(choice: str, term: _Term) -> bool:
         return True
     if " " in choice and not _known(choice):
         return _restates_term(choice.rsplit(" ", 1)[1], term)
-    colour_word = colour_families(term.lemma, term.pos)
+    colour_word = colour_families(term.lemma, term.pos) or (colour_reading(term.lemma, term.pos, True) if term.pos else None)
     colour_choice = colour_families(choice, None)
     if colour_word is not None and colour_choice is not None:
         return same_colour_family(colour_choice, colour_word)

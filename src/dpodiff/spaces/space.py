@@ -94,6 +94,8 @@ class SearchSpace:
         text = self.prompt
         for span, g in sorted(zip(self.positive, pos_genes), key=lambda x: -x[0].start):
             text = text[: span.start] + span.choices[g] + text[span.end :]
+            if g:
+                text = _article(text, span.start)
         # each chosen term ends with its comma, so a slot's tokens do not depend on the other slots
         negative_prompt = " ".join(f"{slot.choices[g]}," for slot, g in zip(self.negative, neg_genes) if slot.choices[g])
         return text, negative_prompt
@@ -235,3 +237,18 @@ def _from_reference(data: dict, prompt: str | None) -> SearchSpace:
         positive.append(Span(start, end, [text[start:end]] + _string_list(subs, f"synonyms of {word!r}"), "reference"))
     negative = [Slot(word, _string_list(subs, f"antonyms of {word!r}"), "reference") for word, subs in (entry.get("antonym") or {}).items()]
     return SearchSpace(text, positive, negative, _string_list(entry.get("keywords", []), "keywords"))
+
+
+_ARTICLE = re.compile(r"\b([Aa]n?)(\s+)$")
+
+
+def _article(text: str, at: int) -> str:
+    """"a"/"an" before the word substituted at `at` made to agree with it ("a azure disc" -> "an azure disc");
+    by its first letter, which is right for the words spaces offer."""
+    found = _ARTICLE.search(text[:at])
+    if found is None or not text[at:at + 1].isalpha():
+        return text
+    article = "an" if text[at].lower() in "aeiou" else "a"
+    article = article.capitalize() if found.group(1)[0].isupper() else article
+    return text[: found.start()] + article + found.group(2) + text[at:]
+

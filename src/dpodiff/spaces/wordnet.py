@@ -243,9 +243,9 @@ def antonyms(lemma: str, pos: str, senses: Senses | None = None) -> list[str]:
     return [w for w in dict.fromkeys(out) if key(w) != k]
 
 
-def indirect_antonyms(lemma: str, pos: str, senses: Senses | None = None) -> list[str]:
-    """For an adjective satellite: the antonyms of its head adjectives and their satellites
-    ("huge" -> similar to "large" -> "small", "little", "tiny")."""
+def indirect_antonyms(lemma: str, pos: str, senses: Senses | None = None, satellites: bool = True) -> list[str]:
+    """For an adjective satellite: the antonyms of its head adjectives and (with `satellites`) their
+    satellites ("huge" -> similar to "large" -> "small", "little", "tiny")."""
     k = key(lemma)
     out: list[str] = []
     for s in _senses(lemma, pos, senses, used_synsets(lemma, pos)):
@@ -258,7 +258,7 @@ def indirect_antonyms(lemma: str, pos: str, senses: Senses | None = None) -> lis
                 if q.symbol == "!":
                     opposite = synset(q.offset, q.pos)
                     out.append(_word(opposite.lemmas[q.target - 1]))
-                    out += _satellite_words(opposite)
+                    out += _satellite_words(opposite) if satellites else []
     return [w for w in dict.fromkeys(out) if key(w) != k]
 
 

@@ -1,0 +1,82 @@
+"""Does the shapes world answer negative prompts? Flaw and pass rates with and without, per generator.
+
+For each generator (a pipeline folder; default the shipped one), the same held-out prompts and seeds are drawn
+with no negative prompt and with each negative of the table: one flaw ("blurry"), "two, three" for unasked
+copies, every flaw at once, another basic colour for single shapes, and the colour-swapped scene for two
+shapes. dpodiff/shapes/responsiveness.py says how flaws are read off the images.
+
+    .venv/bin/python benchmarks/negatives.py --model runs/release2/pipeline --model src/dpodiff/shapes/weights/pipeline
+
+Each generator's rows are saved to --out as JSON when it finishes (a rerun skips generators already there);
+about 5 minutes per generator at the defaults on 2 idle cores (as many images as the model card's eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dpodiff.shapes import PIPELINE_DIR
+from dpodiff.shapes.responsiveness import DEFECTS, Row, negative_response, table
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = len(DEFECTS) + 5  # the baseline, each flaw, copies, every flaw, another colour, swapped scene
+
+
+def fingerprint(folder: Path) -> str:
+    """Which generator this is: a hash of its UNet's weights."""
+    weights = next((folder / "unet").glob("*.safetensors"))
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+
+
+def measure(folder: Path, n_single: int, n_two: int) -> list[Row]:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    bar = tqdm(total=ROWS, desc=folder.name, unit="row")
+
+    def progress(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(0 if name == "no negative prompt" else 1)
+
+    rows = negative_response(pipe, n_single, n_two, progress=progress)
+    bar.update(1)
+    bar.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, action="append", help="a pipeline folder (repeatable; default: the shipped one)")
+    parser.add_argument("--n-single", type=int, default=100, help="single-shape prompts (one seed each)")
+    parser.add_argument("--n-two", type=int, default=100, help="two-shape prompts (one seed each)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "negatives")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for folder in args.model or [PIPELINE_DIR]:
+        if not (folder / "model_index.json").exists():
+            parser.error(f"--model {folder}: not a diffusers pipeline folder (no model_index.json)")
+        path = args.out / f"{fingerprint(folder)}-{args.n_single}-{args.n_two}.json"
+        if path.exists():
+            rows = [Row(**r) for r in json.loads(path.read_text())["rows"]]
+        else:
+            start = time.perf_counter()
+            rows = measure(folder, args.n_single, args.n_two)
+            path.write_text(json.dumps({"model": str(folder), "minutes": (time.perf_counter() - start) / 60,
+                                        "rows": [asdict(r) for r in rows]}, indent=1))
+        print(f"\n{folder} ({path.name})\n")
+        print("\n".join(table(rows)))
+
+
+if __name__ == "__main__":
+    main()
