@@ -72,12 +72,22 @@ class Run:
     texts: dict[int, str]  # history index -> its prompt (attack: the rewording)
 
 
-def validated(run: Run, k: int, v: int) -> int:
-    """The history index validated selection picks with shortlist K and V validation seeds (selection.py's rule)."""
+def validated(run: Run, k: int, looks: int | tuple[int, ...], rank: str = "mean") -> tuple[int, int]:
+    """(history index, validation images) of validated selection with shortlist K and V validation seeds, or
+    adaptive `looks` (selection.py's rule, replayed on the stored losses: the same seeds a run would render)."""
+    looks = (looks,) if isinstance(looks, int) else looks
+    finalists = [selection.Finalist(f.index, "", "", f.search_loss, f.losses) for f in run.finalists[:k + 1]]
+    chosen = selection.replay(finalists, run.sign, looks, rank)
+    return chosen.winner, chosen.images
+
+
+def validated_before(run: Run, k: int, v: int) -> int:
+    """The rule before round 2: the same test, but the winner among those passing had the best mean loss over
+    all its seeds, the search seeds that chose it included (a winner's curse)."""
     n = run.search_seeds
-    finalists = [selection.Finalist(f.index, "", "", f.search_loss, f.losses[:v], (f.search_loss * n + sum(f.losses[:v])) / (n + v))
-                 for f in run.finalists[:k + 1]]
-    return selection.decide(finalists, run.sign).winner
+    original, *shortlist = run.finalists[:k + 1]
+    passing = [f for f in shortlist if selection.paired_improvement(original.losses[:v], f.losses[:v], run.sign)[2] < (1 - selection.LEVEL) / k]
+    return min(passing, key=lambda f: (run.sign * (f.search_loss * n + sum(f.losses[:v])) / (n + v), f.index), default=original).index
 
 
 def chosen_prompts(path: Path, stride: int) -> list[str]:
@@ -164,7 +174,7 @@ def analyse(runs: list[Run], k: int, v: int) -> tuple[list[tuple], list[str]]:
     rows = [pick_row("original prompt", prompts, lambda p: (by[p, first], by[p, first].roles["original"]))]
     for a in algorithms:
         rows.append(pick_row(f"{a}: lowest search loss", prompts, lambda p, a=a: (by[p, a], by[p, a].roles["argmin"])))
-        rows.append(pick_row(f"{a}: validated {k},{v}", prompts, lambda p, a=a: (by[p, a], validated(by[p, a], k, v))))
+        rows.append(pick_row(f"{a}: validated {k},{v}", prompts, lambda p, a=a: (by[p, a], validated(by[p, a], k, v)[0])))
 
     def favourite(p):  # the judge's favourite on the search seeds over every algorithm (ties: the earlier algorithm)
         run = max((by[p, a] for a in algorithms), key=lambda r: r.search_passes.get(r.roles["judge_best"], 0))
@@ -189,7 +199,7 @@ def attack_split(runs: list[Run], prompts: list[str], k: int, v: int) -> list[tu
     by = {(r.prompt, r.algorithm): r for r in runs}
     rows = []
     for a in sorted({r.algorithm for r in runs}, key=ORDER.index):
-        picks = {p: validated(by[p, a], k, v) for p in prompts}
+        picks = {p: validated(by[p, a], k, v)[0] for p in prompts}
 
         def read(p, picks=picks):
             run = by[p, a]
@@ -222,22 +232,37 @@ def replay(runs: list[Run], prompts: list[str]) -> list[tuple]:
     broken share on the evaluation seeds, the share of runs that kept the original, and the images it costs."""
     max_k = min(len(r.finalists) - 1 for r in runs)
     max_v = min(len(r.finalists[0].losses) for r in runs)
-    ks = [k for k in (1, 2, 4, 8) if k <= max_k]
-    vs = [v for v in (2, 4, 8, 16) if v <= max_v]
+    rules = {(k, v): (lambda r, k=k, v=v: validated(r, k, v)) for k in (1, 2, 4, 8) if k <= max_k for v in (2, 4, 8, 16) if v <= max_v}
+    return [(f"{k}", f"{v}", *rule_row(runs, prompts, rule)) for (k, v), rule in rules.items()]
+
+
+def rules(runs: list[Run], prompts: list[str], k: int) -> list[tuple]:
+    """The rules of round 2 against the one before it, at shortlist K, replayed on the same stored losses."""
+    v = min(len(r.finalists[0].losses) for r in runs)
+    named = {f"before round 2 (all-seed mean), V={v // 2}": lambda r: (validated_before(r, k, v // 2), (k + 1) * (v // 2)),
+             f"validation mean, V={v // 2}": lambda r: validated(r, k, v // 2),
+             f"interval's low end, V={v // 2}": lambda r: validated(r, k, v // 2, "lower"),
+             f"validation mean, V={v}": lambda r: validated(r, k, v),
+             f"adaptive {v // 2}+{v // 2} (futility at {v // 2})": lambda r: validated(r, k, (v // 2, v))}
+    return [(name, *rule_row(runs, prompts, rule)) for name, rule in named.items()]
+
+
+def rule_row(runs: list[Run], prompts: list[str], rule) -> tuple:
+    """(mean validation images, pass rate, repaired, broken, share of runs that kept the original) of a rule
+    `rule(run) -> (history index, images)`, judged on the evaluation seeds."""
     chosen = [r for r in runs if r.prompt in prompts]
-    rows = []
-    for k in ks:
-        for v in vs:
-            picks = {id(r): validated(r, k, v) for r in chosen}
+    picks = {id(r): rule(r) for r in chosen}
 
-            def pairs(ps, picks=picks):
-                return [(b, a) for r in chosen if r.prompt in ps
-                        for b, a in zip(r.passed[r.roles["original"]], r.passed[picks[id(r)]])]
+    def statistic(given, event):
+        def of(ps):
+            pairs = [(b, a) for r in chosen if r.prompt in ps for b, a in zip(r.passed[r.roles["original"]], r.passed[picks[id(r)][0]])]
+            return share(pairs, given, event)
+        return bootstrap(prompts, of)
 
-            kept = sum(picks[id(r)] == r.roles["original"] for r in chosen) / len(chosen)
-            rows.append((k, v, (k + 1) * v, bootstrap(prompts, lambda ps, pairs=pairs: share(pairs(ps), lambda p: True, lambda p: p[1])),
-                         bootstrap(prompts, lambda ps, pairs=pairs: share(pairs(ps), lambda p: p[0], lambda p: not p[1])), kept))
-    return rows
+    kept = sum(picks[id(r)][0] == r.roles["original"] for r in chosen) / len(chosen)
+    images = float(np.mean([picks[id(r)][1] for r in chosen]))
+    return (images, statistic(lambda p: True, lambda p: p[1]), statistic(lambda p: not p[0], lambda p: p[1]),
+            statistic(lambda p: p[0], lambda p: not p[1]), kept)
 
 
 def fmt(ci) -> str:
@@ -258,12 +283,12 @@ def print_table(rows, task: str, settings: str) -> None:
         print(f"| {name} | {n} | {fmt(rate)} | {fmt(repaired)} | {fmt(broken)} | {loss:.3f} |")
 
 
-def print_replay(rows) -> None:
-    print("\nvalidated selection replayed (every algorithm's runs pooled), judged on the evaluation seeds\n")
-    print("| K | V | validation images | judge pass rate | passing images broken | runs that kept the original |")
-    print("|---|---|---|---|---|---|")
-    for k, v, images, rate, broken, kept in rows:
-        print(f"| {k} | {v} | {images} | {fmt(rate)} | {fmt(broken)} | {100 * kept:.0f}% |")
+def print_replay(rows, title: str, first: str = "| K | V ") -> None:
+    print(f"\n{title}, every algorithm's runs pooled, judged on the evaluation seeds\n")
+    print(f"{first}| validation images | judge pass rate | failing images repaired | passing images broken | runs that kept the original |")
+    print("|---" * (first.count("|") + 5) + "|")
+    for *names, images, rate, repaired, broken, kept in rows:
+        print(f"| {' | '.join(names)} | {images:.1f} | {fmt(rate)} | {fmt(repaired)} | {fmt(broken)} | {100 * kept:.0f}% |")
 
 
 def bar_chart(rows, title: str, path: Path) -> None:
@@ -379,7 +404,8 @@ def main() -> None:
     if args.task == "attack":  # the verified attacks first: a broken image under a changed meaning is no finding
         print_attack_split(attack_split(runs, prompts, k, v), k, v)
     print_table(rows, args.task, settings)
-    print_replay(replay(runs, prompts))
+    print_replay(replay(runs, prompts), "validated selection replayed")
+    print_replay(rules(runs, prompts, k), f"the choice among the passing candidates and adaptive validation, K={k}", "| rule ")
     chart = args.out / "pass_rates.png"
     bar_chart(rows, f"{args.task}: judge pass rate on evaluation seeds ({settings})", chart)
     print(f"\nchart: {chart}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from improve_quality import Finalist, Run, analyse, attack_split, bar_chart, bootstrap, line_chart, replay, validated  # noqa: E402
+from improve_quality import Finalist, Run, analyse, attack_split, bar_chart, bootstrap, line_chart, replay, rules, validated, validated_before  # noqa: E402
 
 # Each run: history index 0 the original, 1 the arg-min of the search seeds (seed luck: no better on new seeds),
 # 2 a real improvement (a little worse on the search seeds, better on every validation seed), 3 the judge's favourite.
@@ -36,9 +36,21 @@ def test_validated_replays_selections_rule():
     r = runs()[0]
     # on 2 validation seeds the real candidate's mean over all 4 seeds is best ((0.26 * 2 + 0.52) / 4 < (0.24 * 2 + 0.61) / 4),
     # and its paired gain (0.05, 0.05) has no spread: beyond noise
-    assert validated(r, 2, 2) == 2
-    assert validated(r, 1, 4) == 0  # only the lucky one shortlisted: no better on new seeds, the original is kept
-    assert validated(r, 2, 4) == 2
+    assert validated(r, 2, 2) == (2, 6)  # (the pick, the validation images: 3 finalists x 2 seeds)
+    assert validated(r, 1, 4) == (0, 8)  # only the lucky one shortlisted: no better on new seeds, the original is kept
+    assert validated(r, 2, 4) == (2, 12)
+    assert validated(r, 2, (2, 4)) == (2, 12)  # adaptive: both still look better after 2 seeds, so both go on
+    assert validated_before(r, 2, 4) == 2
+
+
+def test_the_rule_before_round_2_had_a_winners_curse():
+    # both pass; 1 had lucky search seeds and gains 0.01, 2 gains 0.03 on the validation seeds
+    finalists = [Finalist(0, 0.30, [0.30, 0.31, 0.29, 0.30]), Finalist(1, 0.10, [0.29, 0.30, 0.28, 0.29]),
+                 Finalist(2, 0.30, [0.27, 0.28, 0.26, 0.27])]
+    r = Run("p", "random", 1, 2, {"original": 0}, finalists, {i: [True] for i in range(3)}, {}, {}, {})
+    assert validated_before(r, 2, 4) == 1 and validated(r, 2, 4)[0] == 2
+    names = [row[0] for row in rules([r], ["p"], 2)]
+    assert names[0].startswith("before round 2") and any(n.startswith("adaptive") for n in names)
 
 
 def test_headline_rows_pick_from_the_same_runs():
@@ -58,8 +70,8 @@ def test_headline_rows_pick_from_the_same_runs():
 
 def test_replay_covers_every_k_and_v_the_runs_allow():
     rows = replay(runs(), ["p0", "p1"])
-    assert [(k, v, images) for k, v, images, *_ in rows] == [(1, 2, 4), (1, 4, 8), (2, 2, 6), (2, 4, 12)]
-    by = {(k, v): (rate, broken, kept) for k, v, _, rate, broken, kept in rows}
+    assert [(k, v, images) for k, v, images, *_ in rows] == [("1", "2", 4), ("1", "4", 8), ("2", "2", 6), ("2", "4", 12)]
+    by = {(int(k), int(v)): (rate, broken, kept) for k, v, _, rate, _, broken, kept in rows}
     assert by[1, 4][2] == 1.0 and by[1, 4][0][0] == pytest.approx(2 / 4)  # the original kept everywhere
     assert by[2, 4][2] == 0.0 and by[2, 4][0][0] == pytest.approx(3 / 4) and by[2, 4][1][0] == 0
 

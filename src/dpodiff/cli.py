@@ -241,7 +241,8 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     bar = progress.add_task(config.task, total=config.search_budget, best="-")
     gpo_bar = progress.add_task("gpo", total=GPOSettings().iterations, best="-", visible=config.algorithm in WHITE_BOX)
-    validate_bar = progress.add_task(f"validate on {config.validate[1]} new seeds" if config.validate else "", total=1, best="-", visible=False)
+    up_to = "up to " if config.validate and len(config.validate) > 2 else ""
+    validate_bar = progress.add_task(f"validate on {up_to}{config.validate[-1]} new seeds" if config.validate else "", total=1, best="-", visible=False)
 
     def on_gpo_iteration(iteration, loss):
         progress.start()
@@ -261,6 +262,9 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
         progress.stop()
     result.save(out)
     _print_summary(result, out)
+    if result.stop_reason.startswith("not validated"):
+        console.print(f"[red]{terminal(result.stop_reason, 400)}[/red] The search's results are saved in {out}.")
+        raise typer.Exit(1)
     if result.stop_reason == "interrupted":
         scored = f"{result.evaluations} candidate{'s' if result.evaluations != 1 else ''} scored"  # all of them, the batch in flight's too
         console.print(f"[yellow]Interrupted: {scored}, saved in {out}.")
@@ -283,7 +287,7 @@ def _print_summary(result, out: Path) -> None:
         colour = "yellow" if result.selection.kept_original else "green"
         console.print(f"[{colour}]{terminal(result.selection.summary(), 400)}.[/{colour}]")
     else:
-        why = "interrupted before the validation" if (result.config or {}).get("validate") else "not validated"
+        why = "interrupted before the validation" if result.stop_reason == "interrupted" and (result.config or {}).get("validate") else "not validated"
         console.print(f"[yellow]{why}: the lowest loss on the search seeds was chosen, unchecked on other seeds.[/yellow]")
     by_reader = sum(r.reason != "similarity" for r in result.rejections)  # "meaning" (another scene) or "unreadable"
     rejected = f", {len(result.rejections) - by_reader} rejected by the constraint" if result.constraint else ""

@@ -43,7 +43,8 @@ Sampling = Annotated[str, typer.Option(help="How random search and EPO draw fres
 Threads = Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch. Default: the physical cores not busy with other processes (so a shared machine is never oversubscribed).")]
 Validate = Annotated[str, typer.Option(help=(
     "K,V: after the search, render the original and the K best candidates on V fresh seeds; a candidate replaces the original only "
-    "if it beats it on those seeds beyond noise (one-sided paired t-test at 5%/K each); among those, the best mean loss wins."))]
+    "if it beats it on those seeds beyond noise (one-sided paired t-test at 5%/K each); among those, the best mean improvement on "
+    "those seeds wins. K,V1,V2: adaptive, V1 seeds first, then up to V2 for the candidates that still look better."))]
 Protocol = Annotated[str, typer.Option(help=(
     "dpodiff (the default) or paper: the DPO-Diff reference's choices, uniform sampling, the plain arg-min (no validation), "
     "the original prompt outside the budget, GPO's 32 samples and the hybrid led by GPO's argmax (README: deviations)."))]

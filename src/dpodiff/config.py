@@ -42,7 +42,7 @@ class RunConfig:
     search_seed: int = 0
     sampling: str = "sparse"  # how random search and EPO draw fresh candidates: sparse, or the paper's uniform
     charge_gpo: bool = False  # gpo/hybrid: GPO's measured cost, in candidates, comes out of the budget (equal-cost comparisons)
-    validate: tuple[int, int] | None = DEFAULT_VALIDATE  # (K, V): the K best candidates and the original on V fresh seeds; None: arg-min
+    validate: tuple[int, ...] | None = DEFAULT_VALIDATE  # (K, V) or (K, V1, V2, ...): selection.py; None: arg-min
     select_scorer: str | None = None  # a --scorer spec that re-ranks the validated shortlist with the search's scorer
     decompose: bool = False  # the loss averaged over the whole prompt and each of its noun phrases (objectives/decomposed.py)
     protocol: str = "dpodiff"  # "paper": uniform sampling, plain arg-min, the original outside the budget, GPO's 32 samples, argmax first
@@ -138,19 +138,24 @@ class RunConfig:
         return data
 
 
-def parse_validate(value: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    """--validate "K,V" (or a pair): K >= 1 candidates besides the original, on V >= 2 fresh seeds; None: no validation."""
+def parse_validate(value: str | tuple[int, ...] | list[int] | None) -> tuple[int, ...] | None:
+    """--validate "K,V" (or a tuple): K >= 1 candidates besides the original, on V >= 2 fresh seeds; "K,V1,V2,...":
+    adaptive, looks after V1, V2, ... seeds (increasing), each look rendering only the candidates still
+    undecided (selection.py); None: no validation."""
     if value is None:
         return None
     parts = value.split(",") if isinstance(value, str) else list(value)
     try:
-        k, v = (int(p) for p in parts)
+        k, *looks = (int(p) for p in parts)
     except (TypeError, ValueError):
-        raise UsageError(f"--validate {value!r} is not K,V; give two whole numbers, e.g. 4,4 (the 4 best candidates and the original on 4 new seeds).") from None
-    if k < 1 or not 2 <= v <= MAX_IMAGES:
-        raise UsageError(f"--validate {k},{v}: K must be at least 1 and V from 2 to {MAX_IMAGES} (a paired test needs 2 seeds); "
-                         "or give --no-validate for the plain arg-min.")
-    return k, v
+        looks = []
+    if not looks:
+        raise UsageError(f"--validate {value!r} is not K,V; give whole numbers, e.g. 4,4 (the 4 best candidates and the original on "
+                         "4 new seeds) or 4,4,8 (adaptive: 4 new seeds, then 4 more for the candidates still undecided).")
+    if k < 1 or looks[0] < 2 or looks[-1] > MAX_IMAGES or any(a >= b for a, b in zip(looks, looks[1:])):
+        raise UsageError(f"--validate {value!r}: K must be at least 1, and the seed counts increasing from at least 2 (a paired test "
+                         f"needs 2 seeds) to at most {MAX_IMAGES}; or give --no-validate for the plain arg-min.")
+    return (k, *looks)
 
 
 def _first(*values):

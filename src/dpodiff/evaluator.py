@@ -93,6 +93,14 @@ class Evaluator:
         return list(self.evaluate(pairs, seeds))
 
 
+def joined(parts: list[Scored]) -> Scored:
+    """One prompt pair's images scored in several rounds (adaptive validation), as one Scored in seed order."""
+    first = parts[0]
+    verdicts = [v for p in parts for v in p.verdicts] if all(p.verdicts for p in parts) else None
+    return Scored(first.prompt, first.negative_prompt, [s for p in parts for s in p.seeds], [x for p in parts for x in p.losses],
+                  sum(p.seconds for p in parts), torch.cat([p.pixels for p in parts]), verdicts)
+
+
 def fresh_seeds(used, n: int, start: int | None = None) -> list[int]:
     """`n` seeds that are not in `used`: counting up from `start`, by default from just above the largest used."""
     used = set(used)

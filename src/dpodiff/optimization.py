@@ -31,7 +31,7 @@ from dpodiff.objectives.similarity import SimilarityConstraint
 from dpodiff.optimizers import WHITE_BOX, Candidate, GPOSettings, make_optimizer
 from dpodiff.results import Evaluation, OptimizationResult, Rejection
 from dpodiff.search import BatchInterrupted, run_search
-from dpodiff.selection import select
+from dpodiff.selection import NonFiniteLoss, check_original, select
 from dpodiff.spaces import SearchSpace
 from dpodiff.spaces.fit import fit_space
 from dpodiff.spaces.prefilter import prefilter
@@ -68,7 +68,9 @@ def optimize(
     SearchSpace, a space file, or None to build one with `config.space_source` (negative slots from the
     model's own negative_prompts.json where it has one, else the generic library). `config.validate` (K, V)
     renders the original and the K best candidates on V fresh seeds and keeps the original unless one beats
-    it beyond noise (result.selection; None: the plain arg-min). Returns the result with every evaluation, the
+    it beyond noise (result.selection; None: the plain arg-min; (K, V1, V2, ...): adaptive, in looks). An
+    original with a non-finite loss raises NonFiniteLoss in the search; in the validation, the search's
+    result comes back with stop_reason "not validated: ..." and no selection. Returns the result with every evaluation, the
     chosen candidate (`result.best`) and the images of the original and the chosen candidate for each seed.
     Ctrl-C, or `should_stop()` turning true (asked after each candidate of the search; a UI's Stop button),
     stops the search and returns what was found so far, with stop_reason "interrupted" and no validation.
@@ -162,13 +164,14 @@ def optimize(
     # 5. select: the shortlist on fresh seeds, the original kept unless beaten beyond noise
     validation: list[Scored] = []
     if config.validate and result.stop_reason != "interrupted":
-        k, v = config.validate
-        validation_seeds = fresh_seeds(seeds, v)
+        k, *looks = config.validate
         try:
-            result.selection, validation = select(result.history, task.sign, evaluator, k, validation_seeds,
-                                                  on_finalist=on_validation, second=second, search_images=scoring.kept)
+            result.selection, validation = select(result.history, task.sign, evaluator, k, fresh_seeds(seeds, looks[-1]), looks,
+                                                  on_finalist=on_validation, second=second)
         except KeyboardInterrupt:
             result.stop_reason = "interrupted"  # the search's results stand; the plain arg-min is reported
+        except NonFiniteLoss as error:  # the search's results are saved; the CLI then exits with the message
+            result.stop_reason = f"not validated: {error}"
 
     # 6. report: the images and the judge's verdicts of the original and the chosen candidate, on every image seed
     for role, evaluation in (("original", result.original), ("best", result.best)):
@@ -218,6 +221,8 @@ class CandidateScoring:
                     loss=scored.loss, losses=scored.losses, seconds=scored.seconds,
                     similarity=self.check.similarity(scored.prompt), judged=scored.passed, meaning=self.check.meaning(scored.prompt),
                 )
+                if result.original is None:  # every loss is compared with the original's: stop before the budget is spent
+                    check_original(evaluation.losses, "search")
                 result.history.append(evaluation)
                 values.append(self.task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
                 result.original = result.original or evaluation

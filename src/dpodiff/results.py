@@ -90,7 +90,8 @@ class OptimizationResult:
         if not self.selection:
             return list(evaluation.losses)
         finalist = self.selection.finalist(evaluation.index)
-        return list(evaluation.losses) + (finalist.losses if finalist else [None] * len(self.selection.seeds))
+        validation = finalist.losses if finalist else []  # a finalist stopped early (adaptive) has fewer seeds
+        return list(evaluation.losses) + validation + [None] * (len(self.selection.seeds) - len(validation))
 
     def top(self, n: int = 5) -> list[Evaluation]:
         """The n best evaluations (lowest loss for improve, highest for attack), ties to the earliest."""
