@@ -9,7 +9,7 @@ candidate no better than the original, or keeps the original, and the images the
 average (the original's included). A second table has two better candidates (effects d and d/2) and
 compares the two ways of ranking those that pass: by mean improvement and by the interval's low end.
 
-    .venv/bin/python benchmarks/selection_power.py            # ~1 min on one core
+    .venv/bin/python benchmarks/selection_power.py            # ~1.5 min on one core
     .venv/bin/python benchmarks/selection_power.py --trials 20000
 """
 
@@ -54,7 +54,7 @@ def rates(effects: list[float], looks: tuple[int, ...], trials: int, rank: str =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=4000)
+    parser.add_argument("--trials", type=int, default=2000)
     args = parser.parse_args()
 
     print(f"one candidate better by d (in SDs of the per-seed differences), {K - 1} no better; K = {K}, {args.trials} trials\n")

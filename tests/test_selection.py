@@ -305,3 +305,18 @@ def test_adaptive_validation_renders_in_rounds(tiny_pipe, tiny_scorer):
                        evaluator.score([(f.prompt, f.negative_prompt)], [2, 3, 4, 5])[0].losses) for f in selection.finalists]
     again = replay(stored, 1, (2, 4))
     assert again.winner == selection.winner and [len(f.losses) for f in again.finalists] == list(lengths.values())
+
+
+def test_an_original_with_a_non_finite_loss_stops_the_run_before_the_budget_is_spent(tiny_pipe, tiny_scorer_dir):
+    from dpodiff.objectives.clip_loss import ClipScorer
+    from dpodiff.spaces import SearchSpace, Slot
+
+    broken = ClipScorer.from_pretrained(str(tiny_scorer_dir))
+    broken.model.visual_projection.weight.data.fill_(math.nan)  # a scorer whose image tower gives NaN
+    prompt = "a red circle above a blue square"
+    space = SearchSpace(prompt, negative=[Slot("red", ["blue", "green"])])
+    scored = []
+    with pytest.raises(NonFiniteLoss, match="original prompt's loss nan on search seed 1 of 2.*--dtype float32"):
+        dpodiff.optimize(prompt, pipeline=tiny_pipe, scorer=broken, task="improve", space=space, algorithm="random", budget=3,
+                         seeds=[0, 1], steps=2, on_evaluation=lambda e, r: scored.append(e))
+    assert scored == []  # stopped at the original: no candidate was scored
