@@ -121,8 +121,9 @@ def shortlist_of(history: list[Evaluation], sign: int, size: int) -> tuple[list[
     non-finite loss on a search seed (their place in a sort would be arbitrary)."""
     original, *others = history
     check_original(original.losses, "search")
-    excluded = [{"index": e.index, "reason": non_finite(e.losses, "search")} for e in others if non_finite(e.losses, "search")]
-    finite = [e for e in others if not non_finite(e.losses, "search")]
+    why = {e.index: non_finite(e.losses, "search") for e in others}
+    excluded = [{"index": i, "reason": reason} for i, reason in why.items() if reason]
+    finite = [e for e in others if not why[e.index]]
     return [original] + sorted(finite, key=lambda e: (sign * e.loss, e.index))[:size], excluded
 
 
