@@ -3,9 +3,11 @@
 For each generator (a pipeline folder; default the shipped one), the same held-out prompts and seeds are drawn
 with no negative prompt and with each negative of the table: one flaw ("blurry"), "two, three" for unasked
 copies, every flaw at once, another basic colour for single shapes, and the colour-swapped scene for two
-shapes. dpodiff/shapes/responsiveness.py says how flaws are read off the images.
+shapes. dpodiff/shapes/responsiveness.py says how flaws are read off the images. `--negative-mode` picks how
+the negative steers (cfg: SD's; perp: Perp-Neg, dpodiff/backends/guidance.py); repeat it to compare.
 
     .venv/bin/python benchmarks/negatives.py --model runs/release2/pipeline --model src/dpodiff/shapes/weights/pipeline
+    .venv/bin/python benchmarks/negatives.py --negative-mode cfg --negative-mode perp
 
 Each generator's rows are saved to --out as JSON when it finishes (a rerun skips generators already there);
 about 5 minutes per generator at the defaults on 2 idle cores (as many images as the model card's eval).
@@ -36,18 +38,33 @@ def fingerprint(folder: Path) -> str:
     return hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
 
 
-def measure(folder: Path, n_single: int, n_two: int) -> list[Row]:
+def perp_generate(pipe):
+    """evaluate.generate's images (same prompts, seeds, steps and guidance) under Perp-Neg, through dpodiff's backend."""
+    from dpodiff.backends import GenerationSettings, Request, as_backend
+    from dpodiff.report.images import to_pil
+    from dpodiff.shapes.evaluate import GUIDANCE, STEPS
+
+    backend = as_backend(pipe)
+    settings = GenerationSettings(STEPS, GUIDANCE, batch_size=50, negative_mode="perp")
+
+    def draw(prompts, seeds, negative):
+        negatives = negative if isinstance(negative, list) else [negative or ""] * len(prompts)
+        return to_pil(backend.generate([Request(p, n, s) for p, n, s in zip(prompts, negatives, seeds)], settings))
+    return draw
+
+
+def measure(folder: Path, n_single: int, n_two: int, mode: str) -> list[Row]:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    bar = tqdm(total=ROWS, desc=folder.name, unit="row")
+    bar = tqdm(total=ROWS, desc=f"{folder.name} ({mode})", unit="row")
 
     def progress(name: str) -> None:
         bar.set_postfix_str(name)
         bar.update(0 if name == "no negative prompt" else 1)
 
-    rows = negative_response(pipe, n_single, n_two, progress=progress)
+    rows = negative_response(pipe, n_single, n_two, progress=progress, generate=perp_generate(pipe) if mode == "perp" else None)
     bar.update(1)
     bar.close()
     return rows
@@ -58,24 +75,30 @@ def main() -> None:
     parser.add_argument("--model", type=Path, action="append", help="a pipeline folder (repeatable; default: the shipped one)")
     parser.add_argument("--n-single", type=int, default=100, help="single-shape prompts (one seed each)")
     parser.add_argument("--n-two", type=int, default=100, help="two-shape prompts (one seed each)")
+    parser.add_argument("--negative-mode", action="append", choices=("cfg", "perp"),
+                        help="how the negative steers (repeatable; default cfg)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "negatives")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    for folder in args.model or [PIPELINE_DIR]:
+    folders = args.model or [PIPELINE_DIR]
+    for folder in folders:
         if not (folder / "model_index.json").exists():
             parser.error(f"--model {folder}: not a diffusers pipeline folder (no model_index.json)")
-        path = args.out / f"{fingerprint(folder)}-{args.n_single}-{args.n_two}.json"
-        if path.exists():
-            rows = [Row(**r) for r in json.loads(path.read_text())["rows"]]
-        else:
-            start = time.perf_counter()
-            rows = measure(folder, args.n_single, args.n_two)
-            path.write_text(json.dumps({"model": str(folder), "minutes": (time.perf_counter() - start) / 60,
-                                        "rows": [asdict(r) for r in rows]}, indent=1))
-        print(f"\n{folder} ({path.name})\n")
-        print("\n".join(table(rows)))
+    for folder in folders:
+        for mode in args.negative_mode or ["cfg"]:
+            suffix = "" if mode == "cfg" else f"-{mode}"
+            path = args.out / f"{fingerprint(folder)}-{args.n_single}-{args.n_two}{suffix}.json"
+            if path.exists():
+                rows = [Row(**r) for r in json.loads(path.read_text())["rows"]]
+            else:
+                start = time.perf_counter()
+                rows = measure(folder, args.n_single, args.n_two, mode)
+                path.write_text(json.dumps({"model": str(folder), "negative_mode": mode, "minutes": (time.perf_counter() - start) / 60,
+                                            "rows": [asdict(r) for r in rows]}, indent=1))
+            print(f"\n{folder}, --negative-mode {mode} ({path.name})\n")
+            print("\n".join(table(rows)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dpodiff
+from dpodiff.backends import GenerationSettings, Request
 from dpodiff.backends.sdxl import StableDiffusionXLBackend
 from dpodiff.models import load_pipeline
 from dpodiff.objectives.clip_loss import ClipScorer
@@ -86,3 +87,14 @@ def test_every_command_takes_an_sdxl_folder(tmp_path, tiny_sdxl_dir, tiny_scorer
     code, err = run_cli("bench", prompts, "--algos", "random,hybrid", "--budget", 3, "--space", space_file,
                         "--out", tmp_path / "bench", *models)
     assert code == 0, err
+
+
+def test_perp_neg_on_sdxl(sdxl, sdxl64, tiny_scorer_dir):
+    """Perp-Neg's third input carries the empty prompt's pooled embedding too: its images and its shortcut gradient."""
+    requests = [Request(PROMPT, "", 0), Request(PROMPT, "blurry", 1)]
+    cfg = sdxl.generate(requests, GenerationSettings(steps=3))
+    perp = sdxl.generate(requests, GenerationSettings(steps=3, negative_mode="perp"))
+    torch.testing.assert_close(perp[0], cfg[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(perp[1], cfg[1], atol=1e-4)
+    scorer = ClipScorer.from_pretrained(str(tiny_scorer_dir), "cpu", torch.float64)
+    check_shortcut_gradient(sdxl64, scorer, space(), 2, negative_mode="perp")

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, Out, PerWord, Scorer,
+    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, NegativeMode, Out, PerWord, Scorer,
     Decompose, NoValidate, Overwrite, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
@@ -48,7 +48,7 @@ def improve(
     decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, out: Out = Path("runs/improve"), overwrite: Overwrite = False,
+    scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/improve"), overwrite: Overwrite = False,
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
     _optimize_command(task="improve", **locals())
@@ -66,7 +66,7 @@ def attack(
     decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, out: Out = Path("runs/attack"), overwrite: Overwrite = False,
+    scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/attack"), overwrite: Overwrite = False,
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
     _optimize_command(task="attack", **locals())
@@ -80,7 +80,7 @@ def generate(
     seeds: Seeds = None, seed: Seed = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
-    scheduler: Scheduler = None, out: Out = Path("runs/generate"), overwrite: Overwrite = False,
+    scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
     from dpodiff.config import RunConfig
@@ -111,7 +111,8 @@ def generate(
     records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
                for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {**backend.describe(), "steps": config.steps, "guidance": config.guidance, "recommended_used": recommended_used},
+              "generation": {**backend.describe(), "steps": config.steps, "guidance": config.guidance,
+                             "negative_mode": config.negative_mode, "recommended_used": recommended_used},
               "config": config.to_dict(), "seeds": seed_list, "loss": scored.loss,
               "images": records, "seconds": scored.seconds, "cpu_threads": torch.get_num_threads()}
     grid = image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)])
@@ -190,7 +191,8 @@ def _generated_info(result: dict, record: dict, image):
                      record["seed"], image.width, image.height, result["model"],
                      parameters={"Scorer": model_label(result["scorer"]), "Loss": round(record["loss"], 4), "Role": "generated"},
                      extra={"role": "generated", "loss": record["loss"], "loss_prompt": result["loss_prompt"], "model": result["model"],
-                            "scorer": result["scorer"], "config": result["config"], "generation": generation, "version": __version__})
+                            "scorer": result["scorer"], "config": result["config"], "generation": generation, "version": __version__},
+                     negative_mode=generation["negative_mode"])
 
 
 def _verdict(verdict: dict | None) -> str:

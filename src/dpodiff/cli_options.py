@@ -19,6 +19,10 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
 Steps = Annotated[Optional[int], typer.Option(help="Sampling steps (1 to 1000). Default: the model's recommendation (its dpodiff.json; the shapes world: 25), else 50.", show_default=False)]
 Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale. Default: the model's recommendation (the shapes world: 3), else 7.5.", show_default=False)]
+NegativeMode = Annotated[str, typer.Option(help=(
+    "How the negative prompt steers sampling: cfg (SD's: it replaces the empty prompt in classifier-free guidance) or perp "
+    "(Perp-Neg: guidance from the empty prompt, minus only the part of the negative's direction perpendicular to the prompt's, "
+    "so a negative that shares the prompt's content does not cancel it; 1.5x the UNet calls)."))]
 Seeds = Annotated[Optional[str], typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over the seeds. Default: 2.")]
 Seed = Annotated[Optional[list[int]], typer.Option("--seed", help="A particular seed; repeat it for several (--seed 7 --seed 1234). Instead of --seeds.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its result.json, space.json and images).")]

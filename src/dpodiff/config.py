@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from dpodiff.defaults import (
     ALGORITHMS, DEFAULT_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
-    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, SPACE_KINDS, check_scheduler_name,
+    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, SPACE_KINDS, check_negative_mode, check_scheduler_name,
 )
 from dpodiff.errors import UsageError
 from dpodiff.inputs import check_budget, parse_seeds
@@ -45,6 +45,7 @@ class RunConfig:
     validate: tuple[int, ...] | None = DEFAULT_VALIDATE  # (K, V) or (K, V1, V2, ...): selection.py; None: arg-min
     select_scorer: str | None = None  # a --scorer spec that re-ranks the validated shortlist with the search's scorer
     decompose: bool = False  # the loss averaged over the whole prompt and each of its noun phrases (objectives/decomposed.py)
+    negative_mode: str = "cfg"  # how the negative prompt steers sampling: cfg, or perp (Perp-Neg), backends/guidance.py
     protocol: str = "dpodiff"  # "paper": uniform sampling, plain arg-min, the original outside the budget, GPO's 32 samples, argmax first
 
     @classmethod
@@ -72,6 +73,7 @@ class RunConfig:
             if side is not None and (side < 8 or side % 8):  # the VAE's factor for every supported family
                 raise UsageError(f"{option} {side} is not a positive multiple of 8; the VAE draws in 8-pixel blocks (e.g. 512).")
         check_scheduler_name(self.scheduler)
+        check_negative_mode(self.negative_mode)
         if self.space_source not in SOURCES:
             raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
         if self.space_kind not in SPACE_KINDS:
@@ -113,7 +115,7 @@ class RunConfig:
 
         if self.steps is None or self.guidance is None:
             raise ValueError("RunConfig.generation() needs concrete steps and guidance: call resolved(backend.recommended) first")
-        return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size)
+        return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size, self.negative_mode)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -135,6 +137,8 @@ class RunConfig:
         for name in ("decompose", "select_scorer"):  # added later: databases made before them stay comparable
             if not data[name]:
                 del data[name]
+        if self.negative_mode == "cfg":
+            del data["negative_mode"]
         return data
 
 

@@ -42,3 +42,13 @@ def check_scheduler_name(name: str | None) -> str | None:
     if name is not None and name not in SCHEDULERS:
         raise UsageError(f"--scheduler {name!r} is not known; choose one of {', '.join(SCHEDULERS)} (or leave it out for the model's own).")
     return name
+
+
+NEGATIVE_MODES = ("cfg", "perp")  # how a negative prompt steers sampling (backends/guidance.py)
+
+
+def check_negative_mode(mode: str) -> str:
+    if mode not in NEGATIVE_MODES:
+        raise UsageError(f"--negative-mode {mode!r} is not known; use cfg (SD's negative prompt, the default) "
+                         "or perp (Perp-Neg: only what the negative adds beyond the prompt is pushed away).")
+    return mode

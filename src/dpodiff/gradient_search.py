@@ -54,7 +54,7 @@ def run_gpo(
     settings = settings or GPOSettings()
     steps = generation.steps
     freeze(backend, scorer)
-    relaxed = backend.relaxed_encoders(space, task.search_positive, task.search_negative)
+    relaxed = backend.relaxed_encoders(space, task.search_positive, task.search_negative, generation.negative_mode)
     target = scorer.target(space.prompt)
     noise = {s: backend.initial_noise(s, generation.height, generation.width) for s in seeds}
 

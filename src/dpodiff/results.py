@@ -150,6 +150,7 @@ class OptimizationResult:
             extra={"role": role, "loss": loss, "task": self.task, "original_prompt": self.prompt, "model": self.model,
                    "scorer": self.scorer, "algorithm": self.algorithm, "config": self.config, "generation": self.generation,
                    "version": __version__},
+            negative_mode=generation.get("negative_mode", "cfg"),
         )
 
     def save(self, out_dir: str | Path) -> Path:

@@ -158,14 +158,15 @@ def finite_difference_check(loss, sizes: list[int], eps: float = 1e-6) -> None:
     torch.testing.assert_close(analytic, numeric, rtol=1e-4, atol=1e-9)
 
 
-def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4, guidance: float = 7.5) -> None:
+def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4, guidance: float = 7.5,
+                            negative_mode: str = "cfg") -> None:
     """d(loss)/d(logits) through the relaxed encoding, one UNet step, the x0 estimate, the VAE and CLIP
     matches finite differences. The shortcut treats x_t (sampled without gradient) as a constant, so x_t is
     sampled once, at the logits where the gradient is taken, and held fixed for the differences too."""
     from dpodiff.backends.schedulers import fresh_scheduler, gradient_position
     from dpodiff.backends.shortcut import one_step_loss, sample_until
 
-    relaxed = backend.relaxed_encoders(space, positive=True, negative=True)
+    relaxed = backend.relaxed_encoders(space, positive=True, negative=True, negative_mode=negative_mode)
     target = scorer.target(space.prompt)
     if isinstance(target, torch.Tensor) and target.is_floating_point():
         target = target.double()

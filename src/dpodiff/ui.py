@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from dpodiff.config import RunConfig
-from dpodiff.defaults import ALGORITHMS, SCHEDULERS, SOURCES, WHITE_BOX
+from dpodiff.defaults import ALGORITHMS, NEGATIVE_MODES, SCHEDULERS, SOURCES, WHITE_BOX
 from dpodiff.errors import UsageError
 from dpodiff.results import Evaluation, OptimizationResult
 from dpodiff.spaces import SearchSpace, Slot, Span, find_word
@@ -259,13 +259,13 @@ def build_app(models: Models):
     def session(request) -> str:
         return getattr(request, "session_hash", None) or "default"
 
-    def make_config(task, algorithm, budget, seeds, steps, guidance, scheduler, source, per_word) -> RunConfig:
+    def make_config(task, algorithm, budget, seeds, steps, guidance, scheduler, source, per_word, negative_mode="cfg") -> RunConfig:
         for name, value in (("Budget", budget), ("Steps", steps), ("Guidance", guidance), ("Choices per word", per_word)):
             if value is None:
                 raise UsageError(f"{name} is empty; give a number.")
         return RunConfig.from_options(task=task, algorithm=algorithm, budget=int(budget), seeds=str(seeds or "").strip(), steps=int(steps),
                                       guidance=float(guidance), scheduler=None if scheduler in (None, "", MODEL_OWN) else scheduler,
-                                      space_source=source, per_word=int(per_word))
+                                      space_source=source, per_word=int(per_word), negative_mode=negative_mode)
 
     with gr.Blocks(title="dpodiff") as demo:
         model_label = "the shapes world (shipped with dpodiff)" if models.shapes_world else f"`{models.name}`, scorer `{models.scorer.name}`"
@@ -280,6 +280,8 @@ def build_app(models: Models):
                     task = gr.Radio(list(TASKS), value="improve", label="Task", elem_id="task")
                     algorithm = gr.Dropdown(list(ALGORITHMS), value="epo", label="Algorithm", elem_id="algorithm")
                     scheduler = gr.Dropdown([MODEL_OWN, *SCHEDULERS], value=suggested.scheduler or MODEL_OWN, label="Scheduler", elem_id="scheduler")
+                    negative_mode = gr.Dropdown(list(NEGATIVE_MODES), value="cfg", label="Negative guidance (perp: Perp-Neg)",
+                                                elem_id="negative-mode")
                 with gr.Row():
                     budget = gr.Number(20, label="Budget (candidates)", precision=0, minimum=1, elem_id="budget")
                     seeds = gr.Textbox("2", label="Seeds (N or 0,3,7)", elem_id="seeds")
@@ -332,7 +334,7 @@ def build_app(models: Models):
             return gr.update(interactive=False, value="Stopping...")
 
         def on_run(prompt_text, task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word,
-                   rows, built_for, scorer_spec, request: gr.Request):
+                   rows, built_for, scorer_spec, mode, request: gr.Request):
             stop_flag = stops.setdefault(session(request), threading.Event())
             idle = {run: gr.update(interactive=True), stop: gr.update(interactive=False, value="Stop")}
             if stop_flag.is_set():
@@ -340,7 +342,7 @@ def build_app(models: Models):
                 return
             yield {best: "", curve: None, images: None, judge: "", top: [], download: None}  # the last run's result goes
             try:
-                config = make_config(task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word)
+                config = make_config(task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word, mode)
                 key = (" ".join(prompt_text.split()), task_name)
                 if rows and any(any(str(c or "").strip() for c in row) for row in rows) and built_for and tuple(built_for) == key:
                     space = space_from_rows(key[0], rows)
@@ -425,7 +427,8 @@ def build_app(models: Models):
                 **idle,
             }
 
-        inputs = [prompt, task, algorithm, budget, seeds, steps_box, guidance_box, scheduler, source, per_word, space_table, space_for, scorer_box]
+        inputs = [prompt, task, algorithm, budget, seeds, steps_box, guidance_box, scheduler, source, per_word, space_table, space_for, scorer_box,
+                  negative_mode]
         outputs = [status, best, curve, images, judge, top, download, space_table, space_for, run, stop]
         run.click(arm, None, [status, run, stop], queue=False).then(on_run, inputs, outputs, concurrency_limit=1, concurrency_id="model",
                                                                 show_progress="hidden")

@@ -18,6 +18,8 @@ from typing import ClassVar
 
 import torch
 
+from dpodiff.backends.guidance import guide, parts
+from dpodiff.defaults import check_negative_mode
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
 from dpodiff.backends.schedulers import clean_latent, scheduler_name
 from dpodiff.display import shown
@@ -31,6 +33,7 @@ class GenerationSettings:
     height: int | None = None  # None: the model's native size
     width: int | None = None
     batch_size: int | None = None  # images per pipeline call; None: all images of a request list at once
+    negative_mode: str = "cfg"  # how the negative prompt steers: cfg or perp (Perp-Neg), see guidance.py
 
 
 @dataclass(frozen=True)
@@ -50,28 +53,41 @@ class Encoded:
     presence: torch.Tensor | None = None  # [N, rows]: relaxed prompts only; None means every row is present
     pooled: torch.Tensor | None = None  # [N, P]: families whose UNet reads a pooled text embedding (SDXL)
 
+    def rows(self, index) -> "Encoded":
+        """The encodings of the prompts at `index` (a list or tensor of rows)."""
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return Encoded(self.hidden[index], pick(self.presence), pick(self.pooled))
+
 
 @dataclass
 class Conditioning:
-    """A classifier-free-guidance batch: the negative encodings, then the positive ones."""
+    """A guidance batch: the negative encodings, then the positive ones, then (Perp-Neg) the empty prompt's."""
 
     context: torch.Tensor
     mask: torch.Tensor | None = None  # the UNet's encoder_attention_mask (relaxed prompts)
     pooled: torch.Tensor | None = None
+    negative_mode: str = "cfg"
 
     @classmethod
-    def guided(cls, negative: Encoded, positive: Encoded) -> "Conditioning":
-        rows = max(negative.hidden.shape[1], positive.hidden.shape[1])
-        parts = []
-        for e in (negative, positive):
-            presence = e.presence if e.presence is not None else e.hidden.new_ones(e.hidden.shape[:2])
-            parts.append(pad_rows(e.hidden, presence, rows))
-        relaxed = negative.presence is not None or positive.presence is not None
-        pooled = None if positive.pooled is None else torch.cat([negative.pooled, positive.pooled])
-        return cls(torch.cat([parts[0][0], parts[1][0]]), unet_mask(torch.cat([parts[0][1], parts[1][1]])) if relaxed else None, pooled)
+    def guided(cls, negative: Encoded, positive: Encoded, empty: Encoded | None = None) -> "Conditioning":
+        """cfg from a negative and a positive batch; perp when the empty prompt's encoding (one row or a batch) is given."""
+        encoded = [negative, positive] if empty is None else [negative, positive, _expanded(empty, len(positive.hidden))]
+        rows = max(e.hidden.shape[1] for e in encoded)
+        padded = [pad_rows(e.hidden, e.presence if e.presence is not None else e.hidden.new_ones(e.hidden.shape[:2]), rows)
+                  for e in encoded]
+        relaxed = any(e.presence is not None for e in encoded)
+        pooled = None if positive.pooled is None else torch.cat([e.pooled for e in encoded])
+        return cls(torch.cat([h for h, _ in padded]), unet_mask(torch.cat([p for _, p in padded])) if relaxed else None, pooled,
+                   "cfg" if empty is None else "perp")
 
     def detach(self) -> "Conditioning":
-        return replace(self, **{k: None if v is None else v.detach() for k, v in vars(self).items()})
+        return replace(self, **{k: v.detach() for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
+
+
+def _expanded(encoded: Encoded, n: int) -> Encoded:
+    """One prompt's encoding repeated for a batch of n."""
+    grow = lambda t: None if t is None else t.expand(n, *t.shape[1:])  # noqa: E731
+    return Encoded(grow(encoded.hidden), grow(encoded.presence), grow(encoded.pooled))
 
 
 class Backend:
@@ -142,14 +158,18 @@ class Backend:
     def encode(self, texts: list[str]) -> Encoded:
         raise NotImplementedError
 
-    def relaxed_encoders(self, space, positive: bool, negative: bool) -> "RelaxedPrompt":
+    def relaxed_encoders(self, space, positive: bool, negative: bool, negative_mode: str = "cfg") -> "RelaxedPrompt":
         """Relaxed encoders of the searched parts of `space` (an unsearched part is its fixed text)."""
         from dpodiff.spaces import SearchSpace
 
         fixed = SearchSpace(space.prompt)
+        empty = None
+        if check_negative_mode(negative_mode) == "perp":
+            with torch.no_grad():
+                empty = self.encode([""])
         return RelaxedPrompt(self, [self._relaxed(positive_layout(space if positive else fixed, t), e) for t, e in self._pairs()],
                              [self._relaxed(negative_layout(space if negative else fixed, t), e) for t, e in self._pairs()],
-                             lambda genes: space.split(genes, positive, negative))
+                             lambda genes: space.split(genes, positive, negative), empty)
 
     def _pairs(self):
         return list(zip(self.tokenizers, self.text_encoders))
@@ -174,14 +194,13 @@ class Backend:
         return clean_latent(scheduler.config.prediction_type, model_input, output, sigma)
 
     def guided_output(self, scheduler, position: int, latents: torch.Tensor, cond: Conditioning, guidance: float):
-        """(scaled model input, guided model output) for latents [B, C, h, w] and a 2B conditioning batch."""
+        """(scaled model input, guided model output) for latents [B, C, h, w] and a 2B (cfg) or 3B (perp) conditioning batch."""
         t = scheduler.timesteps[position]
         model_input = scheduler.scale_model_input(latents, t)
         height, width = (s * self.pipe.vae_scale_factor for s in latents.shape[-2:])
-        out = self.pipe.unet(torch.cat([model_input] * 2), t, encoder_hidden_states=cond.context,
+        out = self.pipe.unet(torch.cat([model_input] * parts(cond.negative_mode)), t, encoder_hidden_states=cond.context,
                              encoder_attention_mask=cond.mask, **self.unet_extras(cond, height, width)).sample
-        uncond, text = out.chunk(2)
-        return model_input, uncond + guidance * (text - uncond)
+        return model_input, guide(out, guidance, cond.negative_mode)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from latents, differentiably, in the VAE's dtype (a family whose VAE overflows
@@ -210,7 +229,8 @@ class Backend:
         """Images [N, 3, H, W] in [0, 1] (float32 or wider) on the model's device, in request order; `settings.batch_size`
         images per pipeline call. Each distinct text is encoded once. The same requests in the same
         batches give bit-identical images on the CPU."""
-        texts = list(dict.fromkeys([r.prompt for r in requests] + [r.negative_prompt for r in requests]))
+        perp = check_negative_mode(settings.negative_mode) == "perp"
+        texts = list(dict.fromkeys([r.prompt for r in requests] + [r.negative_prompt for r in requests] + [""] * perp))
         self.check_window(texts)
         row = {text: i for i, text in enumerate(texts)}
         encoded = self.encode(texts)
@@ -220,6 +240,10 @@ class Backend:
             batch = requests[i : i + step]
             positive = torch.tensor([row[r.prompt] for r in batch], device=self.device)
             negative = torch.tensor([row[r.negative_prompt] for r in batch], device=self.device)
+            if perp:  # the pipelines know only cfg: the same steps, by our own loop
+                cond = Conditioning.guided(encoded.rows(negative), encoded.rows(positive), encoded.rows([row[""]]))
+                images.append(self.decode(self.sample(cond, [r.seed for r in batch], settings)))
+                continue
             out = self.pipe(
                 **self.pipeline_embeds(encoded, positive, negative),
                 generator=[seed_generator(r.seed) for r in batch],
@@ -232,18 +256,30 @@ class Backend:
             images.append(self.decode(out.images))  # one decode for black-box images and the shortcut alike
         return torch.cat(images)
 
+    def sample(self, cond: Conditioning, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:
+        """Final latents of every sampling step from each seed's initial noise, as the pipeline takes them
+        (a fresh scheduler; ancestral samplers draw their step noise from the first seed)."""
+        from dpodiff.backends.schedulers import fresh_scheduler
+        from dpodiff.backends.shortcut import sample_until
+
+        scheduler = fresh_scheduler(self.pipe.scheduler, settings.steps, self.device)
+        noise = torch.cat([self.initial_noise(s, settings.height, settings.width) for s in seeds])
+        return sample_until(self, scheduler, cond, noise, len(scheduler.timesteps), settings.guidance, seeds[0])
+
 
 class RelaxedPrompt:
     """The relaxed positive and negative prompts of a space, as one function of the searched genes' weights."""
 
-    def __init__(self, backend: Backend, positive: list[RelaxedEncoder], negative: list[RelaxedEncoder], split):
+    def __init__(self, backend: Backend, positive: list[RelaxedEncoder], negative: list[RelaxedEncoder], split,
+                 empty: Encoded | None = None):
         self.backend, self.positive, self.negative, self.split = backend, positive, negative, split
+        self.empty = empty  # the empty prompt's encoding: Perp-Neg guidance (guidance.py)
 
     def __call__(self, weights: list[torch.Tensor]) -> Conditioning:
         pos_w, neg_w = self.split(weights)
         positive = self.backend.combine_relaxed([e(pos_w) for e in self.positive])
         negative = self.backend.combine_relaxed([e(neg_w) for e in self.negative])
-        return Conditioning.guided(negative, positive)
+        return Conditioning.guided(negative, positive, self.empty)
 
 
 def seed_generator(seed: int) -> torch.Generator:

@@ -60,6 +60,7 @@ class ImageInfo:
     model: str  # hub id or local folder
     parameters: dict = field(default_factory=dict)  # more pairs for the parameters line: {"Scorer": ..., "Loss": ...}
     extra: dict = field(default_factory=dict)  # more fields of the dpodiff JSON: loss, role, config, generation
+    negative_mode: str = "cfg"  # how the negative prompt steered (backends/guidance.py); only perp is written out
 
     def dpodiff_dict(self) -> dict:
         """The `dpodiff` chunk: prompt, negative prompt and seed always, then `extra`."""
@@ -102,6 +103,7 @@ def format_parameters(info: ImageInfo) -> str:
         "Steps": info.steps,
         "Sampler": sampler_label(info.scheduler),
         "CFG scale": info.guidance,
+        "Negative mode": None if info.negative_mode == "cfg" else info.negative_mode,
         "Seed": info.seed,
         "Size": f"{info.width}x{info.height}",
         "Model": model_label(info.model) if info.model else None,
