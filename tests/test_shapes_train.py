@@ -1,9 +1,13 @@
 """The shapes world's training helpers: the data set, trimmed CLIP batches, and growing a released text window."""
 
+import json
+
 import numpy as np
+import pytest
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from dpodiff.errors import UsageError
 from dpodiff.shapes import train
 from dpodiff.shapes.grammar import parse
 
@@ -67,3 +71,38 @@ def test_a_released_20_token_text_tower_grows_to_77_and_keeps_its_states(tmp_pat
         before = old(ids[:, :20]).last_hidden_state
         after = grown.text_model(ids).last_hidden_state[:, :20]
     assert torch.allclose(before, after, atol=1e-5)
+
+
+TINY_CLIP = train.ClipSpec(seed=1, hidden=32, layers=1, projection=16, steps=5, batch=8, hard_negatives=1)
+
+
+def test_a_stage_stopped_by_its_time_limit_resumes_to_the_same_weights(tmp_path):
+    """The checkpoint holds weights, optimiser moments, data and noise states: stop + --resume = one run."""
+    from transformers import CLIPModel
+
+    data = train.build_dataset(n=64, negatives=1, seed=5, varied=False)
+    train.train_clip(TINY_CLIP, data, tmp_path / "whole" / "clip", "clip")
+    assert not (tmp_path / "whole" / "clip.ckpt").exists()  # a finished stage leaves no checkpoint
+
+    stopped = tmp_path / "stopped" / "clip"
+    train.train_clip(TINY_CLIP, data, stopped, "clip", max_minutes=1e-9)  # the limit ends it after its first step
+    record = json.loads((stopped.parent / "clip_steps.json").read_text())
+    assert record["steps"] == 1 and record["planned"] == 5
+    assert (stopped / "config.json").exists()  # a usable model, as a limit always left
+    with pytest.raises(UsageError, match="pass --resume"):
+        train.train_clip(TINY_CLIP, data, stopped, "clip")
+    train.train_clip(TINY_CLIP, data, stopped, "clip", run=train.Training(resume=True))
+    assert json.loads((stopped.parent / "clip_steps.json").read_text())["steps"] == 5
+    whole = CLIPModel.from_pretrained(tmp_path / "whole" / "clip").state_dict()
+    resumed = CLIPModel.from_pretrained(stopped).state_dict()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_the_command_refuses_to_overwrite_a_checkpoint_without_resume(tmp_path, capsys):
+    """Said before the data set (minutes) is built; the checkpoint stays as it was."""
+    (tmp_path / "vae_decoder.ckpt").write_bytes(b"state")
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--workdir", str(tmp_path), "--stage", "decoder"])
+    assert exit_.value.code == 2
+    assert "vae_decoder.ckpt holds an unfinished stage: pass --resume" in capsys.readouterr().err
+    assert (tmp_path / "vae_decoder.ckpt").read_bytes() == b"state" and not list(tmp_path.glob("*.npz"))

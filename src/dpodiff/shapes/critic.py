@@ -17,14 +17,13 @@ judge stays independent of what dpodiff optimises.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .grammar import (
     COUNT_WORDS, P_COPIES, SYNONYMS, Scene, ShapeSpec, flipped, near_misses, render_caption, sample_scene,
@@ -93,7 +92,7 @@ def critic_batch(rng: np.random.Generator, n: int, negatives: int = NEGATIVES, m
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     r = 2
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype) ** 2 / (2 * sigma ** 2))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
@@ -114,10 +113,10 @@ def roughen(x: torch.Tensor, gen: torch.Generator, vae=None) -> torch.Tensor:
     if len(idx):
         x[idx] = _blur(x[idx], float(0.4 + 0.6 * torch.rand(1, generator=gen)))
     noise = torch.randn(x.shape, generator=gen) * 0.08 * torch.rand(n, 1, 1, 1, generator=gen)
-    x = x + noise * (pick[:, 2] < NOISE_SHARE).view(n, 1, 1, 1)
+    x = x + (noise * (pick[:, 2] < NOISE_SHARE).view(n, 1, 1, 1)).to(x.device)  # drawn on the CPU: the same on every device
     gain = 1 + 0.06 * torch.randn(n, 3, 1, 1, generator=gen)
     offset = 0.05 * torch.randn(n, 3, 1, 1, generator=gen)
-    return (x * gain + offset).clamp(-1, 1)
+    return (x * gain.to(x.device) + offset.to(x.device)).clamp(-1, 1)
 
 
 def held_out_misses(n: int = 300, kind: str = "two", seed: int = EVAL_SEED, negatives: int = 5):
@@ -141,35 +140,29 @@ def miss_retrieval(model, tok, images: np.ndarray, captions: list[str], wrong: l
     from .train import image_features, images_to_tensor, text_features, tokenize, trim
 
     model.eval()
-    img = image_features(model, images_to_tensor(images))
+    img = image_features(model, images_to_tensor(images).to(model.device))
     k = len(wrong[0]) + 1
     texts = [t for c, w in zip(captions, wrong) for t in [c, *w]]
-    txt = text_features(model, trim(tokenize(tok, texts))).view(len(captions), k, -1)
+    txt = text_features(model, trim(tokenize(tok, texts)).to(model.device)).view(len(captions), k, -1)
     sims = (txt @ img[:, :, None]).squeeze(-1)
     model.train()
     return float((sims.argmax(1) == 0).float().mean())
 
 
-def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: float | None = None) -> None:
-    """Contrastive training from a released scorer; checkpoints every 250 steps and resumes from them."""
-    from transformers import CLIPModel
+def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: float | None = None, run=None) -> None:
+    """Contrastive training from a released scorer; held-out near-miss retrieval logged every 250 steps."""
     from diffusers import AutoencoderKL
 
-    from .train import image_features, images_to_tensor, load_grown, lr_at, make_clip, progress, text_features, tokenize, tokenizer, trim
+    from .train import (Training, finished, image_features, images_to_tensor, load_grown, lr_at, make_clip, text_features, tokenize,
+                        tokenizer, trim, write_steps)
 
-    steps_file = out.parent / f"{out.name}_steps.json"
-    record = json.loads(steps_file.read_text()) if (out / "config.json").exists() else {"steps": 0, "log": []}
-    done, log = record["steps"], record["log"]
-    if done >= spec.steps:
-        print(f"[{out.name}] found {out} ({done} steps), skipping")
+    run = run or Training()
+    if finished(out, out.name):
         return
     model = make_clip(spec)
-    if done:
-        model.load_state_dict(CLIPModel.from_pretrained(out).state_dict())
-        print(f"[{out.name}] resuming at step {done}")
-    else:
-        load_grown(model, init_from)
-    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).eval().requires_grad_(False)
+    load_grown(model, init_from)
+    model.to(run.device)
+    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).eval().requires_grad_(False).to(run.device)
     tok = tokenizer()
     cache: dict[str, torch.Tensor] = {}
 
@@ -177,23 +170,20 @@ def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: f
         missing = [t for t in dict.fromkeys(texts) if t not in cache]
         if missing:
             cache.update(zip(missing, tokenize(tok, missing)))
-        return trim(torch.stack([cache[t] for t in texts]))
+        return trim(torch.stack([cache[t] for t in texts])).to(run.device)
 
     held = {kind: held_out_misses(200, kind) for kind in ("two", "relation")}
-    rng = np.random.default_rng(2000 + spec.seed + done)
-    gen = torch.Generator().manual_seed(2000 + spec.seed + done)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
-    start = time.time()
+    state = run.state(out, {"model": model}, opt, np.random.default_rng(2000 + spec.seed), torch.Generator().manual_seed(2000 + spec.seed))
+    log = state.extra.setdefault("log", [])
     model.train()
-    bar = progress(spec.steps - done, out.name)
-    step = done
-    for step in range(done, spec.steps):
+    for step in state.steps(spec.steps, out.name, max_minutes):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec.steps, spec.lr)
-        arr, captions, wrong, wrong_arr = critic_batch(rng, spec.batch, spec.hard_negatives, spec.miss_images)
+        arr, captions, wrong, wrong_arr = critic_batch(state.rng, spec.batch, spec.hard_negatives, spec.miss_images)
         if spec.miss_images:
             arr = np.concatenate([arr, wrong_arr])
-        img = image_features(model, roughen(images_to_tensor(arr), gen, vae))
+        img = image_features(model, roughen(images_to_tensor(arr).to(run.device), state.generator, vae))
         img, miss_img = img[: spec.batch], img[spec.batch:]
         txt = text_features(model, ids(captions + [w for ws in wrong for w in ws]))
         scale = model.logit_scale.exp().clamp(max=100)
@@ -205,23 +195,16 @@ def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: f
         per_text = logits.T
         if spec.miss_images:
             per_text = torch.cat([per_text, scale * (txt[: spec.batch] * miss_img).sum(-1, keepdim=True)], 1)
-        target = torch.arange(spec.batch)
+        target = torch.arange(spec.batch, device=run.device)
         loss = (F.cross_entropy(torch.cat([logits, own], 1), target) + F.cross_entropy(per_text, target)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        bar.update()
-        last = step == spec.steps - 1 or bool(max_minutes and time.time() - start > max_minutes * 60)
-        if step % 250 == 0 or last:
+        if step % 250 == 0 or step == spec.steps - 1:
             scores = {kind: miss_retrieval(model, tok, *held[kind]) for kind in held}
-            log.append({"step": step, "loss": round(loss.item(), 4), "minutes": round((time.time() - start) / 60, 1),
+            log.append({"step": step, "loss": round(loss.item(), 4), "minutes": round(state.minutes, 1),
                         **{f"misses_{k}": round(v, 3) for k, v in scores.items()}})
-            bar.write(f"[{out.name}] {log[-1]}")
-            model.save_pretrained(out)
-            steps_file.write_text(json.dumps({"steps": step + 1, "planned": spec.steps, "batch": spec.batch,
-                                              "negatives": spec.hard_negatives, "miss_images": spec.miss_images,
-                                              "log": log}))
-        if last:
-            break
-    bar.close()
+            tqdm.write(f"[{out.name}] {log[-1]}")
+    model.to("cpu").save_pretrained(out)
+    write_steps(out, out.name, state, spec.steps, batch=spec.batch, negatives=spec.hard_negatives, miss_images=spec.miss_images, log=log)

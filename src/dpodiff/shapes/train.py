@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import PIPELINE_DIR, SCORER_DIR, WEIGHTS_DIR
+from .checkpoint import CHECKPOINT_MINUTES, Checkpointed
 from .grammar import near_misses, render_caption, sample_caption, sample_training_pair, synonym_picker
 from .render import IMAGE_SIZE, render_array
 
@@ -162,6 +163,43 @@ def progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, mininterval=20, dynamic_ncols=True)
 
 
+@dataclass
+class Training:
+    """Where and how a stage trains: the device, whether a stopped stage's checkpoint may be resumed, how often to save."""
+
+    device: str = "cpu"
+    resume: bool = False
+    checkpoint_minutes: float = CHECKPOINT_MINUTES
+
+    def state(self, out: Path, modules: dict, optimizer, rng: np.random.Generator, generator: torch.Generator | None = None) -> Checkpointed:
+        """The stage's training state, from its checkpoint (OUT.ckpt beside OUT) when there is one and --resume allows it."""
+        state = Checkpointed(out.parent / f"{out.name}.ckpt", modules, optimizer, rng, generator, self.checkpoint_minutes)
+        if state.resume(self.resume):
+            print(f"[{out.name}] resuming at step {state.step} ({state.minutes:.1f} min so far)")
+        return state
+
+    def on_device(self, tensors):
+        return tuple(t.to(self.device) for t in tensors)
+
+    def noise(self, shape, generator: torch.Generator) -> torch.Tensor:
+        """Gaussian noise drawn on the CPU (the same on every device), then moved."""
+        return torch.randn(shape, generator=generator).to(self.device)
+
+
+def finished(out: Path, name: str) -> bool:
+    """A stage whose output is saved and that left no checkpoint (stopped early, it did) is done."""
+    if (out / "config.json").exists() and not (out.parent / f"{out.name}.ckpt").exists():
+        print(f"[{name}] found {out}, skipping")
+        return True
+    return False
+
+
+def write_steps(out: Path, name: str, state: Checkpointed, planned: int, **more) -> None:
+    """NAME_steps.json beside the stage's output: the steps reached of those planned, and their wall time."""
+    (out.parent / f"{name}_steps.json").write_text(json.dumps(
+        {"steps": state.step, "planned": planned, "minutes": round(state.minutes, 2), **more}))
+
+
 # ---------------------------------------------------------------- CLIP
 
 def trim(ids: torch.Tensor) -> torch.Tensor:
@@ -225,54 +263,48 @@ def text_features(model, input_ids: torch.Tensor) -> torch.Tensor:
 
 def train_clip(spec: ClipSpec, data: Dataset, out: Path, name: str,
                init_from: Path | None = None, max_minutes: float | None = None,
-               init_text: Path | None = None) -> None:
+               init_text: Path | None = None, run: Training | None = None) -> None:
     """Contrastive training; each image's near-miss captions join the text batch.
 
     ``init_from`` continues from a saved CLIP (a second phase with its own
     warm-up and cosine schedule); ``init_text`` starts the text tower from a
     released text encoder, at a lower learning rate; ``max_minutes`` caps it.
     """
-    if (out / "config.json").exists():
-        print(f"[{name}] found {out}, skipping")
+    run = run or Training()
+    if finished(out, name):
         return
     model = make_clip(spec)
     if init_from:
         load_grown(model, init_from)
     if init_text:
         load_grown(model, init_text, prefix="text_model.")
-    start = time.time()
-    rng = np.random.default_rng(1000 + spec.seed)
+    model.to(run.device)
     text_params = list(model.text_model.parameters())
     text_ids = {id(p) for p in text_params}
     groups = [{"params": [p for p in model.parameters() if id(p) not in text_ids], "scale": 1.0},
               {"params": text_params, "scale": INIT_TEXT_LR_SCALE if init_text else 1.0}]
     opt = torch.optim.AdamW(groups, lr=spec.lr, weight_decay=0.01)
+    state = run.state(out, {"model": model}, opt, np.random.default_rng(1000 + spec.seed))
     model.train()
-    bar = progress(spec.steps, name)
-    for step in range(spec.steps):
+    for step in state.steps(spec.steps, name, max_minutes):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec.steps, spec.lr) * g["scale"]
-        images, ids, neg = data.sample(rng, spec.batch)
+        images, ids, neg = run.on_device(data.sample(state.rng, spec.batch))
         ids = trim(torch.cat([ids, neg[:, : spec.hard_negatives].reshape(-1, ids.shape[1])]))
         img = image_features(model, images)
         txt = text_features(model, ids)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
-        target = torch.arange(spec.batch)
+        target = torch.arange(spec.batch, device=run.device)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, : spec.batch].T, target)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        bar.update()
         if step % 100 == 0 or step == spec.steps - 1:
             acc = (logits.argmax(1) == target).float().mean().item()
-            bar.write(f"[{name}] step {step} loss {loss.item():.3f} in-batch acc {acc:.3f}")
-        if max_minutes and time.time() - start > max_minutes * 60:
-            bar.write(f"[{name}] time limit reached at step {step + 1}")
-            break
-    bar.close()
-    model.save_pretrained(out)
-    (out.parent / f"{name}_steps.json").write_text(json.dumps({"steps": step + 1, "planned": spec.steps}))
+            tqdm.write(f"[{name}] step {step} loss {loss.item():.3f} in-batch acc {acc:.3f}")
+    model.to("cpu").save_pretrained(out)
+    write_steps(out, name, state, spec.steps)
 
 
 # ---------------------------------------------------------------- VAE
@@ -290,12 +322,15 @@ def make_vae():
     )
 
 
-def train_vae(data: Dataset, out: Path) -> None:
-    """Reconstruction + tiny KL, then the decoder alone on frozen latents (sharper edges)."""
+def train_vae(data: Dataset, out: Path, run: Training | None = None) -> None:
+    """Reconstruction + tiny KL, then the decoder alone on frozen latents (sharper edges).
+
+    Short (minutes): one checkpoint per phase boundary is not worth its code, so a stopped VAE starts over."""
+    run = run or Training()
     if (out / "config.json").exists():
         print(f"[vae] found {out}, skipping")
         return
-    vae = make_vae()
+    vae = make_vae().to(run.device)
     rng = np.random.default_rng(1003)
     total = VAE_STEPS + VAE_DECODER_STEPS
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -312,7 +347,7 @@ def train_vae(data: Dataset, out: Path) -> None:
         phase_total = VAE_DECODER_STEPS if decoder_only else VAE_STEPS
         for g in opt.param_groups:
             g["lr"] = lr_at(phase_step, phase_total, 5e-4 if decoder_only else 1e-3)
-        x, _, _ = data.sample(rng, VAE_BATCH)
+        x, _, _ = run.on_device(data.sample(rng, VAE_BATCH))
         if decoder_only:
             with torch.no_grad():
                 z = vae.encode(x).latent_dist.sample()
@@ -333,15 +368,15 @@ def train_vae(data: Dataset, out: Path) -> None:
     bar.close()
     # SD convention: scale latents to unit variance for the UNet.
     with torch.no_grad():
-        x, _, _ = data.sample(np.random.default_rng(7), 1024)
+        x, _, _ = run.on_device(data.sample(np.random.default_rng(7), 1024))
         z = vae.encode(x).latent_dist.sample()
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     for p in vae.parameters():
         p.requires_grad_(True)
-    vae.save_pretrained(out)
+    vae.to("cpu").save_pretrained(out)
 
 
-def train_decoder(data: Dataset, workdir: Path, steps: int, max_minutes: float | None) -> None:
+def train_decoder(data: Dataset, workdir: Path, steps: int, max_minutes: float | None, run: Training | None = None) -> None:
     """More decoder-only training on the frozen encoder's latents (resumable).
 
     The latents (and so the UNet's training targets and the scaling factor)
@@ -350,48 +385,36 @@ def train_decoder(data: Dataset, workdir: Path, steps: int, max_minutes: float |
     """
     from diffusers import AutoencoderKL
 
+    run = run or Training()
     out = workdir / "vae_decoder"
-    done = 0
-    if (out / "config.json").exists():
-        done = json.loads((workdir / "decoder_steps.json").read_text())["steps"]
-        if done >= steps:
-            print(f"[decoder] found {out} ({done} steps), skipping")
-            return
-        print(f"[decoder] resuming from {out} at step {done}")
-    vae = AutoencoderKL.from_pretrained(out if done else workdir / "vae")
+    if finished(out, "decoder"):
+        return
+    vae = AutoencoderKL.from_pretrained(workdir / "vae").to(run.device)
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     params = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-4)
-    rng = np.random.default_rng(1005 + done)
-    gen = torch.Generator().manual_seed(1005 + done)
-    start = time.time()
-    bar = progress(steps - done, "decoder")
-    step = done
-    for step in range(done, steps):
+    state = run.state(out, {"vae": vae}, opt, np.random.default_rng(1005), torch.Generator().manual_seed(1005))
+    for step in state.steps(steps, "decoder", max_minutes):
         # Constant, then a linear decay over the steps past the first DECODER_CONSTANT.
         decay = max(0.0, (step - DECODER_CONSTANT) / max(1, steps - DECODER_CONSTANT))
         for g in opt.param_groups:
-            g["lr"] = 3e-4 * min(1.0, (step - done + 1) / 50) * (1 - 0.9 * decay)
-        x, _, _ = data.sample(rng, DECODER_BATCH)
+            g["lr"] = 3e-4 * min(1.0, (step + 1) / 50) * (1 - 0.9 * decay)
+        x, _, _ = run.on_device(data.sample(state.rng, DECODER_BATCH))
         with torch.no_grad():
-            z = vae.encode(x).latent_dist.sample(generator=gen)
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * run.noise(posterior.mean.shape, state.generator)
         recon = vae.decode(z).sample
         mse = F.mse_loss(recon, x)
         loss = mse + 0.1 * F.l1_loss(recon, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bar.update()
         if step % 100 == 0:
-            bar.write(f"[decoder] step {step} mse {mse.item() / 4:.5f} (on [0,1] scale)")
-        if max_minutes and time.time() - start > max_minutes * 60:
-            bar.write(f"[decoder] time limit reached at step {step + 1}")
-            break
-    bar.close()
+            tqdm.write(f"[decoder] step {step} mse {mse.item() / 4:.5f} (on [0,1] scale)")
     vae.requires_grad_(True)
-    vae.save_pretrained(out)
-    (workdir / "decoder_steps.json").write_text(json.dumps({"steps": step + 1, "batch": DECODER_BATCH}))
+    vae.to("cpu").save_pretrained(out)
+    write_steps(out, "decoder", state, steps, batch=DECODER_BATCH)
 
 
 # ---------------------------------------------------------------- UNet
@@ -429,58 +452,52 @@ def copy_released(init: Path, workdir: Path) -> None:
 
 
 def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: int | None = None,
-               init: Path | None = None) -> None:
+               init: Path | None = None, run: Training | None = None) -> None:
     """Epsilon-prediction DDPM loss on VAE latents, text from the frozen conditioning CLIP.
 
     Constant learning rate after warm-up with an EMA of the weights, so a run
-    stopped early by ``--max-minutes`` still yields a usable model (the number
-    of steps reached is recorded in ``unet_steps.json``). ``init`` starts from a
-    released model's UNet, at FINETUNE_LR.
+    stopped early by ``--max-minutes`` still yields a usable model (its EMA is
+    saved, and the number of steps reached recorded in ``unet_steps.json``);
+    ``--resume`` continues it exactly. ``init`` starts from a released model's
+    UNet, at FINETUNE_LR.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
 
+    run = run or Training()
     out = workdir / "unet"
     total = steps or UNET_STEPS
-    done = 0
-    if (out / "config.json").exists():
-        done = json.loads((workdir / "unet_steps.json").read_text())["steps"]
-        if done >= total:
-            print(f"[unet] found {out} ({done} steps), skipping")
-            return
-        print(f"[unet] resuming from the EMA weights at step {done}")
-    vae = AutoencoderKL.from_pretrained(workdir / "vae").eval()
-    text = load_text_encoder(text_encoder_dir(workdir)).eval()
+    if finished(out, "unet"):
+        return
+    vae = AutoencoderKL.from_pretrained(workdir / "vae").eval().to(run.device)
+    text = load_text_encoder(text_encoder_dir(workdir)).eval().to(run.device)
     assert isinstance(text, CLIPTextModel)
-    empty = tokenize(tokenizer(), [""])  # caption dropout, for classifier-free guidance
+    empty = tokenize(tokenizer(), [""]).to(run.device)  # caption dropout, for classifier-free guidance
     sched = DDPMScheduler(**noise_scheduler_config())
-    alphas_cumprod = sched.alphas_cumprod
+    alphas_cumprod = sched.alphas_cumprod.to(run.device)
     unet = make_unet()
-    source = out if done else init / "pipeline" / "unet" if init else None
-    if source:  # only the EMA is saved: continue from it with a fresh optimiser
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(source, torch_dtype=torch.float32).state_dict())
+    if init:
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(init / "pipeline" / "unet", torch_dtype=torch.float32).state_dict())
     lr = FINETUNE_LR if init else UNET_LR
     ema = make_unet()
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
+    unet.to(run.device), ema.to(run.device)
     opt = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=0.01)
-    rng = np.random.default_rng(1004 + done)
-    gen = torch.Generator().manual_seed(1004 + done)
-    start = time.time()
-    bar = progress(total - done, "unet")
-    step = done
-    for step in range(done, total):
+    state = run.state(out, {"unet": unet, "ema": ema}, opt, np.random.default_rng(1004), torch.Generator().manual_seed(1004))
+    for step in state.steps(total, "unet", max_minutes):
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step - done + 1) / 200)
-        images, ids, _ = data.sample(rng, UNET_BATCH)
-        drop = torch.from_numpy(rng.random(UNET_BATCH) < CAPTION_DROPOUT)
+            g["lr"] = lr * min(1.0, (step + 1) / 200)
+        images, ids, _ = run.on_device(data.sample(state.rng, UNET_BATCH))
+        drop = torch.from_numpy(state.rng.random(UNET_BATCH) < CAPTION_DROPOUT).to(run.device)
         ids = torch.where(drop[:, None], empty, ids)
         with torch.no_grad():
-            latents = vae.encode(images).latent_dist.sample(generator=gen)
+            posterior = vae.encode(images).latent_dist
+            latents = posterior.mean + posterior.std * run.noise(posterior.mean.shape, state.generator)
             latents = latents * vae.config.scaling_factor
             states = text(ids)[0]
-        noise = torch.randn(latents.shape, generator=gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (UNET_BATCH,), generator=gen)
+        noise = run.noise(latents.shape, state.generator)
+        t = torch.randint(0, sched.config.num_train_timesteps, (UNET_BATCH,), generator=state.generator).to(run.device)
         noisy = sched.add_noise(latents, noise, t)
         pred = unet(noisy, t, encoder_hidden_states=states).sample
         snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
@@ -490,25 +507,14 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        decay = min(EMA_DECAY, (1 + step - done) / (10 + step - done))
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.lerp_(p, 1 - decay)
-        bar.update()
         if step % 100 == 0:
-            bar.write(f"[unet] step {step} loss {loss.item():.4f} elapsed {(time.time() - start) / 60:.1f} min")
-        if max_minutes and time.time() - start > max_minutes * 60:
-            bar.write(f"[unet] time limit reached at step {step + 1}")
-            break
-    bar.close()
-    ema.save_pretrained(out)
-    steps_file = workdir / "unet_steps.json"
-    minutes = (time.time() - start) / 60
-    if done:
-        minutes += json.loads(steps_file.read_text())["minutes"]
-    steps_file.write_text(json.dumps(
-        {"steps": step + 1, "planned": total, "batch": UNET_BATCH, "minutes": minutes,
-         "resumed_at": done or None, "init_from": str(init) if init else None, "lr": lr}))
+            tqdm.write(f"[unet] step {step} loss {loss.item():.4f}, {state.minutes:.1f} min before this process")
+    ema.to("cpu").save_pretrained(out)
+    write_steps(out, "unet", state, total, batch=UNET_BATCH, init_from=str(init) if init else None, lr=lr)
 
 
 def text_encoder_dir(workdir: Path) -> Path:
@@ -609,6 +615,7 @@ def _limit(args) -> float | None:
     return limit
 
 
+OUTPUTS = {"decoder": "vae_decoder"}  # a stage's folder in the workdir, where it is not the stage's name
 STAGES = ("clip", "scorer", "scorer_more", "critic", "critic_more", "vae", "unet", "decoder", "export", "eval")
 
 
@@ -628,6 +635,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="training captions: SD's styles (sentences, tag lists, single tags, flaw tags alone, "
                              "partial captions; release 3 on) or sentences only (releases 1 and 2)")
     parser.add_argument("--unet-steps", type=int, default=None, help=f"UNet steps (default {UNET_STEPS})")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the stages a time limit or a crash stopped, from their checkpoints (WORKDIR/STAGE.ckpt)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES,
+                        help="save every training stage's full state this often (and when its time limit ends it)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (data and noise are drawn on the CPU either way)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads per process; use 1 when other processes share the cores "
                              "(OpenMP's spinning threads slow down many-fold under contention)")
@@ -637,6 +649,11 @@ def main(argv: list[str] | None = None) -> None:
                              "CLIPs and UNet start from it, its VAE is kept (and its text encoder, when no clip stage runs); "
                              "scorer_more and decoder are skipped")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this machine has no CUDA GPU that torch can use; leave it out to train on the CPU")
+    if args.checkpoint_minutes <= 0:
+        parser.error(f"--checkpoint-minutes {args.checkpoint_minutes}: give a positive number of minutes (default {CHECKPOINT_MINUTES:g})")
+    run = Training(args.device, args.resume, args.checkpoint_minutes)
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     stages = args.stage or [s for s in STAGES if not (args.init_from and s in ("scorer_more", "decoder"))]
@@ -644,11 +661,18 @@ def main(argv: list[str] | None = None) -> None:
     if init and not all((init / part).is_dir() for part in ("pipeline/text_encoder", "pipeline/unet", "pipeline/vae", "scorer")):
         parser.error(f"--init-from {init}: not a released shapes world (it needs pipeline/text_encoder, pipeline/unet, "
                      "pipeline/vae and scorer/); copy src/dpodiff/shapes/weights there first")
+    stopped = [path for path in (args.workdir / f"{OUTPUTS.get(s, s)}.ckpt" for s in stages) if path.exists()]
+    if stopped and not args.resume:  # before the data set is built: say it at once
+        parser.error(f"{stopped[0]} holds an unfinished stage: pass --resume to continue it, or delete the file to start it over")
     data = None
     if {"clip", "scorer", "scorer_more", "vae", "unet", "decoder"} & set(stages):
         s0 = time.time()
         data = load_dataset(args.workdir, args.captions == "varied")
         print(f"[dataset] {len(data)} pairs ready in {(time.time() - s0) / 60:.1f} min")
+    run_stages(args, stages, data, init, run)
+
+
+def run_stages(args, stages: list[str], data, init: Path | None, run: Training) -> None:
     t0 = time.time()
     timings = {}
     for stage in STAGES:
@@ -657,34 +681,34 @@ def main(argv: list[str] | None = None) -> None:
         s0 = time.time()
         if stage == "clip":
             train_clip(COND_CLIP, data, args.workdir / "clip", "clip",
-                       init_text=init / "pipeline" / "text_encoder" if init else None)
+                       init_text=init / "pipeline" / "text_encoder" if init else None, run=run)
         elif stage == "scorer":
             train_clip(SCORER_CLIP_MORE if init else SCORER_CLIP, data, args.workdir / "scorer", "scorer",
-                       init_from=init / "scorer" if init else None)
+                       init_from=init / "scorer" if init else None, run=run)
         elif stage == "scorer_more":
             train_clip(SCORER_CLIP_MORE, data, args.workdir / "scorer_more", "scorer_more",
-                       init_from=args.workdir / "scorer", max_minutes=_limit(args))
+                       init_from=args.workdir / "scorer", max_minutes=_limit(args), run=run)
         elif stage == "critic":
             from .critic import train_critic
 
             first = args.workdir / "scorer_more"
             train_critic(CRITIC_CLIP, args.workdir / "critic",
                          init / "scorer" if init else first if (first / "config.json").exists() else args.workdir / "scorer",
-                         init / "pipeline" / "vae" if init else args.workdir / "vae", _limit(args))
+                         init / "pipeline" / "vae" if init else args.workdir / "vae", _limit(args), run)
         elif stage == "critic_more":
             from .critic import train_critic
 
             train_critic(CRITIC_CLIP_MORE, args.workdir / "critic_more", args.workdir / "critic",
-                         init / "pipeline" / "vae" if init else args.workdir / "vae", _limit(args))
+                         init / "pipeline" / "vae" if init else args.workdir / "vae", _limit(args), run)
         elif stage == "vae":
             if init:
                 copy_released(init, args.workdir)
             else:
-                train_vae(data, args.workdir / "vae")
+                train_vae(data, args.workdir / "vae", run)
         elif stage == "unet":
-            train_unet(data, args.workdir, _limit(args), args.unet_steps, init)
+            train_unet(data, args.workdir, _limit(args), args.unet_steps, init, run)
         elif stage == "decoder":
-            train_decoder(data, args.workdir, args.decoder_steps or DECODER_STEPS, _limit(args))
+            train_decoder(data, args.workdir, args.decoder_steps or DECODER_STEPS, _limit(args), run)
         elif stage == "export":
             export(args.workdir)
         elif stage == "eval":
