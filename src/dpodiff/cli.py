@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, NegativeMode, Out, PerWord, Scorer,
-    Decompose, NoValidate, Overwrite, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
+    Decompose, NoValidate, Overwrite, Resume, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -49,6 +49,7 @@ def improve(
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/improve"), overwrite: Overwrite = False,
+    resume: Resume = False,
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
     _optimize_command(task="improve", **locals())
@@ -67,6 +68,7 @@ def attack(
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
     steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/attack"), overwrite: Overwrite = False,
+    resume: Resume = False,
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
     _optimize_command(task="attack", **locals())
@@ -219,8 +221,8 @@ def _note_recommended(config, backend) -> dict:
     return used
 
 
-def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, validate, no_validate,
-                      **options) -> None:
+def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, resume, validate,
+                      no_validate, **options) -> None:
     from dpodiff.config import RunConfig
     from dpodiff.defaults import WHITE_BOX
     from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
@@ -233,7 +235,8 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
         from dpodiff.spaces.llm import config_from
 
         llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"], options["llm_timeout"], options["llm_retries"])
-    out = check_output_dir(out, overwrite)
+    out = check_output_dir(out, overwrite, resume)
+    from dpodiff.journal import JOURNAL
     from dpodiff.optimization import optimize
     from dpodiff.optimizers import GPOSettings
 
@@ -259,10 +262,17 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
 
     try:
         result = optimize(prompt, pipeline=backend, scorer=clip, config=config, space=options["space"], llm=llm, model_name=model_name,
-                          on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration, on_validation=on_validation)
+                          on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration, on_validation=on_validation,
+                          journal=out / JOURNAL, resume=resume)
     finally:
         progress.stop()
-    result.save(out)
+    try:
+        result.save(out)
+    except UsageError:
+        _print_summary(result, out)  # the results, even where the files could not be written
+        console.print(f"[yellow]Every scored candidate is in the journal {out / JOURNAL}; once the folder is writable, "
+                      "rerun the same command with --resume to write the files without scoring them again.[/yellow]")
+        raise
     _print_summary(result, out)
     if result.stop_reason.startswith("not validated"):
         console.print(f"[red]{terminal(result.stop_reason, 400)}[/red] The search's results are saved in {out}.")

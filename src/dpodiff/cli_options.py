@@ -25,6 +25,9 @@ NegativeMode = Annotated[str, typer.Option(help=(
     "so a negative that shares the prompt's content does not cancel it; 1.5x the UNet calls)."))]
 Seeds = Annotated[Optional[str], typer.Option(help="N (seeds 0..N-1) or a comma list, e.g. 0,3,7. The loss is averaged over the seeds. Default: 2.")]
 Seed = Annotated[Optional[list[int]], typer.Option("--seed", help="A particular seed; repeat it for several (--seed 7 --seed 1234). Instead of --seeds.")]
+Resume = Annotated[bool, typer.Option("--resume", help=(
+    "Continue the run that stopped in --out (killed, interrupted, or a failed save) from its journal, evaluations.jsonl: "
+    "candidates scored there are not scored again. The model, scorer and generation settings must be the same."))]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its result.json, space.json and images).")]
 Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
 Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]

@@ -3,7 +3,9 @@
 One path for everything that renders and scores: the search's candidates, the validation of its shortlist
 (selection.py), bench's evaluation seeds and `dpodiff generate`. Images are made one pipeline call
 (`generation.batch_size` images) at a time, and each prompt pair is handed back as soon as all its seeds
-are scored, so an interrupt loses at most one pipeline call's work.
+are scored, so an interrupt loses at most one pipeline call's work. With a journal (journal.py) each pair
+is also appended to disk as it is scored, and a pair the journal already holds is answered from it,
+without images (`rendered` makes them when they are shown).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from PIL import Image
 
 from dpodiff.backends import Backend, GenerationSettings, Request
+from dpodiff.journal import Journal
 from dpodiff.objectives.judge import Judge, judge_images
 from dpodiff.objectives.scorer import Scorer
 from dpodiff.report.images import to_pil
@@ -31,7 +34,7 @@ class Scored:
     seeds: list[int]
     losses: list[float]
     seconds: float  # to make and score these images
-    pixels: torch.Tensor = field(repr=False)  # [len(seeds), 3, H, W] in [0, 1]
+    pixels: torch.Tensor | None = field(repr=False)  # [len(seeds), 3, H, W] in [0, 1]; None: answered from the journal
     verdicts: list[dict] | None = None  # None: no judge, or the judge cannot read the original prompt
 
     @property
@@ -56,6 +59,7 @@ class Evaluator:
     generation: GenerationSettings
     original: str
     judge: Judge | None = None
+    journal: Journal | None = None
 
     @cached_property
     def target(self):
@@ -63,7 +67,30 @@ class Evaluator:
             return self.scorer.target(self.original)
 
     def evaluate(self, pairs: list[tuple[str, str]], seeds: list[int]) -> Iterator[Scored]:
-        """Each (prompt, negative prompt) pair scored on every seed, in order, as soon as its images are made."""
+        """Each (prompt, negative prompt) pair scored on every seed, in order, as soon as its images are made
+        (or answered from the journal, when it holds the pair on every seed)."""
+        todo: list[tuple[str, str]] = []
+        for pair in pairs:
+            known = self.journal.lookup(*pair, seeds) if self.journal is not None else None
+            if known is None:
+                todo.append(pair)
+                continue
+            yield from self._render(todo, seeds)
+            todo = []
+            yield Scored(*pair, list(seeds), known[0], 0.0, None, known[1])
+        yield from self._render(todo, seeds)
+
+    def rendered(self, scored: Scored) -> Scored:
+        """`scored` with its images: a pair answered from the journal is drawn again (its losses stay the journal's)."""
+        if scored.pixels is not None:
+            return scored
+        with torch.inference_mode():
+            pixels = self.backend.generate([Request(scored.prompt, scored.negative_prompt, s) for s in scored.seeds], self.generation)
+        return Scored(scored.prompt, scored.negative_prompt, scored.seeds, scored.losses, scored.seconds, pixels, scored.verdicts)
+
+    def _render(self, pairs: list[tuple[str, str]], seeds: list[int]) -> Iterator[Scored]:
+        if not pairs:
+            return
         n = len(seeds)
         requests = [Request(text, negative, s) for text, negative in pairs for s in seeds]
         step = self.generation.batch_size or len(requests)
@@ -85,6 +112,8 @@ class Evaluator:
                 scored = Scored(text, negative, list(seeds), losses[i * n : (i + 1) * n], seconds, images[i * n : (i + 1) * n])
                 if self.judge is not None:
                     scored.verdicts = judge_images(self.judge, self.original, scored.images)
+                if self.journal is not None:
+                    self.journal.record(text, negative, scored.seeds, scored.losses, scored.verdicts, seconds)
                 done += 1
                 yield scored
             t0 = time.perf_counter()
@@ -97,8 +126,9 @@ def joined(parts: list[Scored]) -> Scored:
     """One prompt pair's images scored in several rounds (adaptive validation), as one Scored in seed order."""
     first = parts[0]
     verdicts = [v for p in parts for v in p.verdicts] if all(p.verdicts for p in parts) else None
+    pixels = torch.cat([p.pixels for p in parts]) if all(p.pixels is not None for p in parts) else None
     return Scored(first.prompt, first.negative_prompt, [s for p in parts for s in p.seeds], [x for p in parts for x in p.losses],
-                  sum(p.seconds for p in parts), torch.cat([p.pixels for p in parts]), verdicts)
+                  sum(p.seconds for p in parts), pixels, verdicts)
 
 
 def fresh_seeds(used, n: int, start: int | None = None) -> list[int]:

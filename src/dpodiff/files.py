@@ -72,13 +72,15 @@ def save_image(path: str | Path, image, info=None) -> Path:
 def save_all(folder: Path, writes: list[tuple[str, Callable[[Path], object]]]) -> None:
     """Run each (file name, writer) in order; one that fails does not stop the others. Then a
     UsageError names what could not be written, the folder and its free space."""
-    failed = []
+    failed, written = [], []
     for name, write in writes:
         try:
             write(folder / name)
+            written.append(name)
         except OSError as e:
             failed.append(f"{name} ({e.strerror or e})")
     if failed:
         free = shutil.disk_usage(folder).free / 2**20
+        saved = f"Saved: {', '.join(written)}" if written else "No file was saved"
         raise UsageError(f"Could not write {', '.join(failed)} in {folder} ({free:.0f} MiB free there). "
-                         "The other files were saved; free some space or choose another --out.")
+                         f"{saved}. Free some space, make the folder writable, or choose another --out.")

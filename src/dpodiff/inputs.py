@@ -71,22 +71,30 @@ def check_budget(budget: int) -> int:
     return budget
 
 
-RUN_FILES = ("result.json", "space.json", "grid.png", "*seed*.png")  # what improve, attack and generate write
+RUN_FILES = ("result.json", "space.json", "grid.png", "*seed*.png", "evaluations.jsonl")  # what improve, attack and generate write
 
 
-def check_output_dir(path: str | Path, overwrite: bool | None = None) -> Path:
+def check_output_dir(path: str | Path, overwrite: bool | None = None, resume: bool = False) -> Path:
     """Create the folder now, so an unwritable one fails before any model is loaded.
 
     With `overwrite` False, a folder holding another run is refused (its images would sit beside the
     new result); True clears the files dpodiff wrote there; None (bench) leaves the folder as it is.
+    `resume` keeps the run's journal (journal.py), which must be there, and clears the rest.
     """
     out = Path(path).expanduser()
+    journal = out / RUN_FILES[-1]
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: give one of them.")
+    if resume and not journal.is_file():
+        raise UsageError(f"--resume: {str(out)!r} holds no journal ({journal.name}) of an earlier run to continue; run without --resume.")
     earlier = [p for pattern in RUN_FILES for p in out.glob(pattern)] if out.is_dir() and overwrite is not None else []
-    if earlier and not overwrite:
+    if earlier and not (overwrite or resume):
+        hint = ", --resume to continue it" if journal.is_file() else ""
         raise UsageError(f"The output folder {str(out)!r} already holds a run ({earlier[0].name} and {len(earlier) - 1} more files). "
-                         "Choose another --out, or add --overwrite to replace it.")
+                         f"Choose another --out{hint}, or add --overwrite to replace it.")
     for p in earlier:
-        p.unlink()
+        if not (resume and p == journal):
+            p.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".dpodiff-write-test"

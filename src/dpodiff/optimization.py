@@ -23,6 +23,7 @@ from dpodiff.errors import UsageError
 from dpodiff.evaluator import Evaluator, Scored, fresh_seeds
 from dpodiff.gradient_search import run_gpo
 from dpodiff.inputs import check_prompt
+from dpodiff.journal import Journal
 from dpodiff.objectives.scorer import Scorer
 from dpodiff.objectives.scorers import load_scorer
 from dpodiff.objectives.decomposed import DecomposedScorer
@@ -55,6 +56,8 @@ def optimize(
     on_gpo_iteration: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_validation: Callable[[int, int], None] | None = None,
+    journal: str | Path | None = None,
+    resume: bool = False,
     **settings,
 ) -> OptimizationResult:
     """Search a better negative prompt (task="improve") or a meaning-preserving attack (task="attack").
@@ -74,7 +77,9 @@ def optimize(
     chosen candidate (`result.best`) and the images of the original and the chosen candidate for each seed.
     Ctrl-C, or `should_stop()` turning true (asked after each candidate of the search; a UI's Stop button),
     stops the search and returns what was found so far, with stop_reason "interrupted" and no validation.
-    `on_validation(done, total)` follows the validation's progress.
+    `on_validation(done, total)` follows the validation's progress. `journal` (a file, OUT/evaluations.jsonl for the
+    CLI) receives every scored prompt pair as it is scored; with `resume` the journal there answers what it holds
+    (journal.py), and result.resumed_from counts the search's candidates it answered.
     """
     started = time.perf_counter()
     # 1. check inputs
@@ -97,6 +102,8 @@ def optimize(
     seeds = list(config.seeds)
     generation = generation_settings(backend, config)
     model_name = model_name or str(getattr(backend.pipe, "name_or_path", "") or "")
+    if journal is not None:  # before GPO and the search: a resume with other settings is refused at once
+        journal = Journal.open(journal, journal_settings(prompt, model_name, scorer, backend, config), resume)
     if judge is None and model_name and Path(model_name).is_dir():
         judge = find_judge(model_name)
     rewords = task.search_positive and model_name and Path(model_name).is_dir()
@@ -153,12 +160,13 @@ def optimize(
         fit={**fit.to_dict(), "prefiltered": prefiltered},
         gpo=asdict(gpo_trace) if gpo_trace else None,
     )
-    evaluator = Evaluator(backend, scorer, generation, prompt, judge)
+    evaluator = Evaluator(backend, scorer, generation, prompt, judge, journal)
     shortlist_size = config.validate[0] if config.validate else 1
     scoring = CandidateScoring(evaluator, task, space, seeds, result, shortlist_size, check, on_evaluation, should_stop)
     original = tuple([0] * len(sizes))
     outcome = run_search(optimizer, original, scoring, budget, scoring.admissible if check.active else None)
     result.stop_reason = outcome.stop_reason
+    result.resumed_from = scoring.from_journal
     if result.original is None:
         raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save
 
@@ -179,6 +187,7 @@ def optimize(
         made = [scoring.kept[evaluation.index]]
         if result.selection:
             made += [s for f, s in zip(result.selection.finalists, validation) if f.index == evaluation.index]
+        made = [evaluator.rendered(scored) for scored in made]  # answered from the journal: drawn again, not scored
         result.images[role] = [image for scored in made for image in scored.images]
         if all(scored.verdicts for scored in made):
             result.judge = {**(result.judge or {}), role: [v for scored in made for v in scored.verdicts]}
@@ -211,6 +220,7 @@ class CandidateScoring:
     on_evaluation: OnEvaluation | None = None
     should_stop: Callable[[], bool] | None = None
     kept: dict[int, Scored] = field(default_factory=dict)
+    from_journal: int = 0  # candidates answered from an earlier run's journal
 
     def __call__(self, candidates: list[Candidate]) -> list[float]:
         result, values = self.result, []
@@ -225,6 +235,7 @@ class CandidateScoring:
                 if result.original is None:  # every loss is compared with the original's: stop before the budget is spent
                     check_original(evaluation.losses, "search")
                 result.history.append(evaluation)
+                self.from_journal += scored.pixels is None
                 values.append(self.task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
                 result.original = result.original or evaluation
                 self.kept[evaluation.index] = scored
@@ -275,6 +286,13 @@ class MeaningCheck:
         if self.constraint is None or self.constraint.accepts(text):
             return True, None
         return False, "similarity"
+
+
+def journal_settings(prompt: str, model_name: str, scorer: Scorer, backend: Backend, config: RunConfig) -> dict:
+    """What decides a prompt pair's loss on a seed: a journal answers a resumed run only where these are the same."""
+    generation = {name: getattr(config, name) for name in ("steps", "guidance", "height", "width", "scheduler", "negative_mode")}
+    return {"prompt": prompt, "model": model_name, "scorer": scorer.name, "decompose": config.decompose,
+            "generation": {**generation, "dtype": str(backend.dtype).removeprefix("torch.")}}
 
 
 def generation_settings(backend: Backend, config: RunConfig):

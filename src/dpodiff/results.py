@@ -69,6 +69,7 @@ class OptimizationResult:
     selection: Selection | None = None  # the shortlist on fresh seeds (selection.py); None: the plain arg-min (--no-validate)
     held_out: dict | None = None  # bench --eval-seeds: the original, the chosen and the shortlist judged on seeds nobody chose with
     judge: dict | None = None  # {"original": [verdict per image seed], "best": [...]} when the model has a judge
+    resumed_from: int = 0  # candidates of the search answered from an earlier run's journal (--resume)
     images: dict[str, list[Image.Image]] = field(default_factory=dict, repr=False)  # "original"/"best" -> one per image seed
 
     @property
@@ -125,6 +126,7 @@ class OptimizationResult:
             "improvement": self.sign * (self.original.loss - self.best.loss),  # on the search seeds
             "selection": {**asdict(self.selection), "summary": self.selection.summary()} if self.selection else None,
             "held_out": self.held_out,
+            "resumed_from": self.resumed_from,
             "image_seeds": self.image_seeds,
             "judge": self.judge,
             "gpo": self.gpo,

@@ -162,7 +162,7 @@ def select(history: list[Evaluation], sign: int, evaluator: Evaluator, shortlist
     if second is not None:
         for f, s in zip(finalists, scored):
             with torch.inference_mode():
-                f.second_loss = float(second.loss(s.pixels, second.target(evaluator.original)).mean())
+                f.second_loss = float(second.loss(evaluator.rendered(s).pixels, second.target(evaluator.original)).mean())
     selection = decide(finalists, sign, looks, rank, second.name if second is not None else None)
     selection.seeds = seeds[: len(finalists[0].losses)]
     selection.excluded = excluded
