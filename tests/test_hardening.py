@@ -21,6 +21,11 @@ MISSING_MODEL = ["--model", "/nonexistent/model"]  # a check that comes first ne
     ("improve", ["--seeds", "2", "--seed", "7"], "either --seeds"),
     ("improve", ["--space-source", "wordnet2"], "--space-source 'wordnet2' is not known"),
     ("attack", ["--scheduler", "euler_a"], "--scheduler 'euler_a' is not known"),
+    ("improve", ["--guidance", "-1"], "--guidance -1 is outside 0 to 50"),
+    ("generate", ["--guidance", "1e308"], "--guidance 1e+308 is outside 0 to 50"),
+    ("improve", ["--guidance", "1"], "at 1 or below classifier-free guidance is off, so a negative prompt has no effect"),
+    ("attack", ["--guidance", "0.5"], "at 1 or below classifier-free guidance is off"),
+    ("improve", ["--negative-mode", "nag"], "--negative-mode 'nag' is not known"),
 ])
 def test_bad_options_are_refused_before_the_model_loads(tmp_path, command, args, message):
     code, err = run_cli(command, PROMPT, *MISSING_MODEL, "--out", tmp_path / "out", *args)
@@ -95,3 +100,74 @@ def test_a_space_of_fifty_spans_is_searched(tiny_pipe, tiny_scorer):
     result = dpodiff.optimize(prompt, pipeline=tiny_pipe, scorer=tiny_scorer, space=SearchSpace(prompt, positive=spans), task="improve",
                               positive=True, algorithm="epo", budget=3, seeds=[0], steps=1)
     assert result.evaluations == 3 and result.fit["positive_tokens_after"] <= 77
+
+
+@pytest.mark.parametrize("index", ["[]", "null", "5"])
+def test_a_model_index_that_is_not_an_object_is_refused(tmp_path, tiny_model_dir, tiny_scorer_dir, index):
+    import shutil
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    (model / "model_index.json").write_text(index)
+    code, err = run_cli("generate", PROMPT, "--model", model, "--scorer", tiny_scorer_dir, "--out", tmp_path / "out")
+    assert code == 2 and "model_index.json of" in err and "not the object diffusers writes" in " ".join(err.split())
+
+
+def test_a_reference_space_whose_synonyms_are_not_an_object_is_refused(tmp_path, models):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({PROMPT: {"synonym": 5, "antonym": {"red": ["blue"]}, "keywords": []}}))
+    code, err = run_cli("improve", PROMPT, "--space", space, "--out", tmp_path / "out", *models)
+    assert code == 2 and "'synonym' of 'a red circle above a blue square' is 5, not an object" in " ".join(err.split())
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '{"key": '])
+def test_a_damaged_space_cache_entry_is_a_miss_and_is_rewritten(tmp_path, text):
+    from dpodiff.spaces import SearchSpace, Slot, cache
+
+    key = {"prompt": PROMPT, "source": "test"}
+    cache.path_for(key, tmp_path).write_text(text)
+    assert cache.read(key, tmp_path) is None
+    space = SearchSpace(PROMPT, negative=[Slot("red", ["blue"])])
+    cache.write(key, space, tmp_path)
+    assert cache.read(key, tmp_path) == space
+
+
+def test_the_ui_checks_its_port_before_loading_the_model(tmp_path):
+    import socket
+
+    code, err = run_cli("ui", "--port", 70000, *MISSING_MODEL)
+    assert code == 2 and "--port 70000 is not a TCP port" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, err = run_cli("ui", "--port", taken.getsockname()[1], *MISSING_MODEL)
+    assert code == 2 and "Address already in use" in err
+
+
+def test_result_files_honour_the_umask(tmp_path, tiny_model_dir, tiny_scorer_dir):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        code, err = run_cli("generate", PROMPT, "--model", tiny_model_dir, "--scorer", tiny_scorer_dir, "--steps", 1, "--seeds", 1,
+                            "--out", tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out").iterdir()} == {"0o644"}
+
+
+def test_version_and_an_interrupted_load(tmp_path, monkeypatch):
+    import dpodiff
+    import dpodiff.models
+
+    code, out = run_cli("--version")
+    assert code == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dpodiff.models, "load_models", interrupted)
+    code, err = run_cli("generate", PROMPT, "--out", tmp_path / "out")
+    assert code == 130 and "Interrupted while loading the models" in err
+    assert dpodiff.__version__ in __import__("subprocess").run(
+        [__import__("sys").executable, "-m", "dpodiff.cli", "--version"], capture_output=True, text=True).stdout

@@ -37,6 +37,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).")
 console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dpodiff import __version__
+
+        print(f"dpodiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _common(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print dpodiff's version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, also print the full traceback (for a bug report); "
+                                        "may be given anywhere on the line.")] = False,
+) -> None:
+    """Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff)."""
+
 @app.command()
 def improve(
     prompt: Annotated[str, typer.Argument(help="The prompt whose images should match it better.")],
@@ -105,6 +122,8 @@ def generate(
     set_scheduler(backend.pipe, config.scheduler)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
+    if negative_prompt and config.guidance <= 1 and config.negative_mode == "cfg":
+        console.print(f"[yellow]warning:[/yellow] at --guidance {config.guidance:g} classifier-free guidance is off: the negative prompt has no effect.")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
     seed_list = list(config.seeds)
@@ -172,9 +191,13 @@ def ui(
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
 ):
     """Serve a web page (Gradio) to run improve and attack searches on one model, loaded once."""
+    from dpodiff.inputs import check_port
     from dpodiff.ui import Models, require_gradio, serve
 
-    require_gradio()  # before the models load: a missing extra is told at once
+    check_port(host, port)  # before the models load: a port in use or out of range is told at once
+    require_gradio()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/yellow] serving on {host}: every machine that can reach it may run searches on this model.")
     backend, clip, model_name = _load_models(model, scorer, device, dtype, None, threads, vae)
     serve(Models(backend, clip, model_name, shapes_world=model is None), host, port)
 
@@ -207,8 +230,12 @@ def _load_models(model: str | None, scorer: str | None, device: str, dtype: str,
     from dpodiff.threads import use_threads
 
     use_threads(threads)
-    with console.status(f"loading {model or 'the shapes world'}"):
-        return load_models(model, scorer, device, dtype, scheduler, vae)
+    try:
+        with console.status(f"loading {model or 'the shapes world'}"):
+            return load_models(model, scorer, device, dtype, scheduler, vae)
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted while loading the models; nothing was computed or written.")
+        raise typer.Exit(130) from None
 
 
 def _note_recommended(config, backend) -> dict:
@@ -230,6 +257,7 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
     config = RunConfig.from_options(algorithm=options["algo"], seeds=pick_seeds(seeds, seed), validate=None if no_validate else validate, **options)
+    config.check_guided()  # a --guidance given: before the model loads (optimize() checks the model's recommendation too)
     llm = None
     if config.space_source == "llm" and options["space"] is None:
         from dpodiff.spaces.llm import config_from

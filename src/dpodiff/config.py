@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from dpodiff.defaults import (
-    ALGORITHMS, DEFAULT_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
+    ALGORITHMS, DEFAULT_GUIDANCE, MAX_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
     PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, SPACE_KINDS, check_negative_mode, check_scheduler_name,
 )
 from dpodiff.errors import UsageError
@@ -67,6 +67,9 @@ class RunConfig:
             raise UsageError(f"--batch-size {self.batch_size}: a pipeline call makes at least 1 image.")
         if self.guidance is not None and not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a finite number; SD models use about 3 to 12.")
+        if self.guidance is not None and not 0 <= self.guidance <= MAX_GUIDANCE:
+            raise UsageError(f"--guidance {self.guidance:g} is outside 0 to {MAX_GUIDANCE}; SD models use about 3 to 12 "
+                             "(larger values burn the images out).")
         if not -1 <= self.min_similarity <= 1:  # NaN fails this too
             raise UsageError(f"--min-similarity {self.min_similarity} is not a cosine similarity; give a number in [-1, 1] (default 0.85).")
         for option, side in (("--height", self.height), ("--width", self.width)):
@@ -103,6 +106,13 @@ class RunConfig:
         r = recommended or Recommended()
         return replace(self, steps=_first(self.steps, r.steps, DEFAULT_STEPS), guidance=_first(self.guidance, r.guidance, DEFAULT_GUIDANCE),
                        scheduler=_first(self.scheduler, r.scheduler))
+
+    def check_guided(self) -> None:
+        """A search needs classifier-free guidance: at or below 1 diffusers turns it off (of a resolved config)."""
+        if self.guidance is not None and self.guidance <= 1:
+            raise UsageError(f"--guidance {self.guidance:g}: at 1 or below classifier-free guidance is off, so a negative prompt has "
+                             "no effect on the images and GPO's gradient would follow other images than the pipeline draws; "
+                             "give more than 1 (SD models: about 3 to 12).")
 
     def from_model(self, recommended: Recommended | None) -> dict:
         """The settings `resolved(recommended)` takes from the model: left to it here and recommended there."""

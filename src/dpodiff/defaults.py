@@ -20,6 +20,7 @@ SPACE_KINDS = ("both", "antonym", "library")  # improve's negative space: opposi
 MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
 DEFAULT_STEPS = 50  # generation settings when neither the user nor the model (its dpodiff.json) gives them
 DEFAULT_GUIDANCE = 7.5
+MAX_GUIDANCE = 50  # far above any model's useful range (SD: 3 to 12); larger values only burn the images out
 PROTOCOLS = ("dpodiff", "paper")  # "paper": the DPO-Diff reference's choices where they are not bugs (README, deviations)
 PAPER_GPO_SAMPLES = 32  # candidates the reference samples from GPO's distribution, the original not counted
 DEFAULT_VALIDATE = (4, 4)  # the shortlist's size K and the fresh seeds V of validated selection (selection.py)

@@ -38,6 +38,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(temporary path)`, fsync, then rename onto `path`; on failure the old file stays."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.fchmod(fd, _file_mode())  # mkstemp makes it 0600; a result file gets what the umask gives any new file
     os.close(fd)
     try:
         write(Path(tmp))
@@ -48,6 +49,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text(path: str | Path, text: str) -> Path:

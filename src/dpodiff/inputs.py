@@ -105,3 +105,19 @@ def check_output_dir(path: str | Path, overwrite: bool | None = None, resume: bo
     if not os.access(out, os.W_OK):
         raise UsageError(f"Cannot write to the output folder {str(out)!r}. Choose a folder you can write to with --out.")
     return out
+
+
+def check_port(host: str, port: int) -> None:
+    """The UI's address is free and ours to take: said before the model loads, not after."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a TCP port; give 1 to 65535 (default 7860).")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except PermissionError:
+        raise UsageError(f"--port {port}: ports below 1024 need administrator rights; choose a port from 1024 up (default 7860).") from None
+    except OSError as e:
+        raise UsageError(f"Cannot serve on {host}:{port} ({e.strerror or e}): another program may use the port, or the address "
+                         "is not this machine's; choose another --port or --host.") from None

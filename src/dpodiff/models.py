@@ -52,9 +52,14 @@ def model_index(name: str) -> dict:
     from diffusers import DiffusionPipeline
 
     try:
-        return DiffusionPipeline.load_config(_source(name))
+        index = DiffusionPipeline.load_config(_source(name))
     except (OSError, ValueError, EnvironmentError) as e:
         raise not_found("diffusion model", name, PIPELINE_LAYOUT, e) from None
+    if not isinstance(index, dict):
+        raise UsageError(f"The model_index.json of {name!r} holds a {type(index).__name__}, not the object diffusers writes "
+                         "(with \"_class_name\", e.g. \"StableDiffusionPipeline\", and one entry per component); "
+                         "restore it from the model's original files.")
+    return index
 
 
 def load_weighted_components(name: str, index: dict, dtype: torch.dtype, skip: tuple[str, ...] = ()) -> dict:

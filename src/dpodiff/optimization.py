@@ -88,6 +88,7 @@ def optimize(
     backend = as_backend(pipeline)
     recommended_used = config.from_model(backend.recommended)  # what the model's dpodiff.json decides: the settings left to it
     config = config.resolved(backend.recommended)
+    config.check_guided()
     set_scheduler(backend.pipe, config.scheduler)  # None keeps the pipeline's own
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):

@@ -70,6 +70,7 @@ def bench(
         raise UsageError(f"--eval-seeds {eval_seeds}: give 0 (none) to {MAX_IMAGES}; 8 is enough to see a change of a few images in ten.")
     run = RunConfig.from_options(**{**locals(), "validate": None if no_validate else validate}, algorithm=algorithms[0], charge_gpo=equal_cost)
     run = _resolved(run, model)  # before the fingerprint: a resumed database compares the settings actually used
+    run.check_guided()
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
     if backend not in ("local", "ray"):

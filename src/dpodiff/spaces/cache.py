@@ -36,8 +36,8 @@ def read(key: dict, cache_dir=None) -> SearchSpace | None:
             return None
         space = SearchSpace.from_dict(data["space"])
         return space if space.positive or space.negative else None  # stored by older versions: ask again
-    except (OSError, ValueError, KeyError, TypeError, UsageError):
-        return None  # missing or damaged entries are rebuilt
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
+        return None  # missing or damaged entries ("[]", "null", cut short) are rebuilt, and rewritten
 
 
 def write(key: dict, space: SearchSpace, cache_dir=None) -> None:

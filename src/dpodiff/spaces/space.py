@@ -226,6 +226,10 @@ def _from_reference(data: dict, prompt: str | None) -> SearchSpace:
             raise UsageError(f"Search space: the file has no entry for the prompt {prompt!r} (it has {shown}{'...' if len(entries) > 3 else ''}).")
         key = matches[0]
     entry = entries[key]
+    for part in ("synonym", "antonym"):
+        if not isinstance(entry.get(part) or {}, dict):
+            raise UsageError(f"Search space: {part!r} of {key!r} is {json.dumps(entry[part])[:40]}, not an object mapping each "
+                             f"word to its list of {part}s, e.g. {{\"red\": [\"crimson\", \"scarlet\"]}}.")
     text = prompt if prompt is not None else key
     positive, cursor = [], 0
     for word, subs in (entry.get("synonym") or {}).items():
