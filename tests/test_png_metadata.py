@@ -158,3 +158,18 @@ def test_inspect_escapes_what_could_rewrite_the_terminal(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert code == 0, err
     assert "\x1b" not in shown and "\u202e" not in shown and "\\x1b[2J[bold]" in shown and "\\u001b]0;owned" in shown
+
+
+def test_the_shipped_shapes_world_is_named_by_its_release_not_its_folder():
+    from dpodiff.report.metadata import model_label
+    from dpodiff.shapes import PIPELINE_DIR, RELEASE, SCORER_DIR
+
+    assert model_label(str(PIPELINE_DIR)) == f"shapes-world-r{RELEASE}" and model_label(f"clip:{SCORER_DIR}").startswith("shapes-world-scorer")
+    assert model_label("/home/me/models/sd15") == "sd15" and model_label("stabilityai/sdxl") == "stabilityai/sdxl"
+
+
+def test_generates_record_holds_only_what_generate_used(tmp_path, tiny_model_dir, tiny_scorer_dir):
+    code, err = run_cli("generate", PROMPT, "--seeds", 1, "--steps", 2, "--out", tmp_path, "--model", tiny_model_dir, "--scorer", tiny_scorer_dir)
+    assert code == 0, err
+    _, chunk = read_metadata(tmp_path / "seed0.png")
+    assert set(chunk["config"]) == {"seeds", "steps", "guidance", "height", "width", "scheduler", "batch_size", "negative_mode"}

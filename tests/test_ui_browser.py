@@ -64,11 +64,12 @@ def server(tmp_path_factory):
             pytest.fail(f"dpodiff ui did not answer on {url} within 90 s:\n{log_path.read_text()}")
         time.sleep(0.5)
     yield url
-    process.terminate()
+    process.terminate()  # SIGTERM, as a service manager stops it: the users' runs must not stay behind
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+    assert process.returncode == 143 and not list(log_path.parent.glob("dpodiff-ui-*")), log_path.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -156,16 +157,29 @@ def test_ui_without_gradio_says_how_to_install_it():
     assert "pip install 'dpodiff[ui]'" in done.stderr
 
 
-def test_a_run_may_name_another_scorer(tiny_pipe, tiny_scorer, tiny_scorer_dir):
+def test_visitors_choose_only_the_servers_scorers_within_its_bounds(tiny_pipe, tiny_scorer, tiny_scorer_dir):
     from dpodiff.backends import as_backend
+    from dpodiff.config import RunConfig
     from dpodiff.errors import UsageError
+    from dpodiff.objectives.scorers import load_scorer
     from dpodiff.ui import Models
 
-    models = Models(as_backend(tiny_pipe), tiny_scorer, "tiny")
-    assert models.scorer_for("") is tiny_scorer and models.scorer_for(tiny_scorer.name) is tiny_scorer
-    other = models.scorer_for(f"clip:{tiny_scorer_dir}")
-    assert other is not tiny_scorer and other.name == f"clip:{tiny_scorer_dir}"
-    assert models.scorer_for(f"clip:{tiny_scorer_dir}") is other  # loaded once
-    with pytest.raises(UsageError, match="KIND"):
-        models.scorer_for("nonsense:thing")
-    assert models.scorer_for("") is tiny_scorer
+    other = load_scorer(f"clip:{tiny_scorer_dir}")
+    models = Models(as_backend(tiny_pipe), tiny_scorer, "tiny", others=[other], max_budget=10, max_seeds=2)
+    assert list(models.scorers) == [tiny_scorer.name, other.name]
+    assert models.scorer_for("") is tiny_scorer and models.scorer_for(other.name) is other
+    with pytest.raises(UsageError, match="not one of this server's scorers"):
+        models.scorer_for("/etc")  # never loaded, whether or not the path exists
+    models.check_bounds(RunConfig(budget=10, seeds=(0, 1)))
+    with pytest.raises(UsageError, match="more than this server allows per run \\(10\\)"):
+        models.check_bounds(RunConfig(budget=11))
+    with pytest.raises(UsageError, match="3 seeds are more than this server allows"):
+        models.check_bounds(RunConfig(budget=5, seeds=(0, 1, 2)))
+
+
+def test_text_is_escaped_once():
+    from dpodiff.results import Evaluation
+    from dpodiff.ui import describe
+
+    text = describe(Evaluation(0, [0], "a cat & a `dog`'s <b>hat</b>", "", 0.5, [0.5], 1.0))
+    assert "`` a cat & a `dog`'s <b>hat</b> ``" in text and "&amp;" not in text and "&#x27;" not in text

@@ -36,6 +36,7 @@ from dpodiff.spaces.command import space as space_command
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).")
 console = Console(stderr=True)
+GENERATE_SETTINGS = ("seeds", "steps", "guidance", "height", "width", "scheduler", "batch_size", "negative_mode")  # what generate uses
 
 
 def _print_version(value: bool) -> None:
@@ -134,7 +135,7 @@ def generate(
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
               "generation": {**backend.describe(), "steps": config.steps, "guidance": config.guidance,
                              "negative_mode": config.negative_mode, "recommended_used": recommended_used},
-              "config": config.to_dict(), "seeds": seed_list, "loss": scored.loss,
+              "config": {k: v for k, v in config.to_dict().items() if k in GENERATE_SETTINGS}, "seeds": seed_list, "loss": scored.loss,
               "images": records, "seconds": scored.seconds, "cpu_threads": torch.get_num_threads()}
     grid = image_grid([images], col_labels=[f"seed {s}  {l:.3f}" for s, l in zip(seed_list, losses)])
     save_all(out, [("result.json", lambda p: write_json(p, result))]
@@ -188,18 +189,29 @@ app.command("space")(space_command)
 def ui(
     port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 7860,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines too.")] = "127.0.0.1",
-    model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
+    model: Model = None,
+    scorer: Annotated[Optional[list[str]], typer.Option(help=(
+        "A scorer visitors may choose (--scorer forms of improve; repeat it for several, the first is the default). "
+        "Visitors choose only among these. Default: the shapes-world scorer with the shapes model, else the paper's CLIP."))] = None,
+    max_budget: Annotated[int, typer.Option(min=1, help="The largest budget one run may ask for (the model serves one run at a time).")] = 200,
+    max_seeds: Annotated[int, typer.Option(min=1, help="The most seeds one run may ask for.")] = 8,
+    vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
 ):
     """Serve a web page (Gradio) to run improve and attack searches on one model, loaded once."""
     from dpodiff.inputs import check_port
+    from dpodiff.objectives.scorers import check_scorer, load_scorer
     from dpodiff.ui import Models, require_gradio, serve
 
     check_port(host, port)  # before the models load: a port in use or out of range is told at once
     require_gradio()
+    first, *more = scorer or [None]
+    for spec in more:
+        check_scorer(spec)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/yellow] serving on {host}: every machine that can reach it may run searches on this model.")
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, None, threads, vae)
-    serve(Models(backend, clip, model_name, shapes_world=model is None), host, port)
+    backend, clip, model_name = _load_models(model, first, device, dtype, None, threads, vae)
+    others = [load_scorer(spec, backend.device, backend.dtype) for spec in more]
+    serve(Models(backend, clip, model_name, shapes_world=model is None, others=others, max_budget=max_budget, max_seeds=max_seeds), host, port)
 
 
 from dpodiff.bench.command import bench  # noqa: E402

@@ -10,7 +10,10 @@ a lock keeps a second search off the model even if a browser left a run behind.
 
 import atexit
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from dpodiff.config import RunConfig
 from dpodiff.defaults import ALGORITHMS, NEGATIVE_MODES, SCHEDULERS, SOURCES, WHITE_BOX
 from dpodiff.errors import UsageError
+from dpodiff.report.metadata import model_label as short_name
 from dpodiff.results import Evaluation, OptimizationResult
 from dpodiff.spaces import SearchSpace, Slot, Span, find_word
 from dpodiff.tasks import TASKS
@@ -32,6 +36,7 @@ TOP_HEADERS = ["rank", "loss", "prompt", "negative prompt", "similarity", "score
 POLL_SECONDS = 0.25  # how often the page is refreshed while a run works
 ABANDONED_AFTER = 30.0  # a run whose page stopped asking for news this long ago (browser closed) is stopped
 MODEL_OWN = "model's own"
+DEFAULT_MAX_BUDGET, DEFAULT_MAX_SEEDS = 200, 8  # per run on a shared server: ui --max-budget / --max-seeds
 
 
 def require_gradio():
@@ -49,28 +54,37 @@ class Models:
     """What a server loads once and every run shares."""
 
     backend: object
-    scorer: object
+    scorer: object  # the default scorer
     name: str
     shapes_world: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # one search on the model at a time
     own_scheduler: object = None  # the scheduler the model came with, put back for runs that ask for no other
-    other_scorer: tuple = ()  # (spec, scorer): the last scorer a run asked for besides the server's own
+    others: list = field(default_factory=list)  # more scorers the server was started with (`ui --scorer` repeated)
+    max_budget: int = DEFAULT_MAX_BUDGET  # what one visitor's run may take of the shared model
+    max_seeds: int = DEFAULT_MAX_SEEDS
 
     def __post_init__(self) -> None:
         self.own_scheduler = self.own_scheduler or self.backend.pipe.scheduler
 
-    def scorer_for(self, spec: str | None):
-        """The server's scorer for an empty spec or its own name; another (--scorer forms) is loaded on first use,
-        and only the last one asked for stays in memory besides the server's."""
-        spec = (spec or "").strip()
-        if not spec or spec == self.scorer.name:
-            return self.scorer
-        if not self.other_scorer or self.other_scorer[0] != spec:
-            from dpodiff.objectives.scorers import load_scorer
+    @property
+    def scorers(self) -> dict:
+        """The scorers a visitor may choose, by name, the default first: only those the server was started with."""
+        return {s.name: s for s in [self.scorer, *self.others]}
 
-            self.other_scorer = ()
-            self.other_scorer = (spec, load_scorer(spec, self.backend.device, self.backend.dtype))
-        return self.other_scorer[1]
+    def scorer_for(self, name: str | None):
+        """The scorer of that name (empty: the default); a visitor never makes the server load anything."""
+        name = (name or "").strip()
+        if name and name not in self.scorers:
+            raise UsageError(f"{name!r} is not one of this server's scorers ({', '.join(self.scorers)}); "
+                             "whoever starts the server adds scorers with `dpodiff ui --scorer` (repeatable).")
+        return self.scorers[name] if name else self.scorer
+
+    def check_bounds(self, config: RunConfig) -> None:
+        """One visitor may not hold the shared model for longer than the server allows."""
+        if config.budget > self.max_budget:
+            raise UsageError(f"Budget {config.budget} is more than this server allows per run ({self.max_budget}).")
+        if len(config.seeds) > self.max_seeds:
+            raise UsageError(f"{len(config.seeds)} seeds are more than this server allows per run ({self.max_seeds}).")
 
 
 @dataclass
@@ -208,12 +222,16 @@ def status_text(progress: Progress) -> tuple[int, int, str]:
     return scored, budget, f"{scored} of {budget} candidates scored · best loss {result.best.loss:.4f} · about {eta:.0f} s left"
 
 
-def describe(evaluation: Evaluation, original: Evaluation | None = None) -> str:
-    from html import escape
+def code(text: str) -> str:
+    """Text as a Markdown code span, shown as it is: escaped once (by Markdown), with a fence longer than any backticks in it."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
 
+
+def describe(evaluation: Evaluation, original: Evaluation | None = None) -> str:
     lines = [f"**loss {evaluation.loss:.4f}**" + (f" (original {original.loss:.4f})" if original is not None else ""),
-             f"- prompt: `{escape(evaluation.prompt)}`",
-             f"- negative prompt: `{escape(evaluation.negative_prompt) or '(none)'}`"]
+             f"- prompt: {code(evaluation.prompt)}",
+             f"- negative prompt: {code(evaluation.negative_prompt) if evaluation.negative_prompt else '(none)'}"]
     if evaluation.similarity is not None:
         lines.append(f"- similarity to the prompt: {evaluation.similarity:.3f}")
     return "\n".join(lines)
@@ -283,14 +301,13 @@ def build_app(models: Models):
                     negative_mode = gr.Dropdown(list(NEGATIVE_MODES), value="cfg", label="Negative guidance (perp: Perp-Neg)",
                                                 elem_id="negative-mode")
                 with gr.Row():
-                    budget = gr.Number(20, label="Budget (candidates)", precision=0, minimum=1, elem_id="budget")
+                    budget = gr.Number(min(20, models.max_budget), label=f"Budget (candidates, at most {models.max_budget})", precision=0,
+                                       minimum=1, maximum=models.max_budget, elem_id="budget")
                     seeds = gr.Textbox("2", label="Seeds (N or 0,3,7)", elem_id="seeds")
                     steps_box = gr.Number(steps, label="Steps", precision=0, minimum=1, elem_id="steps")
                     guidance_box = gr.Number(guidance, label="Guidance", elem_id="guidance")
-                own_scorer = "the shapes world's scorer" if models.shapes_world else models.scorer.name
-                scorer_box = gr.Textbox("", label="Scorer: empty for the server's own, or a CLIPModel hub id or folder, or KIND:PATH with KIND "
-                                        "clip, pickscore, hpsv2, imagereward or aesthetic (loaded on first use)",
-                                        placeholder=f"the server's own: {own_scorer}", elem_id="scorer")
+                scorer_box = gr.Dropdown([(short_name(name), name) for name in models.scorers], value=models.scorer.name,
+                                         label="Scorer (those the server was started with)", elem_id="scorer")
                 with gr.Accordion("Search space (optional: a run builds it from the prompt unless this table was built for its prompt and task)", open=False):
                     with gr.Row():
                         source = gr.Dropdown([s for s in SOURCES if s != "llm"], value="auto", label="Source of words")
@@ -343,6 +360,7 @@ def build_app(models: Models):
             yield {best: "", curve: None, images: None, judge: "", top: [], download: None}  # the last run's result goes
             try:
                 config = make_config(task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word, mode)
+                models.check_bounds(config)
                 key = (" ".join(prompt_text.split()), task_name)
                 if rows and any(any(str(c or "").strip() for c in row) for row in rows) and built_for and tuple(built_for) == key:
                     space = space_from_rows(key[0], rows)
@@ -440,4 +458,5 @@ def build_app(models: Models):
 def serve(models: Models, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve the page until Ctrl-C."""
     demo = build_app(models)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a service stop cleans up as Ctrl-C does: atexit removes the runs
     demo.launch(server_name=host, server_port=port, show_error=True, ssr_mode=False, footer_links=[])

@@ -73,7 +73,13 @@ def sampler_label(scheduler: str) -> str:
 
 
 def model_label(model: str) -> str:
-    """A hub id as it is, a local folder by its last part (a full path would tell strangers the user's folders)."""
+    """A hub id as it is, a local folder by its last part (a full path would tell strangers the user's folders),
+    the shipped shapes world by its name and release."""
+    from dpodiff.shapes import PIPELINE_DIR, RELEASE, SCORER_DIR, SCORER_RELEASE
+
+    for folder, name in ((PIPELINE_DIR, f"shapes-world-r{RELEASE}"), (SCORER_DIR, f"shapes-world-scorer-r{SCORER_RELEASE}")):
+        if model.removeprefix("clip:") in (str(folder), str(folder.resolve())):
+            return name
     if model.startswith(("/", "~", ".")) or "\\" in model or re.match(r"^[A-Za-z]:", model):
         return re.split(r"[\\/]", model.rstrip("\\/"))[-1] or model
     return model

@@ -10,5 +10,6 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 PIPELINE_DIR = WEIGHTS_DIR / "pipeline"
 SCORER_DIR = WEIGHTS_DIR / "scorer"
+RELEASE, SCORER_RELEASE = "3", "2.1"  # of the shipped generator and scorer (weights/README.md)
 
 __all__ = ["WEIGHTS_DIR", "PIPELINE_DIR", "SCORER_DIR"]
