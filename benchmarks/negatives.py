@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--n-two", type=int, default=100, help="two-shape prompts (one seed each)")
     parser.add_argument("--negative-mode", action="append", choices=("cfg", "perp"),
                         help="how the negative steers (repeatable; default cfg)")
+    parser.add_argument("--card", action="store_true",
+                        help="write the shipped generator's rows into the shapes world's metrics and model card (per mode)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "negatives")
     args = parser.parse_args()
@@ -99,6 +101,18 @@ def main() -> None:
                                             "rows": [asdict(r) for r in rows]}, indent=1))
             print(f"\n{folder}, --negative-mode {mode} ({path.name})\n")
             print("\n".join(table(rows)))
+            if args.card and folder.resolve() == PIPELINE_DIR.resolve():
+                write_rows(f"negatives{suffix.replace('-', '_')}", args.n_single, args.n_two, rows)
+
+
+def write_rows(key: str, n_single: int, n_two: int, rows: list[Row]) -> None:
+    from dpodiff.shapes import WEIGHTS_DIR
+    from dpodiff.shapes.card import write_card
+
+    metrics = json.loads((WEIGHTS_DIR / "metrics.json").read_text())
+    metrics[key] = {"n_single": n_single, "n_two": n_two, "rows": [asdict(r) for r in rows]}
+    (WEIGHTS_DIR / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_card(metrics)
 
 
 if __name__ == "__main__":

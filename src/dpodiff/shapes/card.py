@@ -237,6 +237,10 @@ def write_card(m: dict) -> str:
                   "Wilson 95% intervals; \"flaw gone / new\" counts the images, paired by seed, that the negative",
                   "prompt rid of the flaw or gave it. `benchmarks/negatives.py` compares generators.", "",
                   *table([Row(**r) for r in neg["rows"]])]
+        if m.get("negatives_perp"):
+            lines += ["", "The same prompts and seeds with `--negative-mode perp` (Perp-Neg: only the part of the negative's",
+                      "direction perpendicular to the prompt's is pushed away; `benchmarks/negatives.py --negative-mode perp`):", "",
+                      *table([Row(**r) for r in m["negatives_perp"]["rows"]])]
     lines += ["", "Single-shape prompts (common words) by guidance scale, 25 steps:", "",
               "| guidance | " + " | ".join(gen["by_guidance"]) + " |",
               "|---|" + "---|" * len(gen["by_guidance"]),
