@@ -27,7 +27,7 @@ class Journal:
     path: Path
     settings: dict
     entries: dict[tuple[str, str, int], tuple[float, dict | None]] = field(default_factory=dict)
-    served: int = 0  # prompt pairs answered from the journal by this process
+    earlier: frozenset = frozenset()  # the (prompt, negative prompt, seed) keys an earlier run wrote (--resume)
     started: bool = False  # the settings line is written: with the first scored pair, so a run refused before leaves no file
 
     @classmethod
@@ -48,16 +48,18 @@ class Journal:
         if torn:  # appending after a line cut short would damage the next one too
             lines = path.read_text(encoding="utf-8").splitlines()
             write_text(path, "\n".join(lines[:-1]) + "\n")
-        return cls(path, settings, entries, started=True)
+        return cls(path, settings, entries, frozenset(entries), started=True)
 
     def lookup(self, prompt: str, negative_prompt: str, seeds: list[int]) -> tuple[list[float], list[dict] | None] | None:
         """The pair's loss and verdict on every seed, when the journal holds all of them."""
         found = [self.entries.get((prompt, negative_prompt, s)) for s in seeds]
         if any(f is None for f in found):
             return None
-        self.served += 1
         verdicts = [v for _, v in found]
         return [loss for loss, _ in found], verdicts if all(v is not None for v in verdicts) else None
+
+    def from_earlier_run(self, prompt: str, negative_prompt: str, seeds: list[int]) -> bool:
+        return all((prompt, negative_prompt, s) in self.earlier for s in seeds)
 
     def record(self, prompt: str, negative_prompt: str, seeds: list[int], losses: list[float], verdicts: list[dict] | None,
                seconds: float) -> None:

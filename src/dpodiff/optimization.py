@@ -221,7 +221,7 @@ class CandidateScoring:
     on_evaluation: OnEvaluation | None = None
     should_stop: Callable[[], bool] | None = None
     kept: dict[int, Scored] = field(default_factory=dict)
-    from_journal: int = 0  # candidates answered from an earlier run's journal
+    from_journal: int = 0  # candidates answered from an earlier run's journal (--resume)
 
     def __call__(self, candidates: list[Candidate]) -> list[float]:
         result, values = self.result, []
@@ -236,7 +236,8 @@ class CandidateScoring:
                 if result.original is None:  # every loss is compared with the original's: stop before the budget is spent
                     check_original(evaluation.losses, "search")
                 result.history.append(evaluation)
-                self.from_journal += scored.pixels is None
+                journal = self.evaluator.journal
+                self.from_journal += journal is not None and journal.from_earlier_run(scored.prompt, scored.negative_prompt, scored.seeds)
                 values.append(self.task.sign * evaluation.loss)  # before the callback, which may raise KeyboardInterrupt
                 result.original = result.original or evaluation
                 self.kept[evaluation.index] = scored
