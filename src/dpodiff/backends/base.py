@@ -19,9 +19,9 @@ from typing import ClassVar
 import torch
 
 from dpodiff.backends.guidance import guide, parts
-from dpodiff.defaults import check_negative_mode
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
 from dpodiff.backends.schedulers import clean_latent, scheduler_name
+from dpodiff.defaults import check_negative_mode
 from dpodiff.display import shown
 from dpodiff.errors import UsageError
 
