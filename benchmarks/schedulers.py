@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
 from dpodiff.backends import Request
-from dpodiff.backends.schedulers import SCHEDULERS, set_scheduler
+from dpodiff.backends.schedulers import SCHEDULERS
 from dpodiff.config import RunConfig
 from dpodiff.gradient_search import run_gpo
 from dpodiff.models import load_models
@@ -55,10 +56,10 @@ def main() -> None:
     space, _ = fit_space(build_task_space(PROMPT, config.task_spec), backend.tokenizer, backend.token_window)
     rows = []
     for name in SCHEDULERS:
-        set_scheduler(backend.pipe, name)
+        run = replace(config, scheduler=name)
         t0 = time.perf_counter()
-        losses = gpo_trace(backend, scorer, space, config, args.iterations)
-        rows.append((name, plain_loss(backend, scorer, config), losses, time.perf_counter() - t0))
+        losses = gpo_trace(backend, scorer, space, run, args.iterations)
+        rows.append((name, plain_loss(backend, scorer, run), losses, time.perf_counter() - t0))
     print(f"shapes world, {PROMPT!r}, {args.steps} steps, guidance {args.guidance}, {args.iterations} GPO iterations, seeds {args.seeds}")
     print("| scheduler | prompt's own loss | GPO trace min | mean | max | seconds |")
     print("|---|---|---|---|---|---|")

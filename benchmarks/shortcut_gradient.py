@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from dpodiff.backends import as_backend
+from dpodiff.backends import GenerationSettings, as_backend
 from dpodiff.backends.shortcut import full_backprop_loss, shortcut_loss
 from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.optimizers.gradient import GPOSettings, gumbel_weights, initial_logits
@@ -123,8 +123,8 @@ def gpo_loss(backend, clip, space, relaxed, logits, target, mode: str, steps: in
     cond = relaxed(gumbel_weights(logits, space.sizes(), torch.Generator().manual_seed(0), 1.0))
     noise = backend.initial_noise(0)
     if mode == "shortcut":
-        return shortcut_loss(backend, clip, cond, target, noise, 0, GPOSettings().t_index(0, steps), steps, 7.5)
-    return full_backprop_loss(backend, clip, cond, target, noise, 0, steps, 7.5)
+        return shortcut_loss(backend, clip, cond, target, noise, 0, GPOSettings().t_index(0, steps), GenerationSettings(steps, 7.5))
+    return full_backprop_loss(backend, clip, cond, target, noise, 0, GenerationSettings(steps, 7.5))
 
 
 def measure(sd15: bool, device: str, threads: int, mode: str, steps: int, repeats: int) -> dict:

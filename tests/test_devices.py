@@ -32,7 +32,7 @@ def test_a_gpo_step_creates_no_tensor_off_the_models_device(request, family, tin
     sizes = SPACE.sizes()
     logits = initial_logits(sizes, backend.device)
     cond = backend.relaxed_encoders(SPACE, positive=True, negative=True)(gumbel_weights(logits, sizes, torch.Generator().manual_seed(0), 1.0))
-    scheduler = fresh_scheduler(backend.pipe.scheduler, 4)
+    scheduler = fresh_scheduler(backend.own_scheduler, 4)  # on the CPU: a meta scheduler has no sigmas to read
     latents = backend.initial_noise(0) * scheduler.init_noise_sigma
     x0 = backend.guided_x0(scheduler, 0, noise_levels(scheduler)[0], latents, cond, 7.5)
     loss = scorer.loss(backend.decode(x0), target.to(backend.device)).mean()

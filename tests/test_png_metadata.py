@@ -60,10 +60,11 @@ def test_values_are_quoted_as_a1111_quotes_them():
 
 
 def test_every_scheduler_has_an_a1111_sampler_name():
-    assert set(A1111_SAMPLERS) == set(SCHEDULERS)
+    assert set(SCHEDULERS) <= set(A1111_SAMPLERS)
     assert "Sampler: DPM++ 2M," in format_parameters(make_info(scheduler="dpm_multistep"))
     assert "Sampler: PLMS," in format_parameters(make_info(scheduler="pndm"))
-    assert "Sampler: FlowMatchEulerDiscreteScheduler," in format_parameters(make_info(scheduler="FlowMatchEulerDiscreteScheduler"))
+    assert "Sampler: Euler, Schedule type: Simple, CFG scale" in format_parameters(make_info(scheduler="FlowMatchEulerDiscreteScheduler"))
+    assert "Sampler: LCMScheduler," in format_parameters(make_info(scheduler="LCMScheduler"))
 
 
 def test_parsing_follows_a1111_rules():

@@ -1,10 +1,13 @@
 """The shortcut's clean-latent estimate under every scheduler, against what the scheduler itself computes."""
 
+from dataclasses import replace
+
 import diffusers
 import pytest
 import torch
 
-from dpodiff.backends.schedulers import SCHEDULERS, clean_latent, fresh_scheduler, gradient_position, noise_levels, set_scheduler, step
+from dpodiff.backends import GenerationSettings
+from dpodiff.backends.schedulers import SCHEDULERS, clean_latent, fresh_scheduler, gradient_position, noise_levels, step
 from dpodiff.errors import UsageError
 from dpodiff.spaces import SearchSpace, Slot
 
@@ -66,12 +69,30 @@ def test_gradient_position_maps_steps_onto_longer_ladders():
     assert gradient_position(scheduler("ddim", steps=50), 15, 50) == 15
 
 
-def test_set_scheduler_replaces_by_config_and_refuses_unknown_names(tiny_model_dir):
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(tiny_model_dir)
-    set_scheduler(pipe, "euler")
-    assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler" and pipe.scheduler.config.beta_schedule == "scaled_linear"
+def test_a_runs_scheduler_is_built_fresh_from_the_models_config_and_leaves_the_pipeline_alone(tiny_pipe):
+    own = tiny_pipe.pipe.scheduler
+    euler = tiny_pipe.scheduler(GenerationSettings(steps=4, scheduler="euler"))
+    assert type(euler).__name__ == "EulerDiscreteScheduler" and euler.config.beta_schedule == "scaled_linear"
+    assert len(euler.timesteps) == 4 and tiny_pipe.pipe.scheduler is own and own.num_inference_steps is None
+    assert tiny_pipe.scheduler(GenerationSettings(steps=4)) is not tiny_pipe.scheduler(GenerationSettings(steps=4))
     with pytest.raises(UsageError, match="euler_a.*not known.*ddim"):
-        set_scheduler(pipe, "euler_a")
+        tiny_pipe.scheduler(GenerationSettings(scheduler="euler_a"))
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler_ancestral", "dpm_multistep"])
+def test_generate_draws_what_the_diffusers_pipeline_draws(tiny_pipe, name):
+    """dpodiff samples with its own loop; the pipeline, given the same scheduler, draws the same images (ancestral
+    samplers included: each image's step noise comes from its own seed's generator, after its initial noise)."""
+    from dpodiff.backends import Request, seed_generator
+
+    requests = [Request("a red circle", "blurry", 0), Request("a blue square", "", 3)]
+    settings = GenerationSettings(steps=3, scheduler=name)
+    ours = tiny_pipe.generate(requests, settings)
+    encoded = tiny_pipe.encode([r.prompt for r in requests] + [r.negative_prompt for r in requests])
+    pipe = type(tiny_pipe.pipe)(**tiny_pipe.pipe.components | {"scheduler": tiny_pipe.scheduler(settings)})
+    latents = pipe(prompt_embeds=encoded.hidden[:2], negative_prompt_embeds=encoded.hidden[2:], num_inference_steps=3, guidance_scale=7.5,
+                   generator=[seed_generator(r.seed) for r in requests], output_type="latent").images
+    torch.testing.assert_close(ours, tiny_pipe.decode(latents), atol=1e-5, rtol=0)
 
 
 
@@ -90,8 +111,8 @@ def test_gpo_trace_under_every_scheduler_is_in_ddims_range():
     s = SearchSpace(PROMPT, negative=[Slot("red", ["green", "yellow"]), Slot("square", ["triangle", "circle"])])
     traces = {}
     for name in SCHEDULERS:
-        set_scheduler(backend.pipe, name)
-        _, trace = run_gpo(backend, scorer, s, config.task_spec, list(config.seeds), config.generation(), settings)
+        generation = replace(config, scheduler=name).generation()
+        _, trace = run_gpo(backend, scorer, s, config.task_spec, list(config.seeds), generation, settings)
         traces[name] = trace.losses
     assert traces["euler"] == pytest.approx(traces["ddim"], abs=1e-4)
     # PNDM's trace stays far above DDIM's (a known open problem of the shortcut under PLMS warm-up), left out here

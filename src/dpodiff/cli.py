@@ -111,16 +111,14 @@ def generate(
     out = check_output_dir(out, overwrite)
     import torch
 
-    from dpodiff.backends.schedulers import set_scheduler
     from dpodiff.evaluator import Evaluator
     from dpodiff.files import save_all, save_image, write_json
     from dpodiff.objectives.judge import find_judge
     from dpodiff.report.grid import image_grid
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, scheduler, threads, vae)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, threads, vae)
     recommended_used = _note_recommended(config, backend)
     config = config.resolved(backend.recommended)
-    set_scheduler(backend.pipe, config.scheduler)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
     if negative_prompt and config.guidance <= 1 and config.negative_mode == "cfg":
@@ -133,7 +131,7 @@ def generate(
     records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
                for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {**backend.describe(), "steps": config.steps, "guidance": config.guidance,
+              "generation": {**backend.describe(config.scheduler), "steps": config.steps, "guidance": config.guidance,
                              "negative_mode": config.negative_mode, "recommended_used": recommended_used},
               "config": {k: v for k, v in config.to_dict().items() if k in GENERATE_SETTINGS}, "seeds": seed_list, "loss": scored.loss,
               "images": records, "seconds": scored.seconds, "cpu_threads": torch.get_num_threads()}
@@ -209,7 +207,7 @@ def ui(
         check_scorer(spec)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/yellow] serving on {host}: every machine that can reach it may run searches on this model.")
-    backend, clip, model_name = _load_models(model, first, device, dtype, None, threads, vae)
+    backend, clip, model_name = _load_models(model, first, device, dtype, threads, vae)
     others = [load_scorer(spec, backend.device, backend.dtype) for spec in more]
     serve(Models(backend, clip, model_name, shapes_world=model is None, others=others, max_budget=max_budget, max_seeds=max_seeds), host, port)
 
@@ -236,15 +234,14 @@ def _verdict(verdict: dict | None) -> str:
     return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
 
 
-def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None, threads: int | None = None,
-                 vae: str | None = None):
+def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, threads: int | None = None, vae: str | None = None):
     from dpodiff.models import load_models
     from dpodiff.threads import use_threads
 
     use_threads(threads)
     try:
         with console.status(f"loading {model or 'the shapes world'}"):
-            return load_models(model, scorer, device, dtype, scheduler, vae)
+            return load_models(model, scorer, device, dtype, vae)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted while loading the models; nothing was computed or written.")
         raise typer.Exit(130) from None
@@ -280,7 +277,7 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
     from dpodiff.optimization import optimize
     from dpodiff.optimizers import GPOSettings
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, config.scheduler, threads, vae)
+    backend, clip, model_name = _load_models(model, scorer, device, dtype, threads, vae)
     _note_recommended(config, backend)  # optimize() resolves the config the same way and records it
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)

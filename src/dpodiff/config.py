@@ -125,7 +125,8 @@ class RunConfig:
 
         if self.steps is None or self.guidance is None:
             raise ValueError("RunConfig.generation() needs concrete steps and guidance: call resolved(backend.recommended) first")
-        return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size, self.negative_mode)
+        return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size, self.negative_mode,
+                                  self.scheduler)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -62,8 +62,7 @@ def run_gpo(
 
     def loss(weights: list[torch.Tensor], iteration: int, part: int) -> torch.Tensor:
         s = seeds[part] if every_seed else seeds[iteration % len(seeds)]
-        value = shortcut_loss(backend, scorer, relaxed(weights), target, noise[s], s, settings.t_index(iteration, steps),
-                              steps, generation.guidance)
+        value = shortcut_loss(backend, scorer, relaxed(weights), target, noise[s], s, settings.t_index(iteration, steps), generation)
         return task.sign * value
 
     with torch.enable_grad():

@@ -1,7 +1,8 @@
 """Loading the models a user names: a diffusers pipeline (as a backend of its family) and a scorer.
 
 Both accept a hub id or a local folder (the scorer also KIND:PATH, see objectives/scorers.py), and
-fail with one paragraph that says what was looked for and how to fix it. The family (SD 1.x/2.x, SDXL) is read from the pipeline's model_index.json.
+fail with one paragraph that says what was looked for and how to fix it. The family (SD 1.x/2.x, SDXL, SD3) is read
+from the pipeline's model_index.json; what the model's folder says about itself (model_folder.py) is read here too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 import torch
 
 from dpodiff.backends import Backend, family_for
-from dpodiff.backends.schedulers import set_scheduler
 from dpodiff.errors import UsageError
 from dpodiff.loading import check_local, not_found
 from dpodiff.objectives.scorer import Scorer
@@ -88,6 +88,8 @@ def _load_checked(cls, name: str, subfolder: str | None, dtype: torch.dtype, pro
     """One component, its missing or mismatched weights added to `problems`."""
     kwargs = {"subfolder": subfolder} if subfolder else {}
     model, info = cls.from_pretrained(_source(name), dtype=dtype, output_loading_info=True, **kwargs)
+    if model.dtype != dtype:  # diffusers' transformers keep a checkpoint's float32 when asked for float64
+        model.to(dtype)
     missing = list(info.get("missing_keys") or []) + [str(k[0]) for k in info.get("mismatched_keys") or []]
     if missing:
         problems.append(f"{subfolder or name}: {len(missing)} ({', '.join(sorted(missing)[:3])}{', ...' if len(missing) > 3 else ''})")
@@ -110,9 +112,19 @@ def load_vae(name: str, dtype: torch.dtype):
     return vae
 
 
-def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler: str | None = None, vae: str | None = None) -> Backend:
-    """The backend of a pipeline's family (text encoders, UNet, VAE, scheduler) from a hub id or folder;
-    `vae` replaces the pipeline's own VAE."""
+def backend_of(pipe, family: type[Backend] | None = None) -> Backend:
+    """The backend of a loaded pipeline, with what its folder (if it came from a local one) says about the model."""
+    from dpodiff.model_folder import pipeline_folder, read_recommended
+    from dpodiff.spaces.nplib import model_library
+
+    folder = pipeline_folder(pipe)
+    family = family or family_for(type(pipe).__name__)
+    return family(pipe, read_recommended(folder), model_library(folder))
+
+
+def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, vae: str | None = None) -> Backend:
+    """The backend of a pipeline's family (text encoders, denoiser, VAE, scheduler) from a hub id or folder;
+    `vae` replaces the pipeline's own VAE. The scheduler is chosen per run (GenerationSettings.scheduler)."""
     import diffusers
 
     check_local(name, "diffusion model", "model_index.json", "diffusers")
@@ -127,8 +139,7 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
         raise not_found("diffusion model", name, PIPELINE_LAYOUT, e) from None
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    set_scheduler(pipe, scheduler)
-    backend = family(pipe)
+    backend = backend_of(pipe, family)
     backend.vae_name = vae
     for module in backend.modules:
         module.requires_grad_(False).eval()
@@ -136,7 +147,7 @@ def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, scheduler
 
 
 def load_models(model: str | None, scorer: str | None, device: str = "auto", dtype: str = "auto",
-                scheduler: str | None = None, vae: str | None = None) -> tuple[Backend, Scorer, str]:
+                vae: str | None = None) -> tuple[Backend, Scorer, str]:
     """(backend, scorer, model name) as the CLI loads them: the shapes world when no model is named."""
     import diffusers.utils.logging
     import transformers.utils.logging
@@ -155,6 +166,6 @@ def load_models(model: str | None, scorer: str | None, device: str = "auto", dty
     scorer = scorer or DEFAULT_HUB_SCORER
     check_local(model, "diffusion model", "model_index.json", "diffusers")  # both names checked before either loads
     check_scorer(scorer)
-    backend = load_pipeline(model, dev, torch_dtype, scheduler, vae)
+    backend = load_pipeline(model, dev, torch_dtype, vae)
     clip = load_scorer(scorer, dev, torch_dtype)
     return backend, clip, model

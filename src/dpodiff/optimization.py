@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from dpodiff.backends import Backend, Request, as_backend
-from dpodiff.backends.schedulers import set_scheduler
 from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
 from dpodiff.evaluator import Evaluator, Scored, fresh_seeds
@@ -89,7 +88,6 @@ def optimize(
     recommended_used = config.from_model(backend.recommended)  # what the model's dpodiff.json decides: the settings left to it
     config = config.resolved(backend.recommended)
     config.check_guided()
-    set_scheduler(backend.pipe, config.scheduler)  # None keeps the pipeline's own
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):
         scorer = load_scorer(str(scorer), backend.device)
@@ -148,7 +146,7 @@ def optimize(
         scorer=scorer.name,
         algorithm=config.algorithm,
         algorithm_settings={"search_seed": config.search_seed, **optimizer.settings()},
-        generation={**backend.describe(), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
+        generation={**backend.describe(config.scheduler), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
                     "height": config.height or backend.native_size,
                     "width": config.width or backend.native_size, "batch_size": config.batch_size, "recommended_used": recommended_used},
         seeds=seeds,

@@ -5,6 +5,7 @@ scorer (and an SDXL pipeline with its two text encoders, PickScore and aesthetic
 user's model. They draw noise; they exist to exercise code paths in a second.
 """
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -98,6 +99,63 @@ def build_tiny_sdxl(path: Path) -> Path:
     return path
 
 
+def tiny_t5_tokenizer(model_max_length: int = 512):
+    """A SentencePiece-style (Unigram, "▁" word marks, "</s>" appended) T5 tokenizer built offline with the `tokenizers`
+    library: every alphabetic word of the CLIP vocabulary as one piece, and single characters for the rest."""
+    import json
+    import math
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    from dpodiff.tokenizers import CLIP_TOKENIZER_DIR
+
+    vocab = json.loads((CLIP_TOKENIZER_DIR / "vocab.json").read_text(encoding="utf-8"))
+    words = sorted({t[:-4] for t in vocab if t.endswith("</w>") and t[:-4].isalpha()}, key=lambda w: vocab[w + "</w>"])
+    chars = sorted({c for w in words for c in w} | set(",.!?;:'-()0123456789"))
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [("▁" + c, -8.0) for c in chars] + [(c, -9.0) for c in chars]
+    pieces += [("▁" + w, -3.0 - math.log(2 + i)) for i, w in enumerate(words)]  # earlier (commoner) words score higher
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0,
+                           model_max_length=model_max_length)
+
+
+def build_tiny_sd3(path: Path) -> Path:
+    """An SD3.5-style pipeline: two CLIP encoders with projection (the second pads with "!"), a T5 encoder with
+    relative-position buckets small enough that prompts reach the logarithmic ones, an MMDiT with one dual-attention
+    block and RMS-normed queries and keys, a VAE that shifts its latents, flow-matching Euler with shift 3; 16-pixel images."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    from dpodiff.tokenizers import clip_tokenizer
+
+    torch.manual_seed(7)
+    t5_tokenizer = tiny_t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=64, caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=8,
+        dual_attention_layers=(0,), qk_norm="rms_norm",
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4, shift_factor=0.1,
+        scaling_factor=1.5, use_quant_conv=False, use_post_quant_conv=False,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=64, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
+                                 relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=0, eos_token_id=1))
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+        text_encoder=CLIPTextModelWithProjection(_text_config(32, projection_dim=16)), tokenizer=clip_tokenizer(TINY_MAX_TOKENS),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(16, 0, projection_dim=16)), tokenizer_2=clip_tokenizer(TINY_MAX_TOKENS, pad_token="!"),
+        text_encoder_3=t5, tokenizer_3=t5_tokenizer,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
 def build_tiny_scorer(path: Path, seed: int = 1, **config) -> Path:
     """A tiny CLIPModel (projection 16, 16-pixel images) with tokenizer and processor; `config` adds CLIPConfig fields."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
@@ -158,19 +216,44 @@ def finite_difference_check(loss, sizes: list[int], eps: float = 1e-6) -> None:
     torch.testing.assert_close(analytic, numeric, rtol=1e-4, atol=1e-9)
 
 
+@contextlib.contextmanager
+def rms_norms_in_input_dtype():
+    """transformers' T5LayerNorm and diffusers' RMSNorm take the variance in float32 whatever the model's dtype: float32
+    rounding then drowns the finite differences of a float64 model. Within this context both keep the input's dtype."""
+    from diffusers.models.normalization import RMSNorm
+    from transformers.models.t5.modeling_t5 import T5LayerNorm
+
+    def forward(self, hidden_states):
+        eps = self.eps if hasattr(self, "eps") else self.variance_epsilon
+        out = hidden_states * torch.rsqrt(hidden_states.pow(2).mean(-1, keepdim=True) + eps)
+        if getattr(self, "weight", None) is not None:
+            out = out * self.weight
+        return out + self.bias if getattr(self, "bias", None) is not None else out
+
+    originals = {cls: cls.forward for cls in (RMSNorm, T5LayerNorm)}
+    for cls in originals:
+        cls.forward = forward
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.forward = original
+
+
 def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4, guidance: float = 7.5,
                             negative_mode: str = "cfg") -> None:
     """d(loss)/d(logits) through the relaxed encoding, one UNet step, the x0 estimate, the VAE and CLIP
     matches finite differences. The shortcut treats x_t (sampled without gradient) as a constant, so x_t is
     sampled once, at the logits where the gradient is taken, and held fixed for the differences too."""
-    from dpodiff.backends.schedulers import fresh_scheduler, gradient_position
+    from dpodiff.backends import GenerationSettings
+    from dpodiff.backends.schedulers import gradient_position
     from dpodiff.backends.shortcut import one_step_loss, sample_until
 
     relaxed = backend.relaxed_encoders(space, positive=True, negative=True, negative_mode=negative_mode)
     target = scorer.target(space.prompt)
     if isinstance(target, torch.Tensor) and target.is_floating_point():
         target = target.double()
-    scheduler = fresh_scheduler(backend.pipe.scheduler, steps)
+    scheduler = backend.scheduler(GenerationSettings(steps, guidance))
     position = gradient_position(scheduler, t_index, steps)
     noise = backend.initial_noise(0)
     fixed = {}

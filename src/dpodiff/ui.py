@@ -58,13 +58,9 @@ class Models:
     name: str
     shapes_world: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # one search on the model at a time
-    own_scheduler: object = None  # the scheduler the model came with, put back for runs that ask for no other
     others: list = field(default_factory=list)  # more scorers the server was started with (`ui --scorer` repeated)
     max_budget: int = DEFAULT_MAX_BUDGET  # what one visitor's run may take of the shared model
     max_seeds: int = DEFAULT_MAX_SEEDS
-
-    def __post_init__(self) -> None:
-        self.own_scheduler = self.own_scheduler or self.backend.pipe.scheduler
 
     @property
     def scorers(self) -> dict:
@@ -297,7 +293,10 @@ def build_app(models: Models):
                 with gr.Row():
                     task = gr.Radio(list(TASKS), value="improve", label="Task", elem_id="task")
                     algorithm = gr.Dropdown(list(ALGORITHMS), value="epo", label="Algorithm", elem_id="algorithm")
-                    scheduler = gr.Dropdown([MODEL_OWN, *SCHEDULERS], value=suggested.scheduler or MODEL_OWN, label="Scheduler", elem_id="scheduler")
+                    from dpodiff.backends.schedulers import is_flow_matching
+
+                    samplers = [] if is_flow_matching(models.backend.own_scheduler) else list(SCHEDULERS)  # flow models keep their own
+                    scheduler = gr.Dropdown([MODEL_OWN, *samplers], value=suggested.scheduler or MODEL_OWN, label="Scheduler", elem_id="scheduler")
                     negative_mode = gr.Dropdown(list(NEGATIVE_MODES), value="cfg", label="Negative guidance (perp: Perp-Neg)",
                                                 elem_id="negative-mode")
                 with gr.Row():
@@ -387,8 +386,6 @@ def build_app(models: Models):
                 try:
                     with models.lock:
                         progress.waiting = False
-                        if config.scheduler is None:
-                            models.backend.pipe.scheduler = models.own_scheduler  # an earlier run may have replaced it
                         progress.outcome = optimize(space.prompt, pipeline=models.backend, scorer=models.scorer_for(scorer_spec), config=config, space=space,
                                                     model_name=models.name, on_evaluation=on_evaluation,
                                                     on_gpo_iteration=on_gpo_iteration, should_stop=should_stop)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dpodiff.backends.base import Backend, Conditioning, Encoded, GenerationSettings, Request, seed_generator
+from dpodiff.backends.sd3 import StableDiffusion3Backend
 from dpodiff.backends.sdxl import StableDiffusionXLBackend
 from dpodiff.backends.stable_diffusion import StableDiffusionBackend
 from dpodiff.errors import UsageError
 
-FAMILIES: tuple[type[Backend], ...] = (StableDiffusionBackend, StableDiffusionXLBackend)
+FAMILIES: tuple[type[Backend], ...] = (StableDiffusionBackend, StableDiffusionXLBackend, StableDiffusion3Backend)
 
 
 def family_for(pipeline_class: str) -> type[Backend]:
@@ -23,7 +24,9 @@ def as_backend(model) -> Backend:
     """A Backend for a backend or a diffusers pipeline object a user already holds."""
     if isinstance(model, Backend):
         return model
-    return family_for(type(model).__name__)(model)
+    from dpodiff.models import backend_of
+
+    return backend_of(model)
 
 
 __all__ = ["FAMILIES", "Backend", "Conditioning", "Encoded", "GenerationSettings", "Request", "as_backend", "family_for", "seed_generator"]

@@ -1,14 +1,17 @@
 """The backend protocol: what dpodiff needs from a loaded text-to-image model.
 
-A backend wraps one diffusers pipeline and can
+A backend wraps one diffusers pipeline's modules and can
   (a) generate images for a batch of requests, as tensors on the model's device,
   (b) encode discrete prompts,
   (c) encode relaxed prompts (weighted mixes of choices, for GPO),
-  (d) take one guided UNet step with gradient and return the clean-latent estimate,
+  (d) take one guided denoiser step with gradient and return the clean-latent estimate,
   (e) tell its token window and native image size.
-A model family (SD 1.x/2.x, SDXL, ...) is one subclass in its own file; it supplies the encoders
-and what its UNet reads besides the text states. Scheduler arithmetic lives in schedulers.py and
-works on fresh scheduler copies, never the pipeline's own instance.
+A model family (SD 1.x/2.x, SDXL, SD3, ...) is one subclass in its own file; it supplies the text
+encoders and the denoiser call (a UNet or a transformer, with what it reads besides the text states).
+The noise arithmetic (variance-preserving or flow matching) lives in schedulers.py, keyed by the
+scheduler. Every sampling run builds its own scheduler from the settings (the pipeline's scheduler is
+only the template), and every image is sampled by one loop (`sample`), the same for black-box search,
+generation and the shortcut gradient; what the model folder says about itself is read by the loader.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import torch
 
 from dpodiff.backends.guidance import guide, parts
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
-from dpodiff.backends.schedulers import clean_latent, scheduler_name
+from dpodiff.backends.schedulers import (clean_latent, fresh_scheduler, is_flow_matching, prediction_type, scale_model_input,
+                                         scheduler_name)
 from dpodiff.defaults import check_negative_mode
 from dpodiff.display import shown
 from dpodiff.errors import UsageError
@@ -34,6 +38,7 @@ class GenerationSettings:
     width: int | None = None
     batch_size: int | None = None  # images per pipeline call; None: all images of a request list at once
     negative_mode: str = "cfg"  # how the negative prompt steers: cfg or perp (Perp-Neg), see guidance.py
+    scheduler: str | None = None  # a CLI name (defaults.SCHEDULERS); None: the model's own
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,14 @@ class Conditioning:
     """A guidance batch: the negative encodings, then the positive ones, then (Perp-Neg) the empty prompt's."""
 
     context: torch.Tensor
-    mask: torch.Tensor | None = None  # the UNet's encoder_attention_mask (relaxed prompts)
+    presence: torch.Tensor | None = None  # [N, rows] for relaxed prompts (relaxed.py); None: every row is present
     pooled: torch.Tensor | None = None
     negative_mode: str = "cfg"
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """The UNet's encoder_attention_mask: absent rows are skipped."""
+        return None if self.presence is None else unet_mask(self.presence)
 
     @classmethod
     def guided(cls, negative: Encoded, positive: Encoded, empty: Encoded | None = None) -> "Conditioning":
@@ -77,7 +87,7 @@ class Conditioning:
                   for e in encoded]
         relaxed = any(e.presence is not None for e in encoded)
         pooled = None if positive.pooled is None else torch.cat([e.pooled for e in encoded])
-        return cls(torch.cat([h for h, _ in padded]), unet_mask(torch.cat([p for _, p in padded])) if relaxed else None, pooled,
+        return cls(torch.cat([h for h, _ in padded]), torch.cat([p for _, p in padded]) if relaxed else None, pooled,
                    "cfg" if empty is None else "perp")
 
     def detach(self) -> "Conditioning":
@@ -91,20 +101,22 @@ def _expanded(encoded: Encoded, n: int) -> Encoded:
 
 
 class Backend:
-    """One loaded model. Subclasses set `family`, `pipeline_class`, and the encoders."""
+    """One loaded model. Subclasses set `family`, `pipeline_class`, and the encoders; a family whose
+    denoiser is not `pipe.unet` overrides `denoiser_name` and `denoise`."""
 
     family: ClassVar[str] = ""
     pipeline_class: ClassVar[str] = ""  # the diffusers class named in model_index.json
+    denoiser_name: ClassVar[str] = "unet"  # the pipeline component that predicts noise (or velocity)
 
-    def __init__(self, pipe):
-        from dpodiff.model_folder import pipeline_folder, read_recommended
-        from dpodiff.spaces.nplib import model_library
+    def __init__(self, pipe, recommended=None, negative_library=None):
+        """`recommended` and `negative_library` are what the model's folder says (models.py reads them)."""
+        from dpodiff.model_folder import Recommended
 
         self.pipe = pipe
+        self.own_scheduler = pipe.scheduler  # the model's own: the template of every run's scheduler, never stepped
         self.vae_name: str | None = None  # a VAE given instead of the model's own (--vae)
-        folder = pipeline_folder(pipe)  # what the model's folder says about it (see model_folder.py)
-        self.recommended = read_recommended(folder)
-        self.negative_library = model_library(folder)  # None: the generic library
+        self.recommended = recommended or Recommended()
+        self.negative_library = negative_library  # None: the generic library
 
     # -- (e) what the model reads and draws -------------------------------------------
     @property
@@ -121,28 +133,32 @@ class Backend:
         return min(int(t.model_max_length) for t in self.tokenizers)
 
     @property
+    def denoiser(self) -> torch.nn.Module:
+        return getattr(self.pipe, self.denoiser_name)
+
+    @property
     def native_size(self) -> int:
-        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
+        return int(self.denoiser.config.sample_size) * int(self.pipe.vae_scale_factor)
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        return self.denoiser.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pipe.unet.dtype
+        return self.denoiser.dtype
 
     @property
     def modules(self) -> list[torch.nn.Module]:
-        return [self.pipe.unet, self.pipe.vae, *self.text_encoders]
+        return [self.denoiser, self.pipe.vae, *self.text_encoders]
 
     @property
     def text_encoders(self) -> list:
         return [self.pipe.text_encoder]
 
-    def describe(self) -> dict:
-        """What result files record about the model's generation set-up."""
-        described = {"family": self.family, "scheduler": scheduler_name(self.pipe.scheduler), "token_window": self.token_window,
+    def describe(self, scheduler: str | None = None) -> dict:
+        """What result files record about the model's generation set-up (`scheduler`: the run's, None: the model's own)."""
+        described = {"family": self.family, "scheduler": scheduler or scheduler_name(self.own_scheduler), "token_window": self.token_window,
                      "dtype": str(self.dtype).removeprefix("torch.")}
         return described | ({"vae": self.vae_name} if self.vae_name else {})
 
@@ -183,23 +199,39 @@ class Backend:
         return Encoded(only.hidden, only.presence)
 
     # -- (d) one guided step -----------------------------------------------------------
+    def scheduler(self, settings: GenerationSettings):
+        """A fresh scheduler for one sampling run, its timesteps set: the settings' kind built from the model's
+        own config, or the model's own kind."""
+        if settings.scheduler is not None and is_flow_matching(self.own_scheduler):
+            raise UsageError(f"--scheduler {settings.scheduler} is a sampler for noise-prediction models, but this {self.family} model "
+                             f"samples by flow matching ({type(self.own_scheduler).__name__}); leave --scheduler out.")
+        return fresh_scheduler(self.own_scheduler, settings.steps, self.device, settings.scheduler, **self.timestep_options(settings))
+
+    def timestep_options(self, settings: GenerationSettings) -> dict:
+        """What the family's pipeline passes to set_timesteps besides the steps (Flux: the resolution-dependent shift)."""
+        return {}
+
     def unet_extras(self, cond: Conditioning, height: int, width: int) -> dict:
         """What the family's UNet reads besides the text states (SDXL: pooled text and size ids)."""
         return {}
 
+    def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The denoiser's output for a batch of model inputs under a conditioning batch of the same size."""
+        height, width = (s * self.pipe.vae_scale_factor for s in latents.shape[-2:])
+        return self.pipe.unet(latents, t, encoder_hidden_states=cond.context, encoder_attention_mask=cond.mask,
+                              **self.unet_extras(cond, height, width)).sample
+
     def guided_x0(self, scheduler, position: int, sigma: float, latents: torch.Tensor, cond: Conditioning,
                   guidance: float) -> torch.Tensor:
-        """x0 estimated from one classifier-free-guided UNet call at `position` of the scheduler's ladder."""
+        """x0 estimated from one guided denoiser call at `position` of the scheduler's ladder."""
         model_input, output = self.guided_output(scheduler, position, latents, cond, guidance)
-        return clean_latent(scheduler.config.prediction_type, model_input, output, sigma)
+        return clean_latent(prediction_type(scheduler), model_input, output, sigma)
 
     def guided_output(self, scheduler, position: int, latents: torch.Tensor, cond: Conditioning, guidance: float):
-        """(scaled model input, guided model output) for latents [B, C, h, w] and a 2B (cfg) or 3B (perp) conditioning batch."""
+        """(model input, guided model output) for latents [B, C, h, w] and a 2B (cfg) or 3B (perp) conditioning batch."""
         t = scheduler.timesteps[position]
-        model_input = scheduler.scale_model_input(latents, t)
-        height, width = (s * self.pipe.vae_scale_factor for s in latents.shape[-2:])
-        out = self.pipe.unet(torch.cat([model_input] * parts(cond.negative_mode)), t, encoder_hidden_states=cond.context,
-                             encoder_attention_mask=cond.mask, **self.unet_extras(cond, height, width)).sample
+        model_input = scale_model_input(scheduler, latents, t)
+        out = self.denoise(torch.cat([model_input] * parts(cond.negative_mode)), t, cond)
         return model_input, guide(out, guidance, cond.negative_mode)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -210,25 +242,27 @@ class Backend:
         if mean is not None and std is not None:  # VAEs that normalise their latents per channel
             shape = (1, len(mean), 1, 1)
             latents = latents * torch.tensor(std, device=latents.device).view(shape) + torch.tensor(mean, device=latents.device).view(shape) * vae.config.scaling_factor
-        image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        shift = getattr(vae.config, "shift_factor", None) or 0.0  # SD3's and Flux's VAEs shift their latents too
+        image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + shift).sample
         return ((image.to(torch.promote_types(image.dtype, torch.float32)) + 1) / 2).clamp(0, 1)
+
+    def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
+        """The shape of one image's initial noise, as the pipeline draws it."""
+        scale = self.pipe.vae_scale_factor
+        return (1, self.denoiser.config.in_channels, (height or self.native_size) // scale, (width or self.native_size) // scale)
 
     def initial_noise(self, seed: int, height: int | None = None, width: int | None = None) -> torch.Tensor:
         """The pipeline's initial noise for this seed: drawn on the CPU, then moved once."""
-        scale = self.pipe.vae_scale_factor
-        shape = (1, self.pipe.unet.config.in_channels, (height or self.native_size) // scale, (width or self.native_size) // scale)
-        noise = torch.randn(shape, generator=seed_generator(seed), dtype=torch.float32)
+        noise = torch.randn(self.latent_shape(height, width), generator=seed_generator(seed), dtype=torch.float32)
         return noise.to(self.device, self.dtype)
 
     # -- (a) images --------------------------------------------------------------------
-    def pipeline_embeds(self, encoded: Encoded, positive, negative) -> dict:
-        return {"prompt_embeds": encoded.hidden[positive], "negative_prompt_embeds": encoded.hidden[negative]}
-
     @torch.no_grad()
     def generate(self, requests: list[Request], settings: GenerationSettings) -> torch.Tensor:
         """Images [N, 3, H, W] in [0, 1] (float32 or wider) on the model's device, in request order; `settings.batch_size`
-        images per pipeline call. Each distinct text is encoded once. The same requests in the same
-        batches give bit-identical images on the CPU."""
+        images per sampling run. Each distinct text is encoded once. Each image depends only on its request (its seed's
+        noise, and its seed's generator for samplers that draw noise at each step), as in the diffusers pipelines, whose
+        images `sample` reproduces; on the CPU the same requests in the same batches give bit-identical images."""
         perp = check_negative_mode(settings.negative_mode) == "perp"
         texts = list(dict.fromkeys([r.prompt for r in requests] + [r.negative_prompt for r in requests] + [""] * perp))
         self.check_window(texts)
@@ -240,31 +274,18 @@ class Backend:
             batch = requests[i : i + step]
             positive = torch.tensor([row[r.prompt] for r in batch], device=self.device)
             negative = torch.tensor([row[r.negative_prompt] for r in batch], device=self.device)
-            if perp:  # the pipelines know only cfg: the same steps, by our own loop
-                cond = Conditioning.guided(encoded.rows(negative), encoded.rows(positive), encoded.rows([row[""]]))
-                images.append(self.decode(self.sample(cond, [r.seed for r in batch], settings)))
-                continue
-            out = self.pipe(
-                **self.pipeline_embeds(encoded, positive, negative),
-                generator=[seed_generator(r.seed) for r in batch],
-                num_inference_steps=settings.steps,
-                guidance_scale=settings.guidance,
-                height=settings.height or self.native_size,
-                width=settings.width or self.native_size,
-                output_type="latent",
-            )
-            images.append(self.decode(out.images))  # one decode for black-box images and the shortcut alike
+            empty = encoded.rows([row[""]]) if perp else None
+            cond = Conditioning.guided(encoded.rows(negative), encoded.rows(positive), empty)
+            images.append(self.decode(self.sample(cond, [r.seed for r in batch], settings)))  # one decode for every path
         return torch.cat(images)
 
     def sample(self, cond: Conditioning, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:
-        """Final latents of every sampling step from each seed's initial noise, as the pipeline takes them
-        (a fresh scheduler; ancestral samplers draw their step noise from the first seed)."""
-        from dpodiff.backends.schedulers import fresh_scheduler
+        """Final latents of every sampling step from each seed's initial noise, on a fresh scheduler."""
         from dpodiff.backends.shortcut import sample_until
 
-        scheduler = fresh_scheduler(self.pipe.scheduler, settings.steps, self.device)
+        scheduler = self.scheduler(settings)
         noise = torch.cat([self.initial_noise(s, settings.height, settings.width) for s in seeds])
-        return sample_until(self, scheduler, cond, noise, len(scheduler.timesteps), settings.guidance, seeds[0])
+        return sample_until(self, scheduler, cond, noise, len(scheduler.timesteps), settings.guidance, seeds)
 
 
 class RelaxedPrompt:
@@ -285,3 +306,12 @@ class RelaxedPrompt:
 def seed_generator(seed: int) -> torch.Generator:
     """Noise is drawn on the CPU, so a seed gives the same image on every device."""
     return torch.Generator("cpu").manual_seed(int(seed))
+
+
+def step_generators(seeds: list[int], shape: tuple[int, ...]) -> list[torch.Generator]:
+    """Each seed's generator after it drew the initial noise of `shape` (one image's): the state from which a
+    pipeline's samplers that add noise at each step (ancestral, SDE) draw it."""
+    generators = [seed_generator(s) for s in seeds]
+    for generator in generators:
+        torch.randn(shape, generator=generator, dtype=torch.float32)
+    return generators

@@ -33,9 +33,13 @@ class Layout:
     pieces: list[list[int] | int]  # a list of token ids (fixed text) or a slot index
     choices: list[list[list[int]]]  # per slot, per choice, its token ids (may be empty)
     max_length: int  # the tokenizer's window, start and end tokens included
-    bos: int
+    bos: int | None  # None: the tokenizer adds no start token (T5)
     eos: int
     pad: int
+
+    @property
+    def specials(self) -> int:
+        return 1 + (self.bos is not None)
 
     def width(self, slot: int) -> int:
         return max(len(ids) for ids in self.choices[slot])
@@ -45,11 +49,11 @@ class Layout:
 
     def rows(self) -> int:
         """Rows up to and including the end-of-text token, every slot at its widest."""
-        return 2 + self.fixed() + sum(self.width(s) for s in range(len(self.choices)))
+        return self.specials + self.fixed() + sum(self.width(s) for s in range(len(self.choices)))
 
     def discrete_ids(self, picks: list[int]) -> list[int]:
         """The token ids of one discrete choice per slot, padded to the window as a tokenizer would."""
-        ids = [self.bos]
+        ids = [] if self.bos is None else [self.bos]
         for piece in self.pieces:
             ids += piece if isinstance(piece, list) else self.choices[piece][picks[piece]]
         ids.append(self.eos)
@@ -57,13 +61,13 @@ class Layout:
 
 
 def _ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False).input_ids if text.strip() else []
+    return tokenizer(text.strip(), add_special_tokens=False).input_ids if text.strip() else []
 
 
-def _layout(tokenizer, pieces_text: list[str | int], choices: list[list[str]]) -> Layout:
+def _layout(tokenizer, pieces_text: list[str | int], choices: list[list[str]], max_length: int | None = None) -> Layout:
     pieces = [p if isinstance(p, int) else _ids(tokenizer, p) for p in pieces_text]
     choice_ids = [[_ids(tokenizer, c) for c in slot] for slot in choices]
-    max_length = int(tokenizer.model_max_length)
+    max_length = max_length or int(tokenizer.model_max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layout = Layout(pieces, choice_ids, max_length, tokenizer.bos_token_id, tokenizer.eos_token_id, pad)
     if layout.rows() > max_length:  # dpodiff.spaces.fit fits every space first; reaching this is a bug
@@ -71,21 +75,32 @@ def _layout(tokenizer, pieces_text: list[str | int], choices: list[list[str]]) -
     return layout
 
 
-def positive_layout(space, tokenizer) -> Layout:
-    """The user's prompt with each span of the space as a slot."""
-    pieces: list[str | int] = []
+def positive_layout(space, tokenizer, max_length: int | None = None, whole_words: bool = False) -> Layout:
+    """The user's prompt with each span of the space as a slot. `whole_words`: each slot takes the whole
+    whitespace-delimited chunk around its span (SentencePiece tokenizers such as T5's read a chunk as one unit,
+    so "red," is not "red" then ","); CLIP's tokenizer splits punctuation off by itself."""
+    prompt, pieces, choices = space.prompt, [], []
     cursor = 0
     for i, span in enumerate(space.positive):
-        pieces += [space.prompt[cursor : span.start], i]
-        cursor = span.end
-    pieces.append(space.prompt[cursor:])
-    return _layout(tokenizer, pieces, [s.choices for s in space.positive])
+        start, end = span.start, span.end
+        if whole_words:
+            while start > 0 and not prompt[start - 1].isspace():
+                start -= 1
+            while end < len(prompt) and not prompt[end].isspace():
+                end += 1
+        if start < cursor:
+            raise ValueError(f"two searched spans share the word {prompt[start:end]!r}")
+        pieces += [prompt[cursor:start], i]
+        choices.append([prompt[start : span.start] + c + prompt[span.end : end] for c in span.choices])
+        cursor = end
+    pieces.append(prompt[cursor:])
+    return _layout(tokenizer, pieces, choices, max_length)
 
 
-def negative_layout(space, tokenizer) -> Layout:
+def negative_layout(space, tokenizer, max_length: int | None = None) -> Layout:
     """The negative prompt: one slot per negative slot, each choice followed by its comma."""
     choices = [[f"{c}," if c else "" for c in slot.choices] for slot in space.negative]
-    return _layout(tokenizer, list(range(len(choices))), choices)
+    return _layout(tokenizer, list(range(len(choices))), choices, max_length)
 
 
 @dataclass
@@ -123,7 +138,7 @@ class RelaxedEncoder:
             self.present[slot] = torch.tensor(present, dtype=self.dtype, device=device)
             self.slot_rows[slot] = table[torch.tensor(ids, dtype=torch.long, device=device)]
         self.bos, self.eos, self.pad = table[layout.bos][None], table[layout.eos][None], table[layout.pad]
-        self.n_pad = layout.max_length - 2 - layout.fixed()
+        self.n_pad = layout.max_length - layout.specials - layout.fixed()
         self.eos_row = layout.rows() - 1
         self.position_table = modules.embeddings.position_embedding.weight.detach()
 

@@ -1,6 +1,6 @@
-"""Scheduler arithmetic for the shortcut gradient, for any diffusers scheduler.
+"""Scheduler arithmetic for sampling and the shortcut gradient, for any diffusers scheduler.
 
-Every scheduler a user may set (DDIM, PNDM, Euler, Euler ancestral, DPMSolver, UniPC, LMS, Heun)
+Variance-preserving models (SD 1.x/2.x, SDXL): every scheduler a user may set (DDIM, PNDM, Euler, Euler ancestral, DPMSolver, UniPC, LMS, Heun)
 walks down a ladder of noise levels. Whatever its own latent convention (alpha-based ones keep
 x = a * x0 + s * eps, sigma-based ones keep x = x0 + sigma * eps and rescale it in
 `scale_model_input`), the UNet always sees the variance-preserving input
@@ -8,7 +8,11 @@ x_in = a * x0 + s * eps with a = 1 / sqrt(1 + sigma^2) and s = sigma * a. So the
 estimate needs only the noise level sigma at the current position of the ladder and the model's
 prediction type, and it is taken from the model input, never from the scheduler's private state.
 
-The pipeline's own scheduler is never stepped: each use takes a fresh instance from its config.
+Flow-matching models (SD3, Flux): the model reads x_t = (1 - sigma) x0 + sigma * noise unscaled and
+predicts the velocity v = noise - x0, so x0 = x_t - sigma * v (prediction type "flow").
+
+The pipeline's own scheduler is never stepped or replaced: each sampling run takes a fresh instance
+built from its config.
 """
 
 from __future__ import annotations
@@ -19,15 +23,7 @@ import torch
 
 from dpodiff.defaults import SCHEDULERS, check_scheduler_name
 
-def set_scheduler(pipe, name: str | None) -> None:
-    """Replace the pipeline's scheduler by `name`, built from the model's own scheduler config."""
-    if check_scheduler_name(name) is None:
-        return
-    import diffusers
-
-    cls = getattr(diffusers, SCHEDULERS[name])
-    if type(pipe.scheduler) is not cls:
-        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+FLOW_MATCHING = "FlowMatch"  # the prefix of diffusers' flow-matching scheduler classes
 
 
 def scheduler_name(scheduler) -> str:
@@ -36,11 +32,36 @@ def scheduler_name(scheduler) -> str:
     return next((name for name, c in SCHEDULERS.items() if c == cls), cls)
 
 
-def fresh_scheduler(scheduler, steps: int, device: torch.device | str | None = None):
-    """A new scheduler of the same class and config with its timesteps set (sampling mutates state)."""
-    fresh = type(scheduler).from_config(scheduler.config)
-    fresh.set_timesteps(steps, device=device)
+def fresh_scheduler(scheduler, steps: int, device: torch.device | str | None = None, name: str | None = None, **timesteps):
+    """A new scheduler with its timesteps set (sampling mutates state): of the same class and config, or of the
+    kind `name` (a CLI name) built from that config. `timesteps` go to set_timesteps (Flux: its shift `mu`)."""
+    cls = type(scheduler)
+    if check_scheduler_name(name) is not None:
+        import diffusers
+
+        cls = getattr(diffusers, SCHEDULERS[name])
+    fresh = cls.from_config(scheduler.config)
+    fresh.set_timesteps(steps, device=device, **timesteps)
     return fresh
+
+
+def is_flow_matching(scheduler) -> bool:
+    return type(scheduler).__name__.startswith(FLOW_MATCHING)
+
+
+def prediction_type(scheduler) -> str:
+    """What the model predicts under this scheduler: epsilon, v_prediction, sample, or flow (a velocity)."""
+    return "flow" if is_flow_matching(scheduler) else scheduler.config.prediction_type
+
+
+def scale_model_input(scheduler, latents: torch.Tensor, t) -> torch.Tensor:
+    """The denoiser's input: flow-matching schedulers feed the latents as they are."""
+    return latents if is_flow_matching(scheduler) else scheduler.scale_model_input(latents, t)
+
+
+def initial_scale(scheduler) -> float:
+    """The initial noise's scale (sigma-based schedulers start at sigma_max; flow matching at 1)."""
+    return getattr(scheduler, "init_noise_sigma", 1.0)
 
 
 def gradient_position(scheduler, t_index: int, steps: int) -> int:
@@ -53,8 +74,8 @@ def gradient_position(scheduler, t_index: int, steps: int) -> int:
     return min(n - 1, t_index * n // steps)
 
 
-def step(scheduler, output: torch.Tensor, position: int, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One sampling step; the generator goes to the schedulers that draw noise (ancestral, DDIM with eta)."""
+def step(scheduler, output: torch.Tensor, position: int, latents: torch.Tensor, generator) -> torch.Tensor:
+    """One sampling step; the generator (or one per image) goes to the schedulers that draw noise (ancestral, DDIM with eta)."""
     takes_generator = "generator" in inspect.signature(scheduler.step).parameters
     extra = {"generator": generator} if takes_generator else {}
     return scheduler.step(output, scheduler.timesteps[position], latents, **extra).prev_sample
@@ -71,7 +92,9 @@ def noise_levels(scheduler) -> list[float]:
 
 
 def clean_latent(prediction_type: str, model_input: torch.Tensor, output: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x0 from the variance-preserving model input and the model's output at noise level sigma."""
+    """x0 from the model input and the model's output at noise level sigma."""
+    if prediction_type == "flow":
+        return model_input - sigma * output
     a = (1 + sigma**2) ** -0.5
     s = sigma * a
     if prediction_type == "epsilon":

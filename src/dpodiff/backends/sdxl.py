@@ -17,8 +17,8 @@ class StableDiffusionXLBackend(Backend):
     family = "sdxl"
     pipeline_class = "StableDiffusionXLPipeline"
 
-    def __init__(self, pipe):
-        super().__init__(pipe)
+    def __init__(self, pipe, *folder):
+        super().__init__(pipe, *folder)
         if pipe.vae.dtype == torch.float16 and pipe.vae.config.force_upcast:
             pipe.vae.to(torch.float32)  # SDXL's VAE overflows in float16; diffusers upcasts it for each decode, we once
 
@@ -47,7 +47,3 @@ class StableDiffusionXLBackend(Backend):
     def unet_extras(self, cond: Conditioning, height: int, width: int) -> dict:
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=cond.pooled.dtype, device=cond.pooled.device)
         return {"added_cond_kwargs": {"text_embeds": cond.pooled, "time_ids": time_ids.expand(len(cond.pooled), -1)}}
-
-    def pipeline_embeds(self, encoded: Encoded, positive, negative) -> dict:
-        return super().pipeline_embeds(encoded, positive, negative) | {
-            "pooled_prompt_embeds": encoded.pooled[positive], "negative_pooled_prompt_embeds": encoded.pooled[negative]}

@@ -19,15 +19,15 @@ from dpodiff.bench.records import RunRecord
 
 
 @lru_cache(maxsize=2)
-def models(model: str | None, scorer: str | None, device: str, dtype: str, scheduler: str | None = None, vae: str | None = None):
+def models(model: str | None, scorer: str | None, device: str, dtype: str, vae: str | None = None):
     """(backend, scorer, model name), loaded once per process and reused by every run in it."""
     from dpodiff.models import load_models
 
-    return load_models(model, scorer, device, dtype, scheduler, vae)
+    return load_models(model, scorer, device, dtype, vae)
 
 
 def bench_models(config: BenchConfig):
-    return models(config.model, config.scorer, config.device, config.dtype, config.run.scheduler, config.vae)
+    return models(config.model, config.scorer, config.device, config.dtype, config.vae)
 
 
 def run_dir_name(prompt: str, algorithm: str) -> str:

@@ -36,7 +36,9 @@ A1111_SAMPLERS = {
     "unipc": "UniPC",
     "lms": "LMS",
     "heun": "Heun",
+    "FlowMatchEulerDiscreteScheduler": "Euler",  # SD3's and Flux's sampler: Forge writes "Euler" with "Schedule type: Simple"
 }
+FLOW_SCHEDULE = {"FlowMatchEulerDiscreteScheduler": "Simple"}  # ComfyUI's euler/simple: sigmas spaced evenly, then shifted
 
 # One `Key: value` pair of the last line, as A1111 matches it (modules/infotext_utils.py): a key of
 # word characters, spaces, '-' and '/'; a value that is a JSON string (escapes allowed) or runs to the next comma.
@@ -108,6 +110,7 @@ def format_parameters(info: ImageInfo) -> str:
     pairs = {
         "Steps": info.steps,
         "Sampler": sampler_label(info.scheduler),
+        "Schedule type": FLOW_SCHEDULE.get(info.scheduler),
         "CFG scale": info.guidance,
         "Negative mode": None if info.negative_mode == "cfg" else info.negative_mode,
         "Seed": info.seed,

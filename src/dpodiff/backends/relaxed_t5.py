@@ -1,0 +1,76 @@
+"""Relaxed prompts through a T5 encoder (SD3, Flux): the same layout and presence as relaxed.py's CLIP encoder.
+
+T5 has no position embeddings: its layers add a learned bias per relative position (key minus query,
+in buckets) to the attention scores. A row's position is again the presence of the rows before it, so a
+relative position may be fractional; its bias then interpolates between the two neighbouring whole
+positions' biases. At one-hot weights every present row sits at a whole position and the bias is T5's
+own. An absent row is never attended to (log presence on it as a key). There is no start token, and
+the pipelines pad to their `max_sequence_length` and attend to the padding, so padding rows count as
+present up to that window, as in the CLIP encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dpodiff.backends.relaxed import Layout, RelaxedEncoding, key_bias
+
+
+class T5RelaxedEncoder:
+    """Encodes one layout (made with the pipeline's `max_sequence_length` as its window) under per-slot
+    choice weights with a T5EncoderModel; returns the final-normed last layer."""
+
+    def __init__(self, text_encoder, layout: Layout):
+        self.encoder = text_encoder.encoder
+        table = text_encoder.get_input_embeddings().weight.detach()
+        device = table.device
+        self.layout, self.dtype = layout, table.dtype
+        self.fixed = {i: table[torch.tensor(p, dtype=torch.long, device=device)] for i, p in enumerate(layout.pieces) if isinstance(p, list)}
+        self.present, self.slot_rows = {}, {}
+        for slot, choice_ids in enumerate(layout.choices):
+            width = layout.width(slot)
+            self.present[slot] = torch.tensor([[r < len(ids) for ids in choice_ids] for r in range(width)], dtype=self.dtype, device=device)
+            ids = [[ids[r] if r < len(ids) else layout.pad for ids in choice_ids] for r in range(width)]
+            self.slot_rows[slot] = table[torch.tensor(ids, dtype=torch.long, device=device)]
+        self.eos, self.pad = table[layout.eos][None], table[layout.pad]
+        self.n_pad = layout.max_length - layout.specials - layout.fixed()
+        self.attention = self.encoder.block[0].layer[0].SelfAttention  # the layer that owns the relative-position table
+
+    def __call__(self, weights: list[torch.Tensor]) -> RelaxedEncoding:
+        rows, keep = [], []
+        one = self.eos.new_ones(1)
+        for i, piece in enumerate(self.layout.pieces):
+            if i in self.fixed:
+                rows.append(self.fixed[i])
+                keep.append(one.expand(len(self.fixed[i])))
+                continue
+            mix = self.present[piece] * weights[piece].to(self.dtype)
+            rows.append(torch.einsum("rc,rcd->rd", mix, self.slot_rows[piece]))
+            keep.append(mix.sum(1))
+        rows.append(self.eos)
+        keep.append(one)
+        presence = torch.cat(keep)
+        offsets = torch.arange(self.n_pad, device=presence.device, dtype=presence.dtype)
+        presence = torch.cat([presence, (self.layout.max_length - presence.sum() - offsets).clamp(0, 1)])[None]
+        hidden = torch.cat(rows + [self.pad.expand(self.n_pad, -1)])[None]
+        position = (torch.cumsum(presence, dim=1) - presence)[0]
+        bias = self.position_bias(position) + key_bias(presence)[:, None, None, :]
+        for block in self.encoder.block:
+            hidden = block(hidden, position_bias=bias)[0]
+        hidden = self.encoder.final_layer_norm(hidden)
+        return RelaxedEncoding(hidden, presence, hidden[:, self.layout.rows() - 1])
+
+    def position_bias(self, position: torch.Tensor) -> torch.Tensor:
+        """[1, heads, rows, rows]: T5's relative-position bias at (possibly fractional) positions."""
+        relative = position[None, :] - position[:, None]  # key minus query
+        low = relative.detach().floor()
+        frac = (relative - low)[..., None]
+        attention = self.attention
+
+        def bias(whole: torch.Tensor) -> torch.Tensor:
+            bucket = attention._relative_position_bucket(whole.long(), bidirectional=True, num_buckets=attention.relative_attention_num_buckets,
+                                                         max_distance=attention.relative_attention_max_distance)
+            return attention.relative_attention_bias(bucket)
+
+        values = bias(low) * (1 - frac) + bias(low + 1) * frac  # [rows, rows, heads]
+        return values.permute(2, 0, 1)[None].to(self.dtype)
