@@ -47,3 +47,10 @@ def tiny_sd3_dir(tmp_path_factory) -> Path:
     from dpodiff.testing import build_tiny_sd3
 
     return build_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    from dpodiff.testing import build_tiny_flux
+
+    return build_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))

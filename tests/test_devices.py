@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import dpodiff
+from dpodiff.backends import GenerationSettings
 from dpodiff.backends.schedulers import fresh_scheduler, noise_levels
 from dpodiff.models import load_pipeline
 from dpodiff.objectives.clip_loss import ClipScorer
@@ -34,7 +35,7 @@ def test_a_gpo_step_creates_no_tensor_off_the_models_device(request, family, tin
     cond = backend.relaxed_encoders(SPACE, positive=True, negative=True)(gumbel_weights(logits, sizes, torch.Generator().manual_seed(0), 1.0))
     scheduler = fresh_scheduler(backend.own_scheduler, 4)  # on the CPU: a meta scheduler has no sigmas to read
     latents = backend.initial_noise(0) * scheduler.init_noise_sigma
-    x0 = backend.guided_x0(scheduler, 0, noise_levels(scheduler)[0], latents, cond, 7.5)
+    x0 = backend.guided_x0(scheduler, 0, noise_levels(scheduler)[0], latents, cond, GenerationSettings(steps=4))
     loss = scorer.loss(backend.decode(x0), target.to(backend.device)).mean()
     loss.backward()
     assert backend.device.type == "meta" and loss.device.type == "meta" and logits.grad.device.type == "meta"

@@ -173,4 +173,4 @@ def test_generates_record_holds_only_what_generate_used(tmp_path, tiny_model_dir
     code, err = run_cli("generate", PROMPT, "--seeds", 1, "--steps", 2, "--out", tmp_path, "--model", tiny_model_dir, "--scorer", tiny_scorer_dir)
     assert code == 0, err
     _, chunk = read_metadata(tmp_path / "seed0.png")
-    assert set(chunk["config"]) == {"seeds", "steps", "guidance", "height", "width", "scheduler", "batch_size", "negative_mode"}
+    assert set(chunk["config"]) == {"seeds", "steps", "guidance", "height", "width", "scheduler", "batch_size", "negative_mode", "true_cfg"}

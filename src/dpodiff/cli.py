@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dpodiff.cli_options import (
     Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, NegativeMode, Out, PerWord, Scorer,
-    Decompose, NoValidate, Overwrite, Resume, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, Vae, Validate, Sampling,
+    Decompose, NoValidate, Overwrite, Resume, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, TrueCfg, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
@@ -36,7 +36,7 @@ from dpodiff.spaces.command import space as space_command
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Discrete prompt optimisation for text-to-image diffusion models (DPO-Diff).")
 console = Console(stderr=True)
-GENERATE_SETTINGS = ("seeds", "steps", "guidance", "height", "width", "scheduler", "batch_size", "negative_mode")  # what generate uses
+GENERATE_SETTINGS = ("seeds", "steps", "guidance", "true_cfg", "height", "width", "scheduler", "batch_size", "negative_mode")  # what generate uses
 
 
 def _print_version(value: bool) -> None:
@@ -65,7 +65,7 @@ def improve(
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/improve"), overwrite: Overwrite = False,
     resume: Resume = False,
 ):
@@ -84,7 +84,7 @@ def attack(
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/attack"), overwrite: Overwrite = False,
     resume: Resume = False,
 ):
@@ -99,7 +99,7 @@ def generate(
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
     seeds: Seeds = None, seed: Seed = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
@@ -121,7 +121,7 @@ def generate(
     config = config.resolved(backend.recommended)
     prompt = check_prompt(prompt, backend.tokenizer)
     backend.check_window([negative_prompt], "negative prompt")
-    if negative_prompt and config.guidance <= 1 and config.negative_mode == "cfg":
+    if negative_prompt and config.guidance <= 1 and config.negative_mode == "cfg" and not backend.distilled_guidance:
         console.print(f"[yellow]warning:[/yellow] at --guidance {config.guidance:g} classifier-free guidance is off: the negative prompt has no effect.")
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
@@ -131,7 +131,7 @@ def generate(
     records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
                for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {**backend.describe(config.scheduler), "steps": config.steps, "guidance": config.guidance,
+              "generation": {**backend.describe(config.generation()), "steps": config.steps, "guidance": config.guidance,
                              "negative_mode": config.negative_mode, "recommended_used": recommended_used},
               "config": {k: v for k, v in config.to_dict().items() if k in GENERATE_SETTINGS}, "seeds": seed_list, "loss": scored.loss,
               "images": records, "seconds": scored.seconds, "cpu_threads": torch.get_num_threads()}
@@ -227,7 +227,7 @@ def _generated_info(result: dict, record: dict, image):
                      parameters={"Scorer": model_label(result["scorer"]), "Loss": round(record["loss"], 4), "Role": "generated"},
                      extra={"role": "generated", "loss": record["loss"], "loss_prompt": result["loss_prompt"], "model": result["model"],
                             "scorer": result["scorer"], "config": result["config"], "generation": generation, "version": __version__},
-                     negative_mode=generation["negative_mode"])
+                     negative_mode=generation["negative_mode"], true_cfg=generation.get("true_cfg"))
 
 
 def _verdict(verdict: dict | None) -> str:

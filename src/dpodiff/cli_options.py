@@ -18,7 +18,8 @@ Scorer = Annotated[Optional[str], typer.Option(help=(
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
 Steps = Annotated[Optional[int], typer.Option(help="Sampling steps (1 to 1000). Default: the model's recommendation (its dpodiff.json; the shapes world: 25), else 50.", show_default=False)]
-Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale. Default: the model's recommendation (the shapes world: 3), else 7.5.", show_default=False)]
+Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale; for Flux the embedded (distilled) guidance. Default: the model's recommendation (the shapes world: 3), else 7.5.", show_default=False)]
+TrueCfg = Annotated[Optional[float], typer.Option("--true-cfg", help="Flux: the true classifier-free guidance scale through which a negative prompt steers (diffusers' true_cfg_scale; 1: off). Default: 4. Other families: ignored.", show_default=False)]
 NegativeMode = Annotated[str, typer.Option(help=(
     "How the negative prompt steers sampling: cfg (SD's: it replaces the empty prompt in classifier-free guidance) or perp "
     "(Perp-Neg: guidance from the empty prompt, minus only the part of the negative's direction perpendicular to the prompt's, "

@@ -28,7 +28,8 @@ class RunConfig:
     budget: int = 40  # candidates scored, the original included
     seeds: tuple[int, ...] = (0,)
     steps: int | None = None  # None: the model's recommendation, else DEFAULT_STEPS (see resolved())
-    guidance: float | None = None  # None: the model's recommendation, else DEFAULT_GUIDANCE
+    guidance: float | None = None  # None: the model's recommendation, else DEFAULT_GUIDANCE (Flux: the embedded guidance)
+    true_cfg: float | None = None  # guidance-distilled families (Flux): true CFG's scale; None: the family's default
     height: int | None = None  # None: the model's native size
     width: int | None = None
     scheduler: str | None = None  # None: the model's recommendation, else the model's own scheduler
@@ -70,6 +71,8 @@ class RunConfig:
         if self.guidance is not None and not 0 <= self.guidance <= MAX_GUIDANCE:
             raise UsageError(f"--guidance {self.guidance:g} is outside 0 to {MAX_GUIDANCE}; SD models use about 3 to 12 "
                              "(larger values burn the images out).")
+        if self.true_cfg is not None and not 1 <= self.true_cfg <= MAX_GUIDANCE:  # NaN fails this too
+            raise UsageError(f"--true-cfg {self.true_cfg:g} is outside 1 to {MAX_GUIDANCE}; 1 turns true CFG off, Flux users take about 2 to 6.")
         if not -1 <= self.min_similarity <= 1:  # NaN fails this too
             raise UsageError(f"--min-similarity {self.min_similarity} is not a cosine similarity; give a number in [-1, 1] (default 0.85).")
         for option, side in (("--height", self.height), ("--width", self.width)):
@@ -107,8 +110,14 @@ class RunConfig:
         return replace(self, steps=_first(self.steps, r.steps, DEFAULT_STEPS), guidance=_first(self.guidance, r.guidance, DEFAULT_GUIDANCE),
                        scheduler=_first(self.scheduler, r.scheduler))
 
-    def check_guided(self) -> None:
-        """A search needs classifier-free guidance: at or below 1 diffusers turns it off (of a resolved config)."""
+    def check_guided(self, distilled: bool = False) -> None:
+        """A search needs classifier-free guidance: at or below 1 diffusers turns it off (of a resolved config). A family
+        with distilled guidance (Flux) guides negatives by --true-cfg instead, and any --guidance is fine there."""
+        if distilled or self.true_cfg is not None:
+            if self.true_cfg is not None and self.true_cfg <= 1:
+                raise UsageError(f"--true-cfg {self.true_cfg:g}: at 1 true classifier-free guidance is off, so a negative prompt has no "
+                                 "effect on the images; give more than 1 (about 2 to 6), or leave it out (4).")
+            return
         if self.guidance is not None and self.guidance <= 1:
             raise UsageError(f"--guidance {self.guidance:g}: at 1 or below classifier-free guidance is off, so a negative prompt has "
                              "no effect on the images and GPO's gradient would follow other images than the pipeline draws; "
@@ -126,7 +135,7 @@ class RunConfig:
         if self.steps is None or self.guidance is None:
             raise ValueError("RunConfig.generation() needs concrete steps and guidance: call resolved(backend.recommended) first")
         return GenerationSettings(self.steps, self.guidance, self.height, self.width, self.batch_size or batch_size, self.negative_mode,
-                                  self.scheduler)
+                                  self.scheduler, self.true_cfg)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -150,6 +159,8 @@ class RunConfig:
                 del data[name]
         if self.negative_mode == "cfg":
             del data["negative_mode"]
+        if self.true_cfg is None:
+            del data["true_cfg"]
         return data
 
 

@@ -87,7 +87,7 @@ def optimize(
     backend = as_backend(pipeline)
     recommended_used = config.from_model(backend.recommended)  # what the model's dpodiff.json decides: the settings left to it
     config = config.resolved(backend.recommended)
-    config.check_guided()
+    config.check_guided(backend.distilled_guidance)
     prompt = check_prompt(prompt, backend.tokenizer)
     if isinstance(scorer, (str, Path)):
         scorer = load_scorer(str(scorer), backend.device)
@@ -146,7 +146,7 @@ def optimize(
         scorer=scorer.name,
         algorithm=config.algorithm,
         algorithm_settings={"search_seed": config.search_seed, **optimizer.settings()},
-        generation={**backend.describe(config.scheduler), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
+        generation={**backend.describe(config.generation()), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
                     "height": config.height or backend.native_size,
                     "width": config.width or backend.native_size, "batch_size": config.batch_size, "recommended_used": recommended_used},
         seeds=seeds,
@@ -290,7 +290,7 @@ class MeaningCheck:
 
 def journal_settings(prompt: str, model_name: str, scorer: Scorer, backend: Backend, config: RunConfig) -> dict:
     """What decides a prompt pair's loss on a seed: a journal answers a resumed run only where these are the same."""
-    generation = {name: getattr(config, name) for name in ("steps", "guidance", "height", "width", "scheduler", "negative_mode")}
+    generation = {name: getattr(config, name) for name in ("steps", "guidance", "true_cfg", "height", "width", "scheduler", "negative_mode")}
     return {"prompt": prompt, "model": model_name, "scorer": scorer.name, "decompose": config.decompose,
             "generation": {**generation, "dtype": str(backend.dtype).removeprefix("torch.")}}
 

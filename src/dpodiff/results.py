@@ -152,7 +152,7 @@ class OptimizationResult:
             extra={"role": role, "loss": loss, "task": self.task, "original_prompt": self.prompt, "model": self.model,
                    "scorer": self.scorer, "algorithm": self.algorithm, "config": self.config, "generation": self.generation,
                    "version": __version__},
-            negative_mode=generation.get("negative_mode", "cfg"),
+            negative_mode=generation.get("negative_mode", "cfg"), true_cfg=generation.get("true_cfg"),
         )
 
     def save(self, out_dir: str | Path) -> Path:

@@ -127,8 +127,8 @@ def build_tiny_sd3(path: Path) -> Path:
     """An SD3.5-style pipeline: two CLIP encoders with projection (the second pads with "!"), a T5 encoder with
     relative-position buckets small enough that prompts reach the logarithmic ones, an MMDiT with one dual-attention
     block and RMS-normed queries and keys, a VAE that shifts its latents, flow-matching Euler with shift 3; 16-pixel images."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
 
     from dpodiff.tokenizers import clip_tokenizer
 
@@ -139,21 +139,52 @@ def build_tiny_sd3(path: Path) -> Path:
         joint_attention_dim=64, caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=8,
         dual_attention_layers=(0,), qk_norm="rms_norm",
     )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4, shift_factor=0.1,
-        scaling_factor=1.5, use_quant_conv=False, use_post_quant_conv=False,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-    )
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=64, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
-                                 relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=0, eos_token_id=1))
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_flow_vae(),
         text_encoder=CLIPTextModelWithProjection(_text_config(32, projection_dim=16)), tokenizer=clip_tokenizer(TINY_MAX_TOKENS),
         text_encoder_2=CLIPTextModelWithProjection(_text_config(16, 0, projection_dim=16)), tokenizer_2=clip_tokenizer(TINY_MAX_TOKENS, pad_token="!"),
-        text_encoder_3=t5, tokenizer_3=t5_tokenizer,
+        text_encoder_3=_tiny_t5(t5_tokenizer), tokenizer_3=t5_tokenizer,
     )
     pipe.save_pretrained(path)
     return path
+
+
+def build_tiny_flux(path: Path) -> Path:
+    """A Flux-dev-style pipeline: CLIP (pooled output only) and T5, an MMDiT with one joint and one single-stream block,
+    embedded guidance and rotary positions, 2x2-packed latents, flow-matching Euler with the resolution-dependent
+    shift; 16-pixel images (the VAE's sample_size, which is how Flux's VAE names its 1024)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    from dpodiff.tokenizers import clip_tokenizer
+
+    torch.manual_seed(8)
+    t5_tokenizer = tiny_t5_tokenizer()
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8,
+                                         num_attention_heads=2, joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True,
+                                         axes_dims_rope=(2, 2, 4))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_image_seq_len=4, max_image_seq_len=64)
+    pipe = FluxPipeline(transformer=transformer, scheduler=scheduler, vae=_flow_vae(), text_encoder=CLIPTextModel(_text_config(32)),
+                        tokenizer=clip_tokenizer(TINY_MAX_TOKENS), text_encoder_2=_tiny_t5(t5_tokenizer), tokenizer_2=t5_tokenizer)
+    pipe.save_pretrained(path)
+    return path
+
+
+def _flow_vae():
+    """A VAE that shifts its latents (SD3's and Flux's do), 16-pixel images."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4, sample_size=16,
+                         shift_factor=0.1, scaling_factor=1.5, use_quant_conv=False, use_post_quant_conv=False,
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+
+
+def _tiny_t5(tokenizer):
+    """A T5 encoder whose relative-position buckets are few enough that prompts reach the logarithmic ones."""
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=64, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
+                                   relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=0, eos_token_id=1))
 
 
 def build_tiny_scorer(path: Path, seed: int = 1, **config) -> Path:
@@ -217,27 +248,37 @@ def finite_difference_check(loss, sizes: list[int], eps: float = 1e-6) -> None:
 
 
 @contextlib.contextmanager
-def rms_norms_in_input_dtype():
-    """transformers' T5LayerNorm and diffusers' RMSNorm take the variance in float32 whatever the model's dtype: float32
-    rounding then drowns the finite differences of a float64 model. Within this context both keep the input's dtype."""
+def float64_arithmetic():
+    """transformers' T5LayerNorm and diffusers' RMSNorm take the variance in float32, and diffusers' rotary embedding
+    (Flux) rotates in float32, whatever the model's dtype: float32 rounding then drowns the finite differences of a
+    float64 model. Within this context all three keep the input's dtype."""
+    import diffusers.models.transformers.transformer_flux as flux
     from diffusers.models.normalization import RMSNorm
     from transformers.models.t5.modeling_t5 import T5LayerNorm
 
-    def forward(self, hidden_states):
+    def norm(self, hidden_states):
         eps = self.eps if hasattr(self, "eps") else self.variance_epsilon
         out = hidden_states * torch.rsqrt(hidden_states.pow(2).mean(-1, keepdim=True) + eps)
         if getattr(self, "weight", None) is not None:
             out = out * self.weight
         return out + self.bias if getattr(self, "bias", None) is not None else out
 
-    originals = {cls: cls.forward for cls in (RMSNorm, T5LayerNorm)}
-    for cls in originals:
-        cls.forward = forward
+    def rotary(x, freqs_cis, use_real=True, use_real_unbind_dim=-1, sequence_dim=2):  # Flux's form: pairs of neighbours
+        shape = [1] * x.ndim
+        shape[sequence_dim], shape[-1] = freqs_cis[0].shape
+        cos, sin = (f.view(shape).to(x) for f in freqs_cis)
+        real, imag = x.unflatten(-1, (-1, 2)).unbind(-1)
+        return x * cos + torch.stack([-imag, real], -1).flatten(-2) * sin
+
+    patched = [(RMSNorm, "forward", norm), (T5LayerNorm, "forward", norm), (flux, "apply_rotary_emb", rotary)]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+    for owner, name, value in patched:
+        setattr(owner, name, value)
     try:
         yield
     finally:
-        for cls, original in originals.items():
-            cls.forward = original
+        for owner, name, value in originals:
+            setattr(owner, name, value)
 
 
 def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4, guidance: float = 7.5,
@@ -253,7 +294,8 @@ def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4
     target = scorer.target(space.prompt)
     if isinstance(target, torch.Tensor) and target.is_floating_point():
         target = target.double()
-    scheduler = backend.scheduler(GenerationSettings(steps, guidance))
+    settings = GenerationSettings(steps, guidance)
+    scheduler = backend.scheduler(settings)
     position = gradient_position(scheduler, t_index, steps)
     noise = backend.initial_noise(0)
     fixed = {}
@@ -261,8 +303,8 @@ def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4
     def loss(logits):
         cond = relaxed([torch.softmax(z, 0) for z in logits])
         if "x_t" not in fixed:
-            fixed["x_t"] = sample_until(backend, scheduler, cond, noise, position, guidance)
-        return one_step_loss(backend, scorer, scheduler, position, fixed["x_t"], cond, target, guidance)
+            fixed["x_t"] = sample_until(backend, scheduler, cond, noise, position, settings)
+        return one_step_loss(backend, scorer, scheduler, position, fixed["x_t"], cond, target, settings)
 
     finite_difference_check(loss, space.sizes())
 

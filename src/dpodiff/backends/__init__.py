@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dpodiff.backends.base import Backend, Conditioning, Encoded, GenerationSettings, Request, seed_generator
+from dpodiff.backends.flux import FluxBackend
 from dpodiff.backends.sd3 import StableDiffusion3Backend
 from dpodiff.backends.sdxl import StableDiffusionXLBackend
 from dpodiff.backends.stable_diffusion import StableDiffusionBackend
 from dpodiff.errors import UsageError
 
-FAMILIES: tuple[type[Backend], ...] = (StableDiffusionBackend, StableDiffusionXLBackend, StableDiffusion3Backend)
+FAMILIES: tuple[type[Backend], ...] = (StableDiffusionBackend, StableDiffusionXLBackend, StableDiffusion3Backend, FluxBackend)
 
 
 def family_for(pipeline_class: str) -> type[Backend]:

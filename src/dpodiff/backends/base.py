@@ -39,6 +39,7 @@ class GenerationSettings:
     batch_size: int | None = None  # images per pipeline call; None: all images of a request list at once
     negative_mode: str = "cfg"  # how the negative prompt steers: cfg or perp (Perp-Neg), see guidance.py
     scheduler: str | None = None  # a CLI name (defaults.SCHEDULERS); None: the model's own
+    true_cfg: float | None = None  # guidance-distilled families (Flux): the scale of true CFG; None: the family's default
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class Backend:
     family: ClassVar[str] = ""
     pipeline_class: ClassVar[str] = ""  # the diffusers class named in model_index.json
     denoiser_name: ClassVar[str] = "unet"  # the pipeline component that predicts noise (or velocity)
+    distilled_guidance: ClassVar[bool] = False  # --guidance is embedded (Flux); negatives steer through --true-cfg
+    family_settings: ClassVar[dict] = {}  # the pipeline's own defaults (steps, guidance), where the model's folder recommends none
 
     def __init__(self, pipe, recommended=None, negative_library=None):
         """`recommended` and `negative_library` are what the model's folder says (models.py reads them)."""
@@ -115,7 +118,8 @@ class Backend:
         self.pipe = pipe
         self.own_scheduler = pipe.scheduler  # the model's own: the template of every run's scheduler, never stepped
         self.vae_name: str | None = None  # a VAE given instead of the model's own (--vae)
-        self.recommended = recommended or Recommended()
+        recommended = recommended or Recommended()
+        self.recommended = replace(recommended, **{k: v for k, v in self.family_settings.items() if getattr(recommended, k) is None})
         self.negative_library = negative_library  # None: the generic library
 
     # -- (e) what the model reads and draws -------------------------------------------
@@ -156,10 +160,13 @@ class Backend:
     def text_encoders(self) -> list:
         return [self.pipe.text_encoder]
 
-    def describe(self, scheduler: str | None = None) -> dict:
-        """What result files record about the model's generation set-up (`scheduler`: the run's, None: the model's own)."""
-        described = {"family": self.family, "scheduler": scheduler or scheduler_name(self.own_scheduler), "token_window": self.token_window,
-                     "dtype": str(self.dtype).removeprefix("torch.")}
+    def describe(self, settings: GenerationSettings | None = None) -> dict:
+        """What result files record about the model's generation set-up under a run's settings."""
+        settings = settings or GenerationSettings()
+        described = {"family": self.family, "scheduler": settings.scheduler or scheduler_name(self.own_scheduler),
+                     "token_window": self.token_window, "dtype": str(self.dtype).removeprefix("torch.")}
+        if self.distilled_guidance:
+            described["true_cfg"] = self.guidance_scale(settings)
         return described | ({"vae": self.vae_name} if self.vae_name else {})
 
     def check_window(self, texts: list[str], what: str = "prompt") -> None:
@@ -215,24 +222,28 @@ class Backend:
         """What the family's UNet reads besides the text states (SDXL: pooled text and size ids)."""
         return {}
 
-    def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    def guidance_scale(self, settings: GenerationSettings) -> float:
+        """The scale that combines the negative and the positive prediction (guidance.py)."""
+        return settings.guidance
+
+    def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings: GenerationSettings) -> torch.Tensor:
         """The denoiser's output for a batch of model inputs under a conditioning batch of the same size."""
         height, width = (s * self.pipe.vae_scale_factor for s in latents.shape[-2:])
         return self.pipe.unet(latents, t, encoder_hidden_states=cond.context, encoder_attention_mask=cond.mask,
                               **self.unet_extras(cond, height, width)).sample
 
     def guided_x0(self, scheduler, position: int, sigma: float, latents: torch.Tensor, cond: Conditioning,
-                  guidance: float) -> torch.Tensor:
+                  settings: GenerationSettings) -> torch.Tensor:
         """x0 estimated from one guided denoiser call at `position` of the scheduler's ladder."""
-        model_input, output = self.guided_output(scheduler, position, latents, cond, guidance)
+        model_input, output = self.guided_output(scheduler, position, latents, cond, settings)
         return clean_latent(prediction_type(scheduler), model_input, output, sigma)
 
-    def guided_output(self, scheduler, position: int, latents: torch.Tensor, cond: Conditioning, guidance: float):
-        """(model input, guided model output) for latents [B, C, h, w] and a 2B (cfg) or 3B (perp) conditioning batch."""
+    def guided_output(self, scheduler, position: int, latents: torch.Tensor, cond: Conditioning, settings: GenerationSettings):
+        """(model input, guided model output) for latents [B, ...] and a 2B (cfg) or 3B (perp) conditioning batch."""
         t = scheduler.timesteps[position]
         model_input = scale_model_input(scheduler, latents, t)
-        out = self.denoise(torch.cat([model_input] * parts(cond.negative_mode)), t, cond)
-        return model_input, guide(out, guidance, cond.negative_mode)
+        out = self.denoise(torch.cat([model_input] * parts(cond.negative_mode)), t, cond, settings)
+        return model_input, guide(out, self.guidance_scale(settings), cond.negative_mode)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from latents, differentiably, in the VAE's dtype (a family whose VAE overflows
@@ -285,7 +296,7 @@ class Backend:
 
         scheduler = self.scheduler(settings)
         noise = torch.cat([self.initial_noise(s, settings.height, settings.width) for s in seeds])
-        return sample_until(self, scheduler, cond, noise, len(scheduler.timesteps), settings.guidance, seeds)
+        return sample_until(self, scheduler, cond, noise, len(scheduler.timesteps), settings, seeds)
 
 
 class RelaxedPrompt:

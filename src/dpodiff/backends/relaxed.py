@@ -123,11 +123,32 @@ class RelaxedEncoder:
     """
 
     def __init__(self, text_encoder, layout: Layout, layer: str = "last"):
-        modules = _text_modules(text_encoder)
-        table = modules.embeddings.token_embedding.weight.detach()
-        device = table.device
-        self.modules, self.layout, self.layer = modules, layout, layer
-        self.dtype = table.dtype
+        self.modules, self.layer = _text_modules(text_encoder), layer
+        self.rows = MixedRows(self.modules.embeddings.token_embedding.weight, layout)
+        self.eos_row = layout.rows() - 1
+        self.position_table = self.modules.embeddings.position_embedding.weight.detach()
+
+    def __call__(self, weights: list[torch.Tensor]) -> RelaxedEncoding:
+        embeds, presence = self.rows(weights)
+        position = torch.cumsum(presence, dim=1) - presence  # present rows before each row
+        hidden = embeds + _interpolated_positions(self.position_table, position)
+        mask = _attention_bias(presence)
+        layers = self.modules.encoder.layers
+        for layer in layers[:-1]:
+            hidden = layer(hidden, mask)
+        penultimate = hidden
+        last = self.modules.final_layer_norm(layers[-1](hidden, mask))
+        states = last if self.layer == "last" else penultimate
+        return RelaxedEncoding(states, presence, last[:, self.eos_row])
+
+
+class MixedRows:
+    """A layout's token embedding rows under per-slot choice weights, with each row's presence (module docstring):
+    what a relaxed encoder feeds its text encoder's layers. The rows it will need are gathered once."""
+
+    def __init__(self, table: torch.Tensor, layout: Layout):
+        table = table.detach()
+        device, self.layout, self.dtype = table.device, layout, table.dtype
         # per piece: fixed rows [n, D]; per slot: presence [width, choices] and rows [width, choices, D]
         self.fixed = {i: table[torch.tensor(p, dtype=torch.long, device=device)] for i, p in enumerate(layout.pieces) if isinstance(p, list)}
         self.present, self.slot_rows = {}, {}
@@ -137,14 +158,14 @@ class RelaxedEncoder:
             ids = [[ids[r] if r < len(ids) else layout.pad for ids in choice_ids] for r in range(width)]
             self.present[slot] = torch.tensor(present, dtype=self.dtype, device=device)
             self.slot_rows[slot] = table[torch.tensor(ids, dtype=torch.long, device=device)]
-        self.bos, self.eos, self.pad = table[layout.bos][None], table[layout.eos][None], table[layout.pad]
+        self.bos = None if layout.bos is None else table[layout.bos][None]
+        self.eos, self.pad = table[layout.eos][None], table[layout.pad]
         self.n_pad = layout.max_length - layout.specials - layout.fixed()
-        self.eos_row = layout.rows() - 1
-        self.position_table = modules.embeddings.position_embedding.weight.detach()
 
-    def __call__(self, weights: list[torch.Tensor]) -> RelaxedEncoding:
-        one = self.bos.new_ones(1)
-        rows, keep = [self.bos], [one]
+    def __call__(self, weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings [1, rows, D], presence [1, rows]), padding rows included."""
+        one = self.eos.new_ones(1)
+        rows, keep = ([], []) if self.bos is None else ([self.bos], [one])
         for i, piece in enumerate(self.layout.pieces):
             if i in self.fixed:
                 rows.append(self.fixed[i])
@@ -158,18 +179,7 @@ class RelaxedEncoder:
         presence = torch.cat(keep)
         offsets = torch.arange(self.n_pad, device=presence.device, dtype=presence.dtype)
         pad_keep = (self.layout.max_length - presence.sum() - offsets).clamp(0, 1)  # padding fills the window, no further
-        presence = torch.cat([presence, pad_keep])[None]
-        embeds = torch.cat(rows + [self.pad.expand(self.n_pad, -1)])[None]
-        position = torch.cumsum(presence, dim=1) - presence  # present rows before each row
-        hidden = embeds + _interpolated_positions(self.position_table, position)
-        mask = _attention_bias(presence)
-        layers = self.modules.encoder.layers
-        for layer in layers[:-1]:
-            hidden = layer(hidden, mask)
-        penultimate = hidden
-        last = self.modules.final_layer_norm(layers[-1](hidden, mask))
-        states = last if self.layer == "last" else penultimate
-        return RelaxedEncoding(states, presence, last[:, self.eos_row])
+        return torch.cat(rows + [self.pad.expand(self.n_pad, -1)])[None], torch.cat([presence, pad_keep])[None]
 
 
 def _interpolated_positions(table: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

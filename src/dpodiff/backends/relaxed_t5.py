@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from dpodiff.backends.relaxed import Layout, RelaxedEncoding, key_bias
+from dpodiff.backends.relaxed import Layout, MixedRows, RelaxedEncoding, key_bias
 
 
 class T5RelaxedEncoder:
@@ -21,38 +21,13 @@ class T5RelaxedEncoder:
     choice weights with a T5EncoderModel; returns the final-normed last layer."""
 
     def __init__(self, text_encoder, layout: Layout):
-        self.encoder = text_encoder.encoder
-        table = text_encoder.get_input_embeddings().weight.detach()
-        device = table.device
-        self.layout, self.dtype = layout, table.dtype
-        self.fixed = {i: table[torch.tensor(p, dtype=torch.long, device=device)] for i, p in enumerate(layout.pieces) if isinstance(p, list)}
-        self.present, self.slot_rows = {}, {}
-        for slot, choice_ids in enumerate(layout.choices):
-            width = layout.width(slot)
-            self.present[slot] = torch.tensor([[r < len(ids) for ids in choice_ids] for r in range(width)], dtype=self.dtype, device=device)
-            ids = [[ids[r] if r < len(ids) else layout.pad for ids in choice_ids] for r in range(width)]
-            self.slot_rows[slot] = table[torch.tensor(ids, dtype=torch.long, device=device)]
-        self.eos, self.pad = table[layout.eos][None], table[layout.pad]
-        self.n_pad = layout.max_length - layout.specials - layout.fixed()
+        self.encoder, self.layout = text_encoder.encoder, layout
+        self.rows = MixedRows(text_encoder.get_input_embeddings().weight, layout)
+        self.dtype = self.rows.dtype
         self.attention = self.encoder.block[0].layer[0].SelfAttention  # the layer that owns the relative-position table
 
     def __call__(self, weights: list[torch.Tensor]) -> RelaxedEncoding:
-        rows, keep = [], []
-        one = self.eos.new_ones(1)
-        for i, piece in enumerate(self.layout.pieces):
-            if i in self.fixed:
-                rows.append(self.fixed[i])
-                keep.append(one.expand(len(self.fixed[i])))
-                continue
-            mix = self.present[piece] * weights[piece].to(self.dtype)
-            rows.append(torch.einsum("rc,rcd->rd", mix, self.slot_rows[piece]))
-            keep.append(mix.sum(1))
-        rows.append(self.eos)
-        keep.append(one)
-        presence = torch.cat(keep)
-        offsets = torch.arange(self.n_pad, device=presence.device, dtype=presence.dtype)
-        presence = torch.cat([presence, (self.layout.max_length - presence.sum() - offsets).clamp(0, 1)])[None]
-        hidden = torch.cat(rows + [self.pad.expand(self.n_pad, -1)])[None]
+        hidden, presence = self.rows(weights)
         position = (torch.cumsum(presence, dim=1) - presence)[0]
         bias = self.position_bias(position) + key_bias(presence)[:, None, None, :]
         for block in self.encoder.block:

@@ -25,6 +25,7 @@ class StableDiffusion3Backend(Backend):
     pipeline_class = "StableDiffusion3Pipeline"
     denoiser_name = "transformer"
     max_sequence_length = MAX_SEQUENCE_LENGTH
+    family_settings = {"steps": 28, "guidance": 7.0}  # StableDiffusion3Pipeline's defaults
 
     def __init__(self, pipe, *folder):
         super().__init__(pipe, *folder)
@@ -81,7 +82,7 @@ class StableDiffusion3Backend(Backend):
         return {"mu": calculate_shift(tokens, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
                                       config.get("base_shift", 0.5), config.get("max_shift", 1.16))}
 
-    def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings) -> torch.Tensor:
         extra = {} if cond.presence is None else {"joint_attention_kwargs": {"attention_mask": key_bias(cond.presence)}}
         return self.pipe.transformer(hidden_states=latents, timestep=t.expand(len(latents)), encoder_hidden_states=cond.context,
                                      pooled_projections=cond.pooled, **extra).sample

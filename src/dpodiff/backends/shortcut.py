@@ -18,7 +18,7 @@ from dpodiff.backends.base import Backend, Conditioning, GenerationSettings, ste
 from dpodiff.backends.schedulers import gradient_position, initial_scale, noise_levels, step
 
 
-def sample_until(backend: Backend, scheduler, cond: Conditioning, noise: torch.Tensor, position: int, guidance: float,
+def sample_until(backend: Backend, scheduler, cond: Conditioning, noise: torch.Tensor, position: int, settings: GenerationSettings,
                  seeds: list[int] | None = None) -> torch.Tensor:
     """Latents at `position` of the scheduler's ladder after sampling from `noise` (one image per seed), without gradient."""
     latents = noise * initial_scale(scheduler)
@@ -26,16 +26,16 @@ def sample_until(backend: Backend, scheduler, cond: Conditioning, noise: torch.T
     generators = step_generators(seeds or [0] * len(noise), (1, *noise.shape[1:]))  # for samplers that add noise at each step
     with torch.no_grad():
         for i in range(position):
-            _, output = backend.guided_output(scheduler, i, latents, cond, guidance)
+            _, output = backend.guided_output(scheduler, i, latents, cond, settings)
             latents = step(scheduler, output, i, latents, generators)
     return latents
 
 
 def one_step_loss(backend: Backend, scorer, scheduler, position: int, latents: torch.Tensor, cond: Conditioning,
-                  target: torch.Tensor, guidance: float) -> torch.Tensor:
+                  target: torch.Tensor, settings: GenerationSettings) -> torch.Tensor:
     """The differentiable part: one guided denoiser call, x0 estimate, VAE decode, CLIP loss."""
     sigma = noise_levels(scheduler)[position]
-    x0 = backend.guided_x0(scheduler, position, sigma, latents, cond, guidance)
+    x0 = backend.guided_x0(scheduler, position, sigma, latents, cond, settings)
     return scorer.loss(backend.decode(x0), target).mean()
 
 
@@ -44,8 +44,8 @@ def shortcut_loss(backend: Backend, scorer, cond: Conditioning, target: torch.Te
     """The loss whose gradient reaches the conditioning only through sampling step `t_index` of `settings.steps`."""
     scheduler = backend.scheduler(settings)
     position = gradient_position(scheduler, t_index, settings.steps)
-    latents = sample_until(backend, scheduler, cond, noise, position, settings.guidance, [seed])
-    return one_step_loss(backend, scorer, scheduler, position, latents, cond, target, settings.guidance)
+    latents = sample_until(backend, scheduler, cond, noise, position, settings, [seed])
+    return one_step_loss(backend, scorer, scheduler, position, latents, cond, target, settings)
 
 
 def full_backprop_loss(backend: Backend, scorer, cond: Conditioning, target: torch.Tensor, noise: torch.Tensor, seed: int,
@@ -54,8 +54,7 @@ def full_backprop_loss(backend: Backend, scorer, cond: Conditioning, target: tor
     scheduler = backend.scheduler(settings)
     latents = noise * initial_scale(scheduler)
     generators = step_generators([seed], (1, *noise.shape[1:]))
-    guidance = settings.guidance
     for i in range(len(scheduler.timesteps)):
-        _, output = backend.guided_output(scheduler, i, latents, cond, guidance)
+        _, output = backend.guided_output(scheduler, i, latents, cond, settings)
         latents = step(scheduler, output, i, latents, generators)
     return scorer.loss(backend.decode(latents), target).mean()

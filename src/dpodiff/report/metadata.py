@@ -63,6 +63,7 @@ class ImageInfo:
     parameters: dict = field(default_factory=dict)  # more pairs for the parameters line: {"Scorer": ..., "Loss": ...}
     extra: dict = field(default_factory=dict)  # more fields of the dpodiff JSON: loss, role, config, generation
     negative_mode: str = "cfg"  # how the negative prompt steered (backends/guidance.py); only perp is written out
+    true_cfg: float | None = None  # Flux: true CFG's scale; `guidance` is then the distilled one (Forge's two keys)
 
     def dpodiff_dict(self) -> dict:
         """The `dpodiff` chunk: prompt, negative prompt and seed always, then `extra`."""
@@ -111,7 +112,8 @@ def format_parameters(info: ImageInfo) -> str:
         "Steps": info.steps,
         "Sampler": sampler_label(info.scheduler),
         "Schedule type": FLOW_SCHEDULE.get(info.scheduler),
-        "CFG scale": info.guidance,
+        "CFG scale": info.guidance if info.true_cfg is None else info.true_cfg,
+        "Distilled CFG Scale": None if info.true_cfg is None else info.guidance,
         "Negative mode": None if info.negative_mode == "cfg" else info.negative_mode,
         "Seed": info.seed,
         "Size": f"{info.width}x{info.height}",
