@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from dpodiff.backends.base import Backend, Conditioning, Encoded
-from dpodiff.backends.relaxed import key_bias, negative_layout, positive_layout
-from dpodiff.backends.relaxed_t5 import T5RelaxedEncoder
+from dpodiff.backends.relaxed import key_bias
+from dpodiff.backends.relaxed_t5 import with_t5
+from dpodiff.backends.schedulers import resolution_shift
 
 DEFAULT_TRUE_CFG = 4.0  # true CFG scale when --true-cfg is not given
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's default T5 window (Flux-schnell was trained with 256)
@@ -52,12 +53,9 @@ class FluxBackend(Backend):
 
     def timestep_options(self, settings) -> dict:
         """The pipeline's schedule: sigmas from 1 to 1/steps, shifted by the image's token count."""
-        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-
         config = self.own_scheduler.config
         _, _, height, width = self.latent_shape(settings.height, settings.width)
-        mu = calculate_shift((height // 2) * (width // 2), config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                             config.get("base_shift", 0.5), config.get("max_shift", 1.15))
+        mu = resolution_shift(config, (height // 2) * (width // 2))
         sigmas = None if config.get("use_flow_sigmas") else np.linspace(1.0, 1 / settings.steps, settings.steps)
         return {"sigmas": sigmas, "mu": mu}
 
@@ -67,14 +65,8 @@ class FluxBackend(Backend):
         return Encoded(hidden, pooled=pooled)
 
     def relaxed_encoders(self, space, positive: bool, negative: bool, negative_mode: str = "cfg"):
-        from dpodiff.spaces import SearchSpace
-
-        relaxed = super().relaxed_encoders(space, positive, negative, negative_mode)  # CLIP: the pooled output
-        fixed, t5, tokenizer = SearchSpace(space.prompt), self.pipe.text_encoder_2, self.pipe.tokenizer_2
-        window = self.max_sequence_length
-        relaxed.positive.append(T5RelaxedEncoder(t5, positive_layout(space if positive else fixed, tokenizer, window, whole_words=True)))
-        relaxed.negative.append(T5RelaxedEncoder(t5, negative_layout(space if negative else fixed, tokenizer, window)))
-        return relaxed
+        return with_t5(super().relaxed_encoders(space, positive, negative, negative_mode), space, positive, negative,  # CLIP: pooled
+                       self.pipe.text_encoder_2, self.pipe.tokenizer_2, self.max_sequence_length)
 
     def combine_relaxed(self, encodings) -> Encoded:
         clip, t5 = encodings

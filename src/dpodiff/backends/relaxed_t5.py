@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from dpodiff.backends.relaxed import Layout, MixedRows, RelaxedEncoding, key_bias
+from dpodiff.backends.relaxed import Layout, MixedRows, RelaxedEncoding, key_bias, negative_layout, positive_layout
 
 
 class T5RelaxedEncoder:
@@ -49,3 +49,14 @@ class T5RelaxedEncoder:
 
         values = bias(low) * (1 - frac) + bias(low + 1) * frac  # [rows, rows, heads]
         return values.permute(2, 0, 1)[None].to(self.dtype)
+
+
+def with_t5(relaxed, space, positive: bool, negative: bool, text_encoder, tokenizer, window: int):
+    """A RelaxedPrompt (backends/base.py) with a T5 encoder appended to its positive and negative encoders; a part
+    not searched is the fixed text, as for the CLIP encoders."""
+    from dpodiff.spaces import SearchSpace
+
+    fixed = SearchSpace(space.prompt)
+    relaxed.positive.append(T5RelaxedEncoder(text_encoder, positive_layout(space if positive else fixed, tokenizer, window, whole_words=True)))
+    relaxed.negative.append(T5RelaxedEncoder(text_encoder, negative_layout(space if negative else fixed, tokenizer, window)))
+    return relaxed

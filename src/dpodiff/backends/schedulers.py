@@ -59,6 +59,15 @@ def scale_model_input(scheduler, latents: torch.Tensor, t) -> torch.Tensor:
     return latents if is_flow_matching(scheduler) else scheduler.scale_model_input(latents, t)
 
 
+def resolution_shift(config, image_tokens: int, max_shift: float = 1.15) -> float:
+    """The flow-matching shift `mu` a pipeline computes from the image's token count (dynamic shifting), with the
+    scheduler config's bounds; `max_shift` is the pipeline's own default when the config names none."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    return calculate_shift(image_tokens, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+                           config.get("base_shift", 0.5), config.get("max_shift", max_shift))
+
+
 def initial_scale(scheduler) -> float:
     """The initial noise's scale (sigma-based schedulers start at sigma_max; flow matching at 1)."""
     return getattr(scheduler, "init_noise_sigma", 1.0)

@@ -14,8 +14,9 @@ import torch
 
 from dpodiff.backends.base import Backend, Conditioning, Encoded
 from dpodiff.backends.joint_attention import TextKeyBias
-from dpodiff.backends.relaxed import RelaxedEncoder, key_bias, negative_layout, positive_layout
-from dpodiff.backends.relaxed_t5 import T5RelaxedEncoder
+from dpodiff.backends.relaxed import RelaxedEncoder, key_bias
+from dpodiff.backends.relaxed_t5 import with_t5
+from dpodiff.backends.schedulers import resolution_shift
 
 MAX_SEQUENCE_LENGTH = 256  # the pipeline's default T5 window
 
@@ -49,14 +50,8 @@ class StableDiffusion3Backend(Backend):
         return Encoded(hidden, pooled=pooled)
 
     def relaxed_encoders(self, space, positive: bool, negative: bool, negative_mode: str = "cfg"):
-        relaxed = super().relaxed_encoders(space, positive, negative, negative_mode)
-        from dpodiff.spaces import SearchSpace
-
-        fixed, t5, tokenizer = SearchSpace(space.prompt), self.pipe.text_encoder_3, self.pipe.tokenizer_3
-        window = self.max_sequence_length
-        relaxed.positive.append(T5RelaxedEncoder(t5, positive_layout(space if positive else fixed, tokenizer, window, whole_words=True)))
-        relaxed.negative.append(T5RelaxedEncoder(t5, negative_layout(space if negative else fixed, tokenizer, window)))
-        return relaxed
+        return with_t5(super().relaxed_encoders(space, positive, negative, negative_mode), space, positive, negative,
+                       self.pipe.text_encoder_3, self.pipe.tokenizer_3, self.max_sequence_length)
 
     def _relaxed(self, layout, text_encoder) -> RelaxedEncoder:
         return RelaxedEncoder(text_encoder, layout, layer="penultimate")
@@ -75,12 +70,9 @@ class StableDiffusion3Backend(Backend):
         config = self.own_scheduler.config
         if not config.get("use_dynamic_shifting"):
             return {}
-        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
-
         _, _, height, width = self.latent_shape(settings.height, settings.width)
         tokens = (height // self.denoiser.config.patch_size) * (width // self.denoiser.config.patch_size)
-        return {"mu": calculate_shift(tokens, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
-                                      config.get("base_shift", 0.5), config.get("max_shift", 1.16))}
+        return {"mu": resolution_shift(config, tokens, max_shift=1.16)}  # StableDiffusion3Pipeline's default
 
     def denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings) -> torch.Tensor:
         extra = {} if cond.presence is None else {"joint_attention_kwargs": {"attention_mask": key_bias(cond.presence)}}
