@@ -1,14 +1,17 @@
 """How good are the spaces each source builds? A table per source and kind over prompts/varied.txt.
 
     python benchmarks/space_quality.py [--prompts prompts/varied.txt] [--tune]
-    python benchmarks/space_quality.py --senses                # wrong-sense share on the labelled set
+    python benchmarks/space_quality.py --senses                # wrong-sense share on both labelled sets
 
 --senses: the wrong-sense share of each offline source (per_word 5, the default) on the labelled set
 benchmarks/data/sense_labels.jsonl: 1804 (prompt, word, kind, choice) items over 27 prompts (5 of the
 sense examples, every 6th of prompts/varied.txt, every 5th of prompts/shapes_hard.txt), each labelled
 right / wrong / offensive in context by hand. 1740 were drawn from every offline source with per_word 8
 before sense selection existed; the rest are the choices the later builders newly offered. A choice a
-builder offers that is unlabelled is counted and listed, not guessed. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
+builder offers that is unlabelled is counted and listed, not guessed. A second table does the same on
+benchmarks/data/sense_labels_everyday.jsonl: 310 items over 25 everyday prompts that are in no prompts/
+file (people, animals, vehicles, food, rooms, weather, actions), every choice the offline sources offered
+with per_word 8 before and after opposites kept to one sense. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
 broader words, other shades and obscure words count as wrong); opposites when they name a confusable
 alternative of the same kind in the prompt's sense (another colour, shape, animal, time of day).
 
@@ -292,15 +295,16 @@ def print_restating(prompt_files) -> None:
 
 
 LABELS = ROOT / "benchmarks" / "data" / "sense_labels.jsonl"
+EVERYDAY_LABELS = ROOT / "benchmarks" / "data" / "sense_labels_everyday.jsonl"
 
 
-def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"), ("synonym", "auto"), ("antonym", "wordnet"), ("antonym", "auto")),
+def wrong_sense_share(labels_path: Path, sources=(("synonym", "wordnet"), ("synonym", "thesaurus"), ("synonym", "auto"), ("antonym", "wordnet"), ("antonym", "auto")),
                       per_word: int = 5) -> tuple[list[tuple], list[tuple]]:
     """Rows (kind, source, words, choices, labelled, wrong, offensive, unlabelled, labelled and wrong for the
     words that are no colour) over the labelled prompts, and the unlabelled choices. Colour words get other
     basic colours as opposites, all right: the share without them says how the other words fare."""
     labels = {}
-    for line in LABELS.read_text(encoding="utf-8").splitlines():
+    for line in labels_path.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         labels[r["prompt"], r["word"].lower(), r["kind"], r["choice"].lower()] = r["label"]
     prompts = sorted({p for p, *_ in labels})
@@ -330,9 +334,14 @@ def wrong_sense_share(sources=(("synonym", "wordnet"), ("synonym", "thesaurus"),
 
 
 def print_senses() -> None:
+    for path in (LABELS, EVERYDAY_LABELS):
+        print_sense_table(path)
+
+
+def print_sense_table(path: Path) -> None:
     start = time.perf_counter()
-    rows, unlabelled = wrong_sense_share()
-    print(f"Wrong-sense share on {LABELS.relative_to(ROOT)} (per_word 5; wrong includes offensive):")
+    rows, unlabelled = wrong_sense_share(path)
+    print(f"Wrong-sense share on {path.relative_to(ROOT)} (per_word 5; wrong includes offensive):")
     print(f"{'kind':<8} {'source':<10} {'words':>5} {'choices':>7} {'per word':>8} {'labelled':>8} {'wrong':>6} {'share':>6} {'offensive':>9} {'unlabelled':>10} {'no colour':>9}")
     totals = [0, 0, 0]
     for kind, source, words, n, labelled, wrong, bad, missing, plain, plain_wrong in rows:

@@ -47,6 +47,17 @@ def test_siblings_and_cousins():
     assert "cat" in dog and not {"puppy", "hound", "canine", "animal"} & set(dog)
 
 
+def test_opposites_come_from_the_one_sense_the_prompt_means():
+    """Not from the word's other senses of the same kind (the gravy boat, "man" the ward or the self), nor
+    through WordNet's top categories ("lake" -> thing -> need), nor its own ancestors."""
+    boat = _slots("a small boat on a calm lake")
+    assert "ship" in boat["boat"] and not {"bowl", "sugar bowl", "watch glass"} & set(boat["boat"])
+    assert "sea" in boat["lake"] and not {"world", "need", "must", "body of water"} & set(boat["lake"])
+    man = _slots("a man riding a horse on the beach")
+    assert "woman" in man["man"] and not {"best", "life", "self", "ward"} & set(man["man"])
+    assert not {"moon", "geological formation"} & set(man["beach"])
+    assert "football" not in _slots("a bowl of fruit on a wooden table").get("bowl", [])
+
 def test_the_rule():
     words = content_words("a crimson circle above a square")
     assert restates("scarlet", words) and restates("dark red", words) and restates("red", words)

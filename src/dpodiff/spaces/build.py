@@ -168,6 +168,8 @@ def auto_synonyms(w: Word, settings: AutoSettings | None = None, meant: Senses =
 
 COUSIN_PENALTY = 1.0  # log-rank units: a cousin ("cat" for "dog") must be that much more common than a sibling
 BROAD = 50  # a grandparent with more children than this ("animal", "attribute") gives no cousins
+SHAPES = 25  # noun.shape
+TOPS = 3  # noun.Tops (entity, object, thing, abstraction): a grandparent too broad for cousins
 CONCRETE = frozenset({5, 6, 13, 17, 20, 25, 27})  # lexicographer files with cousins: animals, artifacts, food, objects, plants, shapes, substances
 
 
@@ -185,51 +187,46 @@ def _names(s: wordnet.Synset) -> bool:
 
 
 def _kin(lemma: str, pos: str, meant: Senses = None) -> list[str]:
-    """Sibling terms of the word's first drawable sense (or the first sense the prompt means) and its other
-    senses of the same kind (circle the ellipse and circle the shape), then cousins through that sense's
-    first hypernym (dog -> canine -> carnivore -> feline -> cat), penalised; each named by its first lemma
-    if that names it, common first."""
+    """Sibling terms of the one sense the prompt means (else the word's first drawable sense), then cousins
+    through that sense's first hypernym (dog -> canine -> carnivore -> feline -> cat), penalised; each named by
+    its first lemma if that names it, common first. Only that sense ("boat" the gravy boat gives no "bowl", "man"
+    the ward no "ward"), except that a shape's senses are all that shape (the square figure and "something
+    approximating the shape of a square"). Neither do its ancestors ("shore" restates "beach") nor WordNet's
+    top categories ("lake" -> thing gives no "need")."""
     senses = meant or wordnet.visual_synsets(lemma, pos)
     if not senses:
         return []
     main = senses[0]
-    same_kind = [s for s in wordnet.synsets(lemma, pos) if s.offset != main.offset and s.lexfile == main.lexfile]
-    if pos != "n":
-        same_kind = [s for s in senses[1:3] if s.lexfile == main.lexfile]
     own = {s.offset for s in wordnet.synsets(lemma, pos)}
+    same_thing = [s for s in wordnet.synsets(lemma, pos) if s.offset != main.offset and s.lexfile == main.lexfile == SHAPES]
+    lineage = [main]
+    for _ in range(2):
+        lineage += [p for s in lineage[-1:] for p in parents(s)[:1]]
+    ancestors = {wordnet.key(l.replace("_", " ")) for s in lineage[1:] for l in s.lemmas}
     scores: dict[str, float] = {}
 
     def add(s: wordnet.Synset, penalty: float, skip: set[int]) -> None:
         name = s.lemmas[0].replace("_", " ")
         if " " in name and any(name.endswith(" " + l.replace("_", " ")) for p in parents(s) for l in wordnet.synset(p.offset, p.pos).lemmas):
             return  # "round shape" under "shape": a kind of the category, not a sibling thing
-        if s.offset in own or s.offset in skip or wordnet.key(name) == wordnet.key(lemma) or not _names(s):
+        if s.offset in own or s.offset in skip or wordnet.key(name) in ancestors | {wordnet.key(lemma)} or not _names(s):
             return
         if penalty and s.lexfile != main.lexfile:  # a cousin is a thing of the same kind ("age" is no shape)
             return
         score = _commonness(name) + penalty - (1.0 if wordnet.sense_count(name, s) > 0 else 0.0)
         scores[name] = min(score, scores.get(name, score))
 
-    def parents(s: wordnet.Synset) -> list[wordnet.Synset]:
-        return [wordnet.synset(p.offset, p.pos) for p in s.pointers if p.symbol in ("@", "@i")]
-
-    def children(s: wordnet.Synset) -> list[wordnet.Synset]:
-        return [wordnet.synset(p.offset, p.pos) for p in s.pointers if p.symbol in ("~", "~i")]
-
-    for s in [main] + same_kind:
-        for parent in parents(s):
-            for sister in children(parent):
-                add(sister, 0.0, set())
-    if pos == "v" and scores:
-        return sorted(scores, key=lambda c: scores[c])
-    # climb from the first sense: cousins always (penalised), one level more while that sense has few kin
+    for parent in [p for s in [main] + same_thing for p in parents(s)]:
+        for sister in children(parent):
+            add(sister, 0.0, set())
+    # climb from the sense: cousins always (penalised), one level more while it has few kin
     below, level = parents(main)[:1], 1
-    while below and level <= 2 and (main.lexfile in CONCRETE or pos == "v"):
+    while below and level <= 2 and main.lexfile in CONCRETE:
         before = len(scores)
         grands = [g for b in below for g in parents(b)][:1]
         for grand in grands:
             aunts = children(grand)
-            if len(aunts) > BROAD:
+            if len(aunts) > BROAD or grand.lexfile == TOPS:
                 continue
             for aunt in aunts:
                 add(aunt, level * COUSIN_PENALTY, {b.offset for b in below})
@@ -240,6 +237,14 @@ def _kin(lemma: str, pos: str, meant: Senses = None) -> list[str]:
             break
         below, level = grands, level + 1
     return sorted(scores, key=lambda c: scores[c])
+
+
+def parents(s: wordnet.Synset) -> list[wordnet.Synset]:
+    return [wordnet.synset(p.offset, p.pos) for p in s.pointers if p.symbol in ("@", "@i")]
+
+
+def children(s: wordnet.Synset) -> list[wordnet.Synset]:
+    return [wordnet.synset(p.offset, p.pos) for p in s.pointers if p.symbol in ("~", "~i")]
 
 
 NOT_HUES = ("pastel", "blond")  # children of "chromatic color" in WordNet, but a tint and a hair colour
