@@ -17,6 +17,7 @@ judge stays independent of what dpodiff optimises.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,9 +68,19 @@ def misses(scene: Scene, rng: np.random.Generator, n: int) -> list[Scene]:
     return out
 
 
-def critic_batch(rng: np.random.Generator, n: int, negatives: int = NEGATIVES, miss_images: bool = False):
+def same_words(a: Scene, b: Scene) -> bool:
+    """Whether the two scenes have the same bag of attribute words (a swap or another relation): what an
+    image must show by its layout, since the words alone cannot tell them apart."""
+    def bag(scene: Scene) -> list:
+        return sorted([*scene.colours(), *(s.shape for s in scene.shapes), *(s.size or "" for s in scene.shapes)])
+    return bag(a) == bag(b) and a.count == b.count
+
+
+def critic_batch(rng: np.random.Generator, n: int, negatives: int = NEGATIVES, miss_images: bool = False,
+                 word_blind: bool = False):
     """``n`` rendered images (uint8) with their captions and ``negatives`` near-miss captions each; with
-    ``miss_images``, also an image of one near miss per item, on the same background where it can be."""
+    ``miss_images``, also an image of one near miss per item, on the same background where it can be
+    (with ``word_blind``, one with the same words as the caption where there is one)."""
     pick = full_weight_picker(rng)
     images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     wrong_images = np.empty_like(images) if miss_images else None
@@ -83,7 +94,9 @@ def critic_batch(rng: np.random.Generator, n: int, negatives: int = NEGATIVES, m
         found = misses(named, rng, negatives)
         wrong.append([render_caption(flipped(m) if rng.random() < P_FLIPPED else m, pick) for m in found])
         if miss_images:
-            miss = replace(found[rng.integers(len(found))], defects=shown.defects)
+            blind = [m for m in found if same_words(m, named)] if word_blind else []
+            pool = blind or found
+            miss = replace(pool[rng.integers(len(pool))], defects=shown.defects)
             if miss.background is None:  # the caption named none: keep the image's, unless a shape now has it
                 miss = replace(miss, background=shown.background if shown.background not in miss.colours() else None)
             wrong_images[i] = render_array(miss, rng)
@@ -160,7 +173,9 @@ def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: f
     if finished(out, out.name):
         return
     model = make_clip(spec)
-    load_grown(model, init_from)
+    released_patch = json.loads((init_from / "config.json").read_text())["vision_config"]["patch_size"]
+    # a vision tower with another patch size starts afresh; the text tower keeps what it learnt
+    load_grown(model, init_from, only=None if released_patch == spec.patch else ("text_model.", "text_projection", "logit_scale"))
     model.to(run.device)
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).eval().requires_grad_(False).to(run.device)
     tok = tokenizer()
@@ -180,7 +195,8 @@ def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: f
     for step in state.steps(spec.steps, out.name, max_minutes):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec.steps, spec.lr)
-        arr, captions, wrong, wrong_arr = critic_batch(state.rng, spec.batch, spec.hard_negatives, spec.miss_images)
+        arr, captions, wrong, wrong_arr = critic_batch(state.rng, spec.batch, spec.hard_negatives, spec.miss_images,
+                                                       spec.word_blind_misses)
         if spec.miss_images:
             arr = np.concatenate([arr, wrong_arr])
         img = image_features(model, roughen(images_to_tensor(arr).to(run.device), state.generator, vae))

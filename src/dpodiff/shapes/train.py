@@ -53,6 +53,8 @@ class ClipSpec:
     hard_negatives: int
     lr: float = 5e-4
     miss_images: bool = False  # critic: also an image of a near miss per caption (critic.py)
+    patch: int = 8  # vision patch side: 8 gives a 4x4 grid of 32-pixel images, 4 an 8x8 one
+    word_blind_misses: bool = False  # critic: miss images a bag of words cannot tell apart, where there are some
 
 
 COND_CLIP = ClipSpec(seed=1, hidden=128, layers=4, projection=128, steps=400, batch=128, hard_negatives=1)
@@ -211,16 +213,19 @@ def trim(ids: torch.Tensor) -> torch.Tensor:
     return ids[:, : int((ids != EOS).sum(1).max()) + 1]
 
 
-def load_grown(model, weights: Path, prefix: str = "") -> None:
+def load_grown(model, weights: Path, prefix: str = "", only: tuple[str, ...] | None = None) -> None:
     """Load a released model's weights into ``model``, growing shorter text position tables.
 
     New positions start as copies of the last trained one (which held padding),
-    so a text tower's states for short captions stay what they were.
+    so a text tower's states for short captions stay what they were. ``only``: load just the weights whose
+    names start so (a new vision tower keeps its fresh weights).
     """
     from safetensors.torch import load_file
 
     files = sorted(weights.glob("*.safetensors"))
     state = {prefix + k if not k.startswith(prefix) else k: v.float() for k, v in load_file(files[0]).items()}
+    if only:
+        state = {k: v for k, v in state.items() if k.startswith(only)}
     own = model.state_dict()
     for k, v in state.items():
         if k.endswith("position_embedding.weight") and v.shape[0] < own[k].shape[0]:
@@ -228,7 +233,7 @@ def load_grown(model, weights: Path, prefix: str = "") -> None:
             grown[: len(v)] = v
             state[k] = grown
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or (not prefix and missing):
+    if unexpected or (not prefix and not only and missing):
         raise ValueError(f"{weights} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
@@ -240,7 +245,7 @@ def make_clip(spec: ClipSpec):
     config = CLIPConfig(
         text_config=dict(vocab_size=49408, max_position_embeddings=TOKEN_LENGTH,
                          bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **common),
-        vision_config=dict(image_size=IMAGE_SIZE, patch_size=8, **common),
+        vision_config=dict(image_size=IMAGE_SIZE, patch_size=spec.patch, **common),
         projection_dim=spec.projection,
     )
     torch.manual_seed(spec.seed)
