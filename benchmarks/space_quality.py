@@ -9,7 +9,7 @@ sense examples, every 6th of prompts/varied.txt, every 5th of prompts/shapes_har
 right / wrong / offensive in context by hand. 1740 were drawn from every offline source with per_word 8
 before sense selection existed; the rest are the choices the later builders newly offered. A choice a
 builder offers that is unlabelled is counted and listed, not guessed. A second table does the same on
-benchmarks/data/sense_labels_everyday.jsonl: 310 items over 25 everyday prompts that are in no prompts/
+benchmarks/data/sense_labels_everyday.jsonl: 318 items over 25 everyday prompts that are in no prompts/
 file (people, animals, vehicles, food, rooms, weather, actions), every choice the offline sources offered
 with per_word 8 before and after opposites kept to one sense. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
 broader words, other shades and obscure words count as wrong); opposites when they name a confusable

@@ -58,6 +58,12 @@ def test_opposites_come_from_the_one_sense_the_prompt_means():
     assert not {"moon", "geological formation"} & set(man["beach"])
     assert "football" not in _slots("a bowl of fruit on a wooden table").get("bowl", [])
 
+
+def test_a_word_is_a_colour_only_right_in_front_of_a_noun():
+    coffee = _slots("a cup of coffee next to a laptop")["coffee"]
+    assert "tea" in coffee and not {"red", "blue", "green", "brown"} & set(coffee)
+    assert {"red", "green"} <= set(_slots("a cobalt circle")["cobalt"])
+
 def test_the_rule():
     words = content_words("a crimson circle above a square")
     assert restates("scarlet", words) and restates("dark red", words) and restates("red", words)

@@ -29,6 +29,10 @@ def test_parts_of_speech_from_context():
     assert pos == {"red": "a", "car": "n", "flies": "v", "city": "n"}
     pos = {w[0]: w[1] for w in _words("a man riding a horse, highly detailed")}
     assert pos["riding"] == "v" and pos["horse"] == "n" and pos["detailed"] == "a"
+    # the head after a singular noun is a noun (not "to square", "to train"); after a plural it may be a verb
+    assert {w[0]: w[1] for w in _words("a cobalt square")}["square"] == "n"
+    assert {w[0]: w[1] for w in _words("a steam train crossing a stone bridge")}["train"] == "n"
+    assert {w[0]: w[1] for w in _words("children play in a park")}["play"] == "v"
 
 
 def test_lemma_and_form():

@@ -347,13 +347,18 @@ def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> 
 # -- spaces ---------------------------------------------------------------------------------------
 
 
+def _before_noun(prompt: str, w: Word, words: list[Word]) -> bool:
+    """Whether the next word is a noun right after this one ("a cobalt circle"; not "coffee next to a laptop")."""
+    after = [o for o in words if o.start >= w.end]
+    return bool(after) and after[0].pos == "n" and not prompt[w.end:after[0].start].strip()
+
+
 def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Resources) -> list[tuple[Word, list[str]]]:
     """Each content word with its choices: from the senses the prompt means, through every check of
     dpodiff.spaces.checks (and, for opposites, never restating the prompt), before cutting to `per_word`."""
     words = prompt_words(prompt)
     meant = {(w.start, w.end): senses.word_senses(prompt, w) for w in words}
-    colours = {(w.start, w.end): restate.colour_reading(w.lemma, w.pos, any(o.start > w.end and o.pos == "n" for o in words))
-               for w in words}
+    colours = {(w.start, w.end): restate.colour_reading(w.lemma, w.pos, _before_noun(prompt, w, words)) for w in words}
 
     def keep(w: Word, found: list[str]) -> list[str]:
         trusted = colours[w.start, w.end] or frozenset()
@@ -464,8 +469,12 @@ def build_task_space(
         keywords = keywords or antonyms.keywords
     space = SearchSpace(prompt, positive=positive, negative=negative, keywords=keywords)
     if space.size() <= 1:
+        kind = "synonym" if task.search_positive else "antonym"
         raise UsageError(
-            f"Found no {task.searched} for any word of {prompt!r} with source {source!r}; try another --source "
-            "(llm, or embedding with the model's text encoder), or write a space file by hand."
+            f"Found no {task.searched} for any word of {prompt!r} with source {source!r}: every choice the sources "
+            "offered meant another sense, restated the prompt or was offensive. Try another --source (llm, or "
+            "embedding with the model's text encoder), or write the choices yourself: "
+            f"dpodiff space {prompt!r} --kind {kind} --source thesaurus --out space.json, edit its choices, "
+            "then pass --space space.json."
         )
     return space

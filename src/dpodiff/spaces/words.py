@@ -177,6 +177,8 @@ def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None) -> str:
         options = keep({"n", "a"})  # "a blue square": a noun (or another adjective), not the verb "to square"
     elif previous_pos == "n" and low.endswith(("s", "ing", "ed")) and "v" in options:
         options = ["v"]  # "a dog runs", "a man riding a horse"
+    elif previous_pos == "n" and prev in wordnet.base_forms(prev, "n") and (not nxt or is_stopword(nxt) or nxt.lower().endswith("ing")):
+        options = keep({"n"})  # the head after a singular noun: "a cobalt square", "a steam train crossing"
     if "a" in options and nxt and nxt[0].isalpha() and not is_stopword(nxt) and "n" in wordnet.parts_of_speech(nxt):
         return "a"  # "red car"
     if "n" in options and "a" not in options and low.endswith("s") and previous_pos == "a":
