@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dpodiff.shapes import SCORER_DIR, critic, critic_eval, grammar, train
 from dpodiff.shapes.grammar import (
@@ -50,8 +51,6 @@ def test_critic_batches_use_every_wording_and_near_misses_that_mean_something_el
 
 def test_near_miss_images_fail_their_caption_and_keep_its_background():
     """The second phase's image of a near miss: what the caption names is wrong in it, the rest stays."""
-    from PIL import Image
-
     from dpodiff.shapes.judge import detect
 
     images, captions, _, miss_images = critic.critic_batch(np.random.default_rng(4), 60, negatives=4, miss_images=True)
@@ -107,6 +106,33 @@ def test_critic_training_stops_and_resumes_to_the_same_weights(tmp_path):
     assert 0 <= record["log"][-1]["misses_two"] <= 1
     a, b = (type(train.make_clip(spec)).from_pretrained(p).state_dict() for p in (whole, stopped))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the roughening's noise and the data resumed where they were
+
+
+def test_word_blind_misses_have_the_caption_s_words_in_another_layout():
+    a, b = ShapeSpec("circle", "red"), ShapeSpec("square", "blue")
+    scene = Scene((a, b), "above")
+    rng = np.random.default_rng(0)
+    assert critic.same_words(changed(scene, "relation", rng), scene)
+    assert critic.same_words(changed(scene, "swap_colour", rng), scene)
+    assert not critic.same_words(changed(scene, "colour", rng), scene)
+    assert not critic.same_words(Scene((a,), count=2), Scene((a,)))
+    images, captions, _, miss_images = critic.critic_batch(np.random.default_rng(4), 40, negatives=4, miss_images=True,
+                                                          word_blind=True)
+    two = [i for i, c in enumerate(captions) if parse(c).relation and judge(c, Image.fromarray(images[i])).passed]
+    assert len(two) >= 5
+    assert all(not judge(captions[i], Image.fromarray(miss_images[i])).passed for i in two)
+
+
+def test_a_critic_with_another_patch_size_starts_its_vision_tower_afresh_and_keeps_the_text_tower(tmp_path):
+    spec = _tiny_clip(tmp_path / "released")
+    released = type(train.make_clip(spec)).from_pretrained(tmp_path / "released").state_dict()
+    finer = train.make_clip(replace(spec, patch=4, seed=9))
+    fresh = {k: v.clone() for k, v in finer.state_dict().items()}
+    train.load_grown(finer, tmp_path / "released", only=("text_model.", "text_projection", "logit_scale"))
+    state = finer.state_dict()
+    assert all(torch.equal(state[k], released[k]) for k in state if k.startswith(("text_model.", "text_projection")))
+    assert all(torch.equal(state[k], fresh[k]) for k in state if k.startswith("vision_model."))
+    assert state["vision_model.embeddings.patch_embedding.weight"].shape[-1] == 4
 
 
 def test_prompt_groups():
