@@ -199,10 +199,9 @@ def _kin(lemma: str, pos: str, meant: Senses = None) -> list[str]:
     main = senses[0]
     own = {s.offset for s in wordnet.synsets(lemma, pos)}
     same_thing = [s for s in wordnet.synsets(lemma, pos) if s.offset != main.offset and s.lexfile == main.lexfile == SHAPES]
-    lineage = [main]
-    for _ in range(2):
-        lineage += [p for s in lineage[-1:] for p in parents(s)[:1]]
-    ancestors = {wordnet.key(l.replace("_", " ")) for s in lineage[1:] for l in s.lemmas}
+    first_parent = parents(main)[:1]
+    lineage = first_parent + [g for p in first_parent for g in parents(p)[:1]]
+    ancestors = {wordnet.key(l.replace("_", " ")) for s in lineage for l in s.lemmas}
     scores: dict[str, float] = {}
 
     def add(s: wordnet.Synset, penalty: float, skip: set[int]) -> None:
@@ -220,7 +219,7 @@ def _kin(lemma: str, pos: str, meant: Senses = None) -> list[str]:
         for sister in children(parent):
             add(sister, 0.0, set())
     # climb from the sense: cousins always (penalised), one level more while it has few kin
-    below, level = parents(main)[:1], 1
+    below, level = first_parent, 1
     while below and level <= 2 and main.lexfile in CONCRETE:
         before = len(scores)
         grands = [g for b in below for g in parents(b)][:1]
