@@ -5,6 +5,7 @@ Tiny folders of both are saved and loaded like a user's, and run every command a
 """
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -138,11 +139,44 @@ def test_generate_draws_what_the_diffusers_pipeline_draws(backend):
 def test_flux_negatives_need_true_cfg(tiny_flux_dir):
     flux = load_pipeline(str(tiny_flux_dir), torch.device("cpu"), torch.float32)
     off = GenerationSettings(steps=2, guidance=3.5, true_cfg=1.0)
+    rows = []  # images per transformer call
+    hook = flux.pipe.transformer.register_forward_pre_hook(lambda _, args, kwargs: rows.append(len(kwargs["hidden_states"])),
+                                                           with_kwargs=True)
     first, second = flux.generate([Request(PROMPT, "blurry", 0), Request(PROMPT, "green, square", 0)], off)
-    torch.testing.assert_close(first, second, atol=1e-5, rtol=0)  # at true CFG 1 a negative prompt does nothing
+    torch.testing.assert_close(first, second, atol=0, rtol=0)  # at true CFG 1 a negative prompt does nothing
+    assert rows == [2, 2]  # and is not computed: one call per step, as diffusers makes
+    flux.generate([Request(PROMPT, "blurry", 0)], replace(off, true_cfg=2.0))
+    hook.remove()
+    assert rows[2:] == [2, 2]  # negative and positive
     assert flux.describe(off)["true_cfg"] == 1.0 and flux.describe()["true_cfg"] == 4.0
     with pytest.raises(dpodiff.UsageError, match="--true-cfg 1: at 1 true classifier-free guidance is off"):
         dpodiff.optimize(PROMPT, pipeline=flux, scorer=None, space=space(), true_cfg=1.0)
+
+
+def test_the_family_is_known_before_the_model_loads(tmp_path, tiny_flux_dir, tiny_sd3_dir, tiny_scorer_dir):
+    """Flux's distilled --guidance and its pipeline's defaults apply before loading (the CLI's early checks, bench's
+    fingerprint); a guidance of 1 is refused on a family that guides by it."""
+    from dpodiff.backends import StableDiffusionBackend
+    from dpodiff.model_folder import Recommended
+    from dpodiff.models import family_of, recommended_before_loading
+
+    assert family_of(str(tiny_flux_dir)) is FluxBackend and family_of(str(tiny_sd3_dir)) is StableDiffusion3Backend
+    assert family_of(None) is StableDiffusionBackend  # the shapes world
+    assert family_of("someone/a-hub-model") is None and family_of(str(tmp_path)) is None  # loading says what is wrong
+    assert recommended_before_loading(str(tiny_flux_dir)) == Recommended(steps=28, guidance=3.5)
+    assert recommended_before_loading(None) == Recommended(steps=25, guidance=3.0)  # the shapes world's dpodiff.json
+    models = ["--scorer", tiny_scorer_dir, "--steps", 2, "--guidance", 1, "--seeds", 1, "--budget", 2]
+    code, err = run_cli("improve", PROMPT, "--space", _saved_space(tmp_path), "--out", tmp_path / "flux", "--model", tiny_flux_dir, *models)
+    assert code == 0, err
+    assert json.loads((tmp_path / "flux" / "result.json").read_text())["generation"]["guidance"] == 1
+    code, err = run_cli("improve", PROMPT, "--out", tmp_path / "sd3", "--model", tiny_sd3_dir, *models)
+    assert code == 2 and "--guidance 1: at 1 or below classifier-free guidance is off" in err
+
+
+def _saved_space(folder) -> str:
+    path = folder / "space.json"
+    space().save(path)
+    return str(path)
 
 
 def test_sd3_with_a_dynamically_shifted_schedule_follows_the_pipeline(tiny_sd3_dir):
@@ -173,8 +207,7 @@ def test_every_algorithm_runs(backend, family, tiny_scorer, algo):
 
 def test_every_command_takes_the_folder(tmp_path, folder, family, tiny_scorer_dir):
     models = ["--model", folder, "--scorer", tiny_scorer_dir, "--steps", 2, "--guidance", 4, "--seeds", 1]
-    space_file = tmp_path / "space.json"
-    space().save(space_file)
+    space_file = _saved_space(tmp_path)
     for command in ("improve", "attack"):
         extra = ["--min-similarity", 0.5] if command == "attack" else ["--positive", "--algo", "hybrid"]
         code, err = run_cli(command, PROMPT, "--space", space_file, "--budget", 3, "--out", tmp_path / command, *extra, *models)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from dpodiff.shapes.grammar import (
-    COLOURS, DEFECTS, P_COPIES, P_DEFECT, P_NAMED, P_SINGLE, SYNONYMS, Scene, ShapeSpec, near_misses, parse,
+    CAPTION_MIXES, COLOURS, DEFECTS, P_COPIES, P_DEFECT, P_NAMED, P_SINGLE, SYNONYMS, Scene, ShapeSpec, near_misses, parse,
     render_caption, same_meaning, sample_caption, sample_training_pair, training_frequencies,
 )
 
@@ -108,6 +108,29 @@ def test_training_pairs_hide_some_flaws_and_copies_from_their_captions():
     assert abs(named_flaws / flawed - P_NAMED) < 0.07 and abs(named_copies / copies - P_NAMED) < 0.1
 
 
+def test_the_named_mix_flaws_more_images_and_names_most_flaws_and_copies_often_alone():
+    """Release 3.1's captions: a quarter of the images flawed, flaws and copies named at ``mix.named``, and a named
+    count often alone ("two", "three, faded"), which a negative prompt "two, three" then names; no count word
+    for copies the caption does not name."""
+    from dpodiff.shapes.grammar import COUNT_WORDS
+
+    mix = CAPTION_MIXES["named"]
+    rng = np.random.default_rng(4)
+    n, flawed, named_flaws, copies, named_copies, count_alone = 8000, 0, 0, 0, 0, 0
+    for _ in range(n):
+        shown, named, caption = sample_training_pair(rng, mix)
+        flawed += bool(shown.defects)
+        named_flaws += bool(named.defects)
+        copies += shown.count > 1
+        named_copies += named.count > 1
+        words = set(caption.split(", "))
+        assert named.count > 1 or not words & {"two", "three"}, caption
+        count_alone += named.count > 1 and COUNT_WORDS[named.count] in words and words <= {COUNT_WORDS[named.count], *named.defects}
+    assert abs(flawed / n - mix.defect) < 0.02 and abs(copies / n - P_SINGLE * mix.copies) < 0.015
+    assert abs(named_flaws / flawed - mix.named) < 0.05 and abs(named_copies / copies - mix.named) < 0.06
+    assert abs(count_alone / named_copies - mix.flaws_alone) < 0.08
+
+
 def test_near_misses_of_copies_change_the_count_or_the_object():
     rng = np.random.default_rng(3)
     scene = parse("two red circles")
@@ -137,7 +160,7 @@ def test_varied_captions_come_in_sds_styles_and_name_only_what_the_image_shows()
     rng = np.random.default_rng(3)
     n, counts = 8000, {"flaw named": 0, "flaws alone": 0, "two": 0, "partial": 0, "sentence": 0, "tags": 0, "one": 0}
     for _ in range(n):
-        shown, named, caption = sample_training_pair(rng, varied=True)
+        shown, named, caption = sample_training_pair(rng, CAPTION_MIXES["varied"])
         scene = parse(caption)
         counts["flaw named"] += bool(named.defects)
         counts["two"] += len(named.shapes) == 2

@@ -13,7 +13,7 @@ from dpodiff.shapes.grammar import parse
 
 
 def test_dataset_pairs_images_with_77_token_captions_that_parse():
-    data = train.build_dataset(n=40, negatives=2, seed=5, varied=False)
+    data = train.build_dataset(n=40, negatives=2, seed=5, mix=train.CAPTION_MIXES["sentences"])
     assert data.images.shape == (40, 32, 32, 3) and data.images.dtype == np.uint8
     assert data.ids.shape == (40, 77) and data.neg_ids.shape == (40, 2, 77)
     texts = train.tokenizer().batch_decode(data.ids, skip_special_tokens=True)
@@ -80,7 +80,7 @@ def test_a_stage_stopped_by_its_time_limit_resumes_to_the_same_weights(tmp_path)
     """The checkpoint holds weights, optimiser moments, data and noise states: stop + --resume = one run."""
     from transformers import CLIPModel
 
-    data = train.build_dataset(n=64, negatives=1, seed=5, varied=False)
+    data = train.build_dataset(n=64, negatives=1, seed=5, mix=train.CAPTION_MIXES["sentences"])
     train.train_clip(TINY_CLIP, data, tmp_path / "whole" / "clip", "clip")
     assert not (tmp_path / "whole" / "clip.ckpt").exists()  # a finished stage leaves no checkpoint
 

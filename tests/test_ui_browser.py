@@ -5,6 +5,7 @@ stopped mid-run and shows what it found. DPODIFF_UI_SCREENSHOT=1 saves the finis
 Before the browser: the space table round trip, and the message when Gradio is not installed.
 """
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -39,15 +41,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The UI on the shapes world, on the CPU, on a free local port; its log is shown if it dies."""
+def _serve(tmp_path_factory, *model_args):
+    """The UI (on the shapes world unless `model_args` name another model), on the CPU, on a free local port; its
+    log is shown if it dies. Yields its address; stopped as a service manager stops it."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("ui") / "server.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(log_path.parent)}
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "dpodiff.cli", "ui", "--port", str(port), "--device", "cpu", "--threads", "1"],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        process = subprocess.Popen([sys.executable, "-m", "dpodiff.cli", "ui", "--port", str(port), "--device", "cpu", "--threads", "1",
+                                    *map(str, model_args)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while True:
@@ -73,15 +75,24 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(tmp_path_factory):
+    yield from _serve(tmp_path_factory)
+
+
+def _browser_page(url: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(server)
+        page.goto(url)
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    yield from _browser_page(server)
 
 
 def _settings(page, budget: int, seeds: str = "1", steps: int = 5) -> None:
@@ -130,6 +141,33 @@ def test_run_to_the_end_then_stop_a_bigger_run(page):
     assert top_rows.count() >= 1
     expect(page.locator("#best")).to_contain_text("loss")
     expect(page.locator("#run")).to_be_enabled()
+
+
+def test_a_flux_run_steers_through_true_cfg(tmp_path_factory, tiny_flux_dir, tiny_scorer_dir):
+    """On a guidance-distilled family the page names the guidance as distilled and offers true CFG; a run records both."""
+    from playwright.sync_api import expect
+
+    url_of = _serve(tmp_path_factory, "--model", tiny_flux_dir, "--scorer", tiny_scorer_dir)
+    page_of = _browser_page(next(url_of))
+    page = next(page_of)
+    try:
+        expect(page.locator("#guidance")).to_contain_text("Distilled guidance")
+        expect(page.locator("#true-cfg")).to_be_visible()
+        expect(page.locator("#scheduler")).not_to_contain_text("ddim")  # a flow model keeps its own sampler
+        page.locator("#prompt textarea").fill(PROMPT)
+        page.locator("#true-cfg input").fill("2.5")
+        _settings(page, budget=2, steps=2)
+        page.locator("#run").click()
+        expect(page.locator("#progress-text")).to_contain_text("Done: 2 of 2 candidates scored", timeout=120_000)
+        expect(page.locator("#result-images img")).to_be_visible()
+        with page.expect_download() as download:
+            page.locator("#download a").first.click()
+        with zipfile.ZipFile(download.value.path()) as archive:
+            generation = json.loads(archive.read("result.json"))["generation"]
+        assert generation["family"] == "flux" and generation["true_cfg"] == 2.5 and generation["steps"] == 2
+    finally:
+        for rest in (page_of, url_of):
+            next(rest, None)
 
 
 def test_space_table_round_trip():

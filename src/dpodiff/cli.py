@@ -262,11 +262,13 @@ def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype,
     from dpodiff.config import RunConfig
     from dpodiff.defaults import WHITE_BOX
     from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
+    from dpodiff.models import family_of
 
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
     config = RunConfig.from_options(algorithm=options["algo"], seeds=pick_seeds(seeds, seed), validate=None if no_validate else validate, **options)
-    config.check_guided()  # a --guidance given: before the model loads (optimize() checks the model's recommendation too)
+    family = family_of(model)
+    config.check_guided(bool(family and family.distilled_guidance))  # before the model loads (optimize() checks the recommendation too)
     llm = None
     if config.space_source == "llm" and options["space"] is None:
         from dpodiff.spaces.llm import config_from

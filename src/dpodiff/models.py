@@ -7,6 +7,8 @@ from the pipeline's model_index.json; what the model's folder says about itself 
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import torch
@@ -120,6 +122,29 @@ def backend_of(pipe, family: type[Backend] | None = None) -> Backend:
     folder = pipeline_folder(pipe)
     family = family or family_for(type(pipe).__name__)
     return family(pipe, read_recommended(folder), model_library(folder))
+
+
+def family_of(model: str | None) -> type[Backend] | None:
+    """A model's family as the CLI names it (None: the shapes world), from its folder's model_index.json before
+    anything loads, so that checks which depend on the family (Flux's distilled guidance, its default settings)
+    run first. None for a hub id or an unreadable folder: loading it will say what is wrong."""
+    from dpodiff.model_folder import model_folder
+
+    folder = model_folder(model)
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        return family_for(str(index.get("_class_name", "")))
+    except (TypeError, OSError, UnicodeDecodeError, ValueError, AttributeError, UsageError):
+        return None
+
+
+def recommended_before_loading(model: str | None):
+    """What the model will recommend once loaded (Backend.recommended), read from its folder alone."""
+    from dpodiff.model_folder import model_folder, read_recommended
+
+    recommended = read_recommended(model_folder(model))
+    family = family_of(model)
+    return family.with_family_settings(recommended) if family else recommended
 
 
 def load_pipeline(name: str, device: torch.device, dtype: torch.dtype, vae: str | None = None) -> Backend:

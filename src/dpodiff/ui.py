@@ -261,6 +261,7 @@ def save_zip(result: OptimizationResult, root: str) -> str:
 def build_app(models: Models):
     """The Gradio Blocks of the page, serving runs on `models`."""
     gr = require_gradio()
+    from dpodiff.backends import GenerationSettings
     from dpodiff.optimization import optimize
     from dpodiff.optimizers import GPOSettings
 
@@ -269,17 +270,21 @@ def build_app(models: Models):
     stops: dict[str, threading.Event] = {}  # per browser session: set by Stop
     suggested = RunConfig().resolved(models.backend.recommended)  # the model's recommended settings, else dpodiff's defaults
     steps, guidance = suggested.steps, suggested.guidance
+    distilled = models.backend.distilled_guidance  # Flux: --guidance is embedded, negatives steer through true CFG
 
     def session(request) -> str:
         return getattr(request, "session_hash", None) or "default"
 
-    def make_config(task, algorithm, budget, seeds, steps, guidance, scheduler, source, per_word, negative_mode="cfg") -> RunConfig:
-        for name, value in (("Budget", budget), ("Steps", steps), ("Guidance", guidance), ("Choices per word", per_word)):
+    def make_config(task, algorithm, budget, seeds, steps, guidance, scheduler, source, per_word, negative_mode="cfg",
+                    true_cfg=None) -> RunConfig:
+        for name, value in (("Budget", budget), ("Steps", steps), ("Guidance", guidance), ("Choices per word", per_word),
+                            ("True CFG", true_cfg if distilled else 0)):
             if value is None:
                 raise UsageError(f"{name} is empty; give a number.")
         return RunConfig.from_options(task=task, algorithm=algorithm, budget=int(budget), seeds=str(seeds or "").strip(), steps=int(steps),
                                       guidance=float(guidance), scheduler=None if scheduler in (None, "", MODEL_OWN) else scheduler,
-                                      space_source=source, per_word=int(per_word), negative_mode=negative_mode)
+                                      space_source=source, per_word=int(per_word), negative_mode=negative_mode,
+                                      true_cfg=float(true_cfg) if distilled else None)
 
     with gr.Blocks(title="dpodiff") as demo:
         model_label = "the shapes world (shipped with dpodiff)" if models.shapes_world else f"`{models.name}`, scorer `{models.scorer.name}`"
@@ -304,7 +309,9 @@ def build_app(models: Models):
                                        minimum=1, maximum=models.max_budget, elem_id="budget")
                     seeds = gr.Textbox("2", label="Seeds (N or 0,3,7)", elem_id="seeds")
                     steps_box = gr.Number(steps, label="Steps", precision=0, minimum=1, elem_id="steps")
-                    guidance_box = gr.Number(guidance, label="Guidance", elem_id="guidance")
+                    guidance_box = gr.Number(guidance, label="Distilled guidance" if distilled else "Guidance", elem_id="guidance")
+                    true_cfg_box = gr.Number(models.backend.guidance_scale(GenerationSettings()), visible=distilled, minimum=1,
+                                             label="True CFG (the negative prompt steers through it; 1: off)", elem_id="true-cfg")
                 scorer_box = gr.Dropdown([(short_name(name), name) for name in models.scorers], value=models.scorer.name,
                                          label="Scorer (those the server was started with)", elem_id="scorer")
                 with gr.Accordion("Search space (optional: a run builds it from the prompt unless this table was built for its prompt and task)", open=False):
@@ -350,7 +357,7 @@ def build_app(models: Models):
             return gr.update(interactive=False, value="Stopping...")
 
         def on_run(prompt_text, task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word,
-                   rows, built_for, scorer_spec, mode, request: gr.Request):
+                   rows, built_for, scorer_spec, mode, true_cfg, request: gr.Request):
             stop_flag = stops.setdefault(session(request), threading.Event())
             idle = {run: gr.update(interactive=True), stop: gr.update(interactive=False, value="Stop")}
             if stop_flag.is_set():
@@ -358,7 +365,8 @@ def build_app(models: Models):
                 return
             yield {best: "", curve: None, images: None, judge: "", top: [], download: None}  # the last run's result goes
             try:
-                config = make_config(task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word, mode)
+                config = make_config(task_name, algo, n_budget, seed_text, n_steps, scale, scheduler_name, source_name, n_per_word, mode,
+                                     true_cfg)
                 models.check_bounds(config)
                 key = (" ".join(prompt_text.split()), task_name)
                 if rows and any(any(str(c or "").strip() for c in row) for row in rows) and built_for and tuple(built_for) == key:
@@ -443,7 +451,7 @@ def build_app(models: Models):
             }
 
         inputs = [prompt, task, algorithm, budget, seeds, steps_box, guidance_box, scheduler, source, per_word, space_table, space_for, scorer_box,
-                  negative_mode]
+                  negative_mode, true_cfg_box]
         outputs = [status, best, curve, images, judge, top, download, space_table, space_for, run, stop]
         run.click(arm, None, [status, run, stop], queue=False).then(on_run, inputs, outputs, concurrency_limit=1, concurrency_id="model",
                                                                 show_progress="hidden")

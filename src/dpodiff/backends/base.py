@@ -91,6 +91,11 @@ class Conditioning:
         return cls(torch.cat([h for h, _ in padded]), torch.cat([p for _, p in padded]) if relaxed else None, pooled,
                    "cfg" if empty is None else "perp")
 
+    def positive_half(self) -> "Conditioning":
+        """The positive prompts of a cfg batch (its second half)."""
+        half = lambda t: None if t is None else t[len(t) // 2 :]  # noqa: E731
+        return replace(self, context=half(self.context), presence=half(self.presence), pooled=half(self.pooled))
+
     def detach(self) -> "Conditioning":
         return replace(self, **{k: v.detach() for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
 
@@ -118,9 +123,13 @@ class Backend:
         self.pipe = pipe
         self.own_scheduler = pipe.scheduler  # the model's own: the template of every run's scheduler, never stepped
         self.vae_name: str | None = None  # a VAE given instead of the model's own (--vae)
-        recommended = recommended or Recommended()
-        self.recommended = replace(recommended, **{k: v for k, v in self.family_settings.items() if getattr(recommended, k) is None})
+        self.recommended = self.with_family_settings(recommended or Recommended())
         self.negative_library = negative_library  # None: the generic library
+
+    @classmethod
+    def with_family_settings(cls, recommended):
+        """The folder's recommendation, with the family's pipeline defaults where it names none."""
+        return replace(recommended, **{k: v for k, v in cls.family_settings.items() if getattr(recommended, k) is None})
 
     # -- (e) what the model reads and draws -------------------------------------------
     @property
@@ -242,8 +251,11 @@ class Backend:
         """(model input, guided model output) for latents [B, ...] and a 2B (cfg) or 3B (perp) conditioning batch."""
         t = scheduler.timesteps[position]
         model_input = scale_model_input(scheduler, latents, t)
+        scale = self.guidance_scale(settings)
+        if cond.negative_mode == "cfg" and scale == 1:  # e_neg + 1 (e_pos - e_neg) is e_pos: one call, as diffusers makes
+            return model_input, self.denoise(model_input, t, cond.positive_half(), settings)
         out = self.denoise(torch.cat([model_input] * parts(cond.negative_mode)), t, cond, settings)
-        return model_input, guide(out, self.guidance_scale(settings), cond.negative_mode)
+        return model_input, guide(out, scale, cond.negative_mode)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] from latents, differentiably, in the VAE's dtype (a family whose VAE overflows

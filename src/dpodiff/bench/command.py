@@ -58,6 +58,7 @@ def bench(
     from dpodiff.config import RunConfig
     from dpodiff.inputs import check_output_dir, pick_seeds
     from dpodiff.defaults import ALGORITHMS
+    from dpodiff.models import family_of
 
     # 1. check every input before loading anything
     algorithms = [a.strip() for a in algos.split(",") if a.strip()]
@@ -70,7 +71,8 @@ def bench(
         raise UsageError(f"--eval-seeds {eval_seeds}: give 0 (none) to {MAX_IMAGES}; 8 is enough to see a change of a few images in ten.")
     run = RunConfig.from_options(**{**locals(), "validate": None if no_validate else validate}, algorithm=algorithms[0], charge_gpo=equal_cost)
     run = _resolved(run, model)  # before the fingerprint: a resumed database compares the settings actually used
-    run.check_guided()
+    family = family_of(model)
+    run.check_guided(bool(family and family.distilled_guidance))
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
     if backend not in ("local", "ray"):
@@ -136,10 +138,12 @@ def bench(
 
 
 def _resolved(run, model: str | None):
-    """`run` with the settings left to the model taken from its folder's dpodiff.json (read without loading the model)."""
-    from dpodiff.model_folder import model_folder, read_recommended, recommended_note
+    """`run` with the settings left to the model taken from its folder's dpodiff.json, else its family's defaults
+    (read without loading the model)."""
+    from dpodiff.model_folder import recommended_note
+    from dpodiff.models import recommended_before_loading
 
-    recommended = read_recommended(model_folder(model))
+    recommended = recommended_before_loading(model)
     if note := recommended_note(run.from_model(recommended)):
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
     return run.resolved(recommended)

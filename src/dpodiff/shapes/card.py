@@ -6,9 +6,7 @@ import json
 
 from . import WEIGHTS_DIR
 from .critic_eval import critic_tables
-from .grammar import (
-    DEFECTS, P_COPIES, P_DEFECT, P_FLAWS_ALONE, P_NAMED, P_ONE_TAG, P_PARTIAL, P_TAGS, SYNONYMS, training_frequencies,
-)
+from .grammar import CAPTION_MIXES, DEFECTS, P_ONE_TAG, P_TAGS, SYNONYMS, training_frequencies
 
 
 def _pct(x: float) -> str:
@@ -58,6 +56,8 @@ def write_card(m: dict) -> str:
     training = m.get("training", {})
     steps = training.get("unet_steps", {})
     minutes = training.get("stage_minutes", {})
+    mix = CAPTION_MIXES[steps.get("captions", "varied")]  # release 3 did not record its mix
+    alone = 'the flaw or the count ("blurry", "two")' if mix.count_alone else 'the flaw ("blurry")'
     lines = [
         "# dpodiff shapes world: a miniature Stable Diffusion and its scorer CLIP",
         "",
@@ -66,17 +66,17 @@ def write_card(m: dict) -> str:
         "see `dpodiff/shapes/grammar.py`). For tests and demos of prompt optimisation on a",
         "CPU; it knows nothing but this world.",
         "",
-        f"Like web photographs, {_pct(P_DEFECT)} of the training images have a flaw",
-        f"({', '.join(DEFECTS)}) and {_pct(P_COPIES)} of the single-shape ones show two or",
-        f"three copies of the object; the caption names a flaw or the copies only {_pct(P_NAMED)}",
+        f"Like web photographs, {_pct(mix.defect)} of the training images have a flaw",
+        f"({', '.join(DEFECTS)}) and {_pct(mix.copies)} of the single-shape ones show two or",
+        f"three copies of the object; the caption names a flaw or the copies {_pct(mix.named)}",
         "of the time (\"a red circle, blurry\", \"two red circles\"). So the model makes such",
         "mistakes unasked now and then, as real SD does.",
         "",
         "Like web alt-text, the captions are not all sentences (release 3 on): "
         f"{_pct(P_TAGS)} are tag lists in any order",
         "(\"yellow, circle, large, white background\"; two objects keep their own tags together),",
-        f"{_pct(P_ONE_TAG)} one tag alone (\"yellow\", \"circle\", \"two\"), {_pct(P_FLAWS_ALONE)} of the captions",
-        f"that name a flaw say only the flaw (\"blurry\"), and {_pct(P_PARTIAL)} of two-shape captions",
+        f"{_pct(P_ONE_TAG)} one tag alone (\"yellow\", \"circle\", \"two\"), {_pct(mix.flaws_alone)} of the captions",
+        f"that name a flaw say only {alone}, and {_pct(mix.partial)} of two-shape captions",
         "name one of the shapes. A negative prompt is then text the model has seen; whether it",
         "pushes away what it names is measured below.",
         "",

@@ -280,17 +280,25 @@ def improvement_probe(pipe, words: list[str], n_seeds: int = 8) -> list[dict]:
     return results
 
 
+def captions_of(workdir: Path) -> str:
+    """The caption mix the workdir's UNet was trained on (grammar.CAPTION_MIXES; release 3 did not record it)."""
+    steps = workdir / "unet_steps.json"
+    return json.loads(steps.read_text()).get("captions", "varied") if steps.exists() else "varied"
+
+
 def training_word_counts(workdir: Path) -> dict[str, int]:
     """How many training captions (of the cached data set) use each wording."""
     import re
 
-    from .train import tokenizer
+    from .train import dataset_path, tokenizer
 
     cache = workdir / "word_counts.json"
-    path = next((p for p in (workdir / "dataset_varied.npz", workdir / "dataset.npz") if p.exists()), None)
+    path = dataset_path(workdir, captions_of(workdir))
+    if not path.exists() and captions_of(workdir) == "varied":  # a workdir from before the mix was recorded
+        path = dataset_path(workdir, "sentences")
     if cache.exists():
         return json.loads(cache.read_text())
-    if path is None:
+    if not path.exists():
         return {}
     ids = np.load(path)["ids"]
     rows, counts = np.unique(ids, axis=0, return_counts=True)

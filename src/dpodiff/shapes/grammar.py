@@ -79,6 +79,36 @@ P_NAMED = 0.5  # share of flaws and copies that the training caption names
 # alone ("blurry") for an image whose caption would name a flaw, and a partial caption naming one of two
 # shapes. A negative prompt is then text the model has seen, and pushes away from what it names.
 P_TAGS, P_ONE_TAG, P_FLAWS_ALONE, P_PARTIAL = 0.15, 0.08, 0.3, 0.15
+CAPTION_DROPOUT = 0.1  # empty captions, which classifier-free guidance needs
+
+
+@dataclass(frozen=True)
+class CaptionMix:
+    """How training images are flawed and captioned; the release's training.json names its mix.
+
+    The defaults are release 3's. ``count_alone``: the count word alone ("two") is, like the flaw tags
+    alone, a caption of copies, so that a negative "two, three" names something the model has learnt.
+    """
+
+    varied: bool = True  # SD's caption styles (see P_TAGS), else sentences only (releases 1 and 2)
+    defect: float = P_DEFECT
+    copies: float = P_COPIES
+    named: float = P_NAMED
+    flaws_alone: float = P_FLAWS_ALONE
+    partial: float = P_PARTIAL
+    dropout: float = CAPTION_DROPOUT
+    count_alone: bool = False
+
+
+# --captions of dpodiff.shapes.train. "named" follows SD's web data more closely than release 3: a quarter
+# of the images flawed and most flaws and copies named, often alone; fewer partial captions (they taught
+# that "a red circle" may show a second shape).
+CAPTION_MIXES: dict[str, CaptionMix] = {
+    "sentences": CaptionMix(varied=False),
+    "varied": CaptionMix(),
+    "named": CaptionMix(defect=0.25, copies=0.15, named=0.8, flaws_alone=0.5, partial=0.05, dropout=0.15,
+                        count_alone=True),
+}
 
 
 @dataclass(frozen=True)
@@ -191,13 +221,13 @@ def sample_caption(rng: np.random.Generator, kind: str | None = None) -> tuple[S
     return scene, render_caption(scene, synonym_picker(rng))
 
 
-def sample_shown(rng: np.random.Generator, p_copies: float = P_COPIES) -> Scene:
+def sample_shown(rng: np.random.Generator, p_copies: float = P_COPIES, p_defect: float = P_DEFECT) -> Scene:
     """What a training image shows: a scene, some single shapes as two or three copies, some with a flaw."""
     shown = sample_scene(rng)
     if shown.kind == "single" and rng.random() < p_copies:
         spec = shown.shapes[0]
         shown = replace(shown, shapes=(ShapeSpec(spec.shape, spec.colour),), count=int(rng.integers(2, 4)))
-    if rng.random() < P_DEFECT:
+    if rng.random() < p_defect:
         shown = replace(shown, defects=(DEFECTS[rng.integers(len(DEFECTS))],))
     return shown
 
@@ -219,14 +249,16 @@ def tags(scene: Scene, pick=None) -> list[list[str]]:
     return out + [[d] for d in scene.defects]
 
 
-def varied_caption(named: Scene, pick, rng: np.random.Generator) -> str:
+def varied_caption(named: Scene, pick, rng: np.random.Generator, mix: CaptionMix = CaptionMix()) -> str:
     """One caption of ``named`` in one of the styles SD's training captions have (see P_TAGS): the flaw tags
-    alone (P_FLAWS_ALONE of the captions that name a flaw), a partial caption (P_PARTIAL of two-shape
-    scenes), a tag list (P_TAGS: groups in any order; one object's tags too in any order, but two objects'
-    tags stay with their object), one tag (P_ONE_TAG), else the sentence."""
-    if named.defects and rng.random() < P_FLAWS_ALONE:
-        return ", ".join(named.defects)
-    if len(named.shapes) == 2 and rng.random() < P_PARTIAL:
+    alone (``mix.flaws_alone`` of the captions that name a flaw, or copies where ``mix.count_alone``), a
+    partial caption (``mix.partial`` of two-shape scenes), a tag list (P_TAGS: groups in any order; one
+    object's tags too in any order, but two objects' tags stay with their object), one tag (P_ONE_TAG),
+    else the sentence."""
+    alone = list(named.defects) + ([COUNT_WORDS[named.count]] if mix.count_alone and named.count > 1 else [])
+    if alone and rng.random() < mix.flaws_alone:
+        return ", ".join(alone)
+    if len(named.shapes) == 2 and rng.random() < mix.partial:
         one = named.shapes[int(rng.integers(2))]
         return render_caption(replace(named, shapes=(one,), relation=None), pick)
     r = rng.random()
@@ -241,18 +273,18 @@ def varied_caption(named: Scene, pick, rng: np.random.Generator) -> str:
     return render_caption(named, pick)
 
 
-def sample_training_pair(rng: np.random.Generator, varied: bool = False) -> tuple[Scene, Scene, str]:
+def sample_training_pair(rng: np.random.Generator, mix: CaptionMix = CAPTION_MIXES["sentences"]) -> tuple[Scene, Scene, str]:
     """What a training image shows (flaws and copies included), what its caption names, and the caption.
 
     A share of images is flawed or shows extra copies, and the caption names
-    that only with probability P_NAMED, as web captions rarely say "blurry".
-    ``varied``: the caption takes one of the styles of :func:`varied_caption`, else it is the sentence.
+    that only with probability ``mix.named``, as web captions rarely say "blurry".
+    ``mix.varied``: the caption takes one of the styles of :func:`varied_caption`, else it is the sentence.
     """
-    shown = sample_shown(rng)
-    named = replace(shown, count=shown.count if rng.random() < P_NAMED else 1,
-                    defects=shown.defects if rng.random() < P_NAMED else ())
+    shown = sample_shown(rng, mix.copies, mix.defect)
+    named = replace(shown, count=shown.count if rng.random() < mix.named else 1,
+                    defects=shown.defects if rng.random() < mix.named else ())
     pick = synonym_picker(rng)
-    return shown, named, varied_caption(named, pick, rng) if varied else render_caption(named, pick)
+    return shown, named, varied_caption(named, pick, rng, mix) if mix.varied else render_caption(named, pick)
 
 
 # ---------------------------------------------------------------- parsing

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from . import PIPELINE_DIR, SCORER_DIR, WEIGHTS_DIR
 from .checkpoint import CHECKPOINT_MINUTES, Checkpointed
-from .grammar import near_misses, render_caption, sample_caption, sample_training_pair, synonym_picker
+from .grammar import CAPTION_MIXES, CaptionMix, near_misses, render_caption, sample_caption, sample_training_pair, synonym_picker
 from .render import IMAGE_SIZE, render_array
 
 TOKEN_LENGTH = 77  # SD's window: room for the long negative prompts that dpodiff searches
@@ -68,7 +68,7 @@ CRITIC_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=1500, 
 # Its second phase, from the first's weights: an image of a near miss joins each caption's candidates.
 CRITIC_CLIP_MORE = replace(CRITIC_CLIP, steps=800, miss_images=True)
 VAE_STEPS, VAE_DECODER_STEPS, VAE_BATCH = 500, 200, 32
-UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY, CAPTION_DROPOUT = 8000, 64, 5e-4, 0.998, 0.1
+UNET_STEPS, UNET_BATCH, UNET_LR, EMA_DECAY = 8000, 64, 5e-4, 0.998
 FINETUNE_LR = 3e-4  # UNet learning rate when continuing from a released model (--init-from)
 INIT_TEXT_LR_SCALE = 0.2  # a released text tower moves slowly, so the UNet that reads it stays valid
 DECODER_STEPS, DECODER_CONSTANT, DECODER_BATCH = 3000, 2000, 64
@@ -116,10 +116,10 @@ DATASET_SIZE, DATASET_NEGATIVES, DATASET_SEED = 100_000, 2, 1000
 
 
 def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, seed: int = DATASET_SEED,
-                  varied: bool = True) -> Dataset:
+                  mix: CaptionMix = CAPTION_MIXES["varied"]) -> Dataset:
     """n training images (some flawed) with their captions and ``negatives`` near-miss captions each.
-    ``varied``: captions in SD's styles (grammar.varied_caption: tag lists, single tags, flaw tags alone,
-    partial captions; release 3 on), else sentences only (releases 1 and 2)."""
+    ``mix``: how images are flawed and captioned (grammar.CAPTION_MIXES: SD's styles from release 3 on,
+    sentences only in releases 1 and 2)."""
     tok = tokenizer()
     rng = np.random.default_rng(seed)
     pick = synonym_picker(rng)
@@ -134,7 +134,7 @@ def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, see
     ids = np.empty((n, TOKEN_LENGTH), np.int32)
     neg = np.empty((n, negatives, TOKEN_LENGTH), np.int32)
     for i in tqdm(range(n), desc="dataset", mininterval=20):
-        shown, named, caption = sample_training_pair(rng, varied)
+        shown, named, caption = sample_training_pair(rng, mix)
         images[i] = render_array(shown, rng)
         ids[i] = ids_of(caption)
         misses = near_misses(named, rng, negatives)
@@ -145,12 +145,17 @@ def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, see
     return Dataset(images, ids, neg)
 
 
-def load_dataset(workdir: Path, varied: bool = True) -> Dataset:
-    path = workdir / ("dataset_varied.npz" if varied else "dataset.npz")
+def dataset_path(workdir: Path, captions: str) -> Path:
+    """Where the data set of the ``captions`` mix is cached (sentences: dataset.npz, as in releases 1 and 2)."""
+    return workdir / ("dataset.npz" if captions == "sentences" else f"dataset_{captions}.npz")
+
+
+def load_dataset(workdir: Path, captions: str = "varied") -> Dataset:
+    path = dataset_path(workdir, captions)
     if path.exists():
         z = np.load(path)
         return Dataset(z["images"], z["ids"], z["neg_ids"])
-    data = build_dataset(varied=varied)
+    data = build_dataset(mix=CAPTION_MIXES[captions])
     np.savez(path, images=data.images, ids=data.ids, neg_ids=data.neg_ids)
     return data
 
@@ -457,14 +462,14 @@ def copy_released(init: Path, workdir: Path) -> None:
 
 
 def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: int | None = None,
-               init: Path | None = None, run: Training | None = None) -> None:
+               init: Path | None = None, run: Training | None = None, captions: str = "varied") -> None:
     """Epsilon-prediction DDPM loss on VAE latents, text from the frozen conditioning CLIP.
 
     Constant learning rate after warm-up with an EMA of the weights, so a run
     stopped early by ``--max-minutes`` still yields a usable model (its EMA is
     saved, and the number of steps reached recorded in ``unet_steps.json``);
     ``--resume`` continues it exactly. ``init`` starts from a released model's
-    UNet, at FINETUNE_LR.
+    UNet, at FINETUNE_LR. ``captions`` names the data set's mix (its caption drop-out is the UNet's).
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -494,7 +499,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / 200)
         images, ids, _ = run.on_device(data.sample(state.rng, UNET_BATCH))
-        drop = torch.from_numpy(state.rng.random(UNET_BATCH) < CAPTION_DROPOUT).to(run.device)
+        drop = torch.from_numpy(state.rng.random(UNET_BATCH) < CAPTION_MIXES[captions].dropout).to(run.device)
         ids = torch.where(drop[:, None], empty, ids)
         with torch.no_grad():
             posterior = vae.encode(images).latent_dist
@@ -519,7 +524,8 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
         if step % 100 == 0:
             tqdm.write(f"[unet] step {step} loss {loss.item():.4f}, {state.minutes:.1f} min before this process")
     ema.to("cpu").save_pretrained(out)
-    write_steps(out, "unet", state, total, batch=UNET_BATCH, init_from=str(init) if init else None, lr=lr)
+    write_steps(out, "unet", state, total, batch=UNET_BATCH, init_from=str(init) if init else None, lr=lr,
+                captions=captions)
 
 
 def text_encoder_dir(workdir: Path) -> Path:
@@ -636,9 +642,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="UTC wall-clock time HH:MM at which UNet, decoder, scorer_more and critic stop early (safety net)")
     parser.add_argument("--decoder-steps", type=int, default=None,
                         help=f"extra decoder-only VAE steps (default {DECODER_STEPS})")
-    parser.add_argument("--captions", choices=("varied", "sentences"), default="varied",
-                        help="training captions: SD's styles (sentences, tag lists, single tags, flaw tags alone, "
-                             "partial captions; release 3 on) or sentences only (releases 1 and 2)")
+    parser.add_argument("--captions", choices=tuple(CAPTION_MIXES), default="varied",
+                        help="training captions (grammar.CAPTION_MIXES): SD's styles (sentences, tag lists, single tags, "
+                             "flaw tags alone, partial captions; release 3), the same with most flaws and copies named, "
+                             "often alone (named), or sentences only (releases 1 and 2)")
     parser.add_argument("--unet-steps", type=int, default=None, help=f"UNet steps (default {UNET_STEPS})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the stages a time limit or a crash stopped, from their checkpoints (WORKDIR/STAGE.ckpt)")
@@ -672,7 +679,7 @@ def main(argv: list[str] | None = None) -> None:
     data = None
     if {"clip", "scorer", "scorer_more", "vae", "unet", "decoder"} & set(stages):
         s0 = time.time()
-        data = load_dataset(args.workdir, args.captions == "varied")
+        data = load_dataset(args.workdir, args.captions)
         print(f"[dataset] {len(data)} pairs ready in {(time.time() - s0) / 60:.1f} min")
     run_stages(args, stages, data, init, run)
 
@@ -711,7 +718,7 @@ def run_stages(args, stages: list[str], data, init: Path | None, run: Training) 
             else:
                 train_vae(data, args.workdir / "vae", run)
         elif stage == "unet":
-            train_unet(data, args.workdir, _limit(args), args.unet_steps, init, run)
+            train_unet(data, args.workdir, _limit(args), args.unet_steps, init, run, args.captions)
         elif stage == "decoder":
             train_decoder(data, args.workdir, args.decoder_steps or DECODER_STEPS, _limit(args), run)
         elif stage == "export":
