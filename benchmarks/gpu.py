@@ -1,4 +1,5 @@
-"""Speed and memory of dpodiff on real architectures: SD 1.5 and SDXL (random weights) on a GPU; tiny models on the CPU.
+"""Speed and memory of dpodiff on real architectures: SD 1.5, SDXL, SD3.5 medium and Flux-dev (random weights) on a GPU;
+tiny models on the CPU.
 
 Per model, one table:
   weights               parameters of UNet, VAE, text encoders and scorer, and their bytes in the run's dtype;
@@ -11,12 +12,13 @@ and the images per second of B images made and scored in four patterns:
                         back to tensors for CLIP, the text re-embedded (how the DPO-Diff reference evaluates);
   one candidate a call  dpodiff's tensor path with batch size 1;
   default batch         dpodiff's tensor path, B images per call (what optimize() uses on a GPU);
-  classic attention     the default batch with diffusers' AttnProcessor instead of PyTorch SDPA (what SDPA pays);
+  classic attention     the default batch with diffusers' AttnProcessor instead of PyTorch SDPA (what SDPA pays; UNets only);
   torch.compile         the default batch with the UNet compiled (--compile only; compiling takes minutes).
 Peak memory is torch.cuda.max_memory_allocated, reset before each measurement ("-" on the CPU).
 
     .venv/bin/python benchmarks/gpu.py                  # CUDA: SD 1.5 at 512 px and SDXL at 1024 px, float16, 50 steps
     .venv/bin/python benchmarks/gpu.py --models sd15 --dtype bfloat16
+    .venv/bin/python benchmarks/gpu.py --models sd35m,flux --dtype bfloat16 --steps 28 --size 512   # flow families
     .venv/bin/python benchmarks/gpu.py --tiny           # CPU: the tiny test models, loaded from disk as users' are (CI runs this)
 """
 
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):  # loading chatter would bury the tables
@@ -37,7 +40,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from architectures import build  # noqa: E402
+from architectures import PIPELINES, build  # noqa: E402
 
 import dpodiff  # noqa: E402
 from dpodiff.backends import GenerationSettings, Request  # noqa: E402
@@ -97,12 +100,13 @@ def reference_pattern(backend, scorer, requests, settings) -> None:
     """One image per call from strings (re-encoded each time), PIL out, back to tensors, text re-embedded."""
     pipe = backend.pipe
     kept = pipe.vae.dtype
-    pipe.vae.to(pipe.unet.dtype)  # as loaded: diffusers itself upcasts SDXL's VAE around each decode
+    pipe.vae.to(backend.dtype)  # as loaded: diffusers itself upcasts SDXL's VAE around each decode
+    true_cfg = {"true_cfg_scale": backend.guidance_scale(settings)} if backend.distilled_guidance else {}
     with torch.inference_mode():
         for r in requests:
             image = pipe(prompt=r.prompt, negative_prompt=r.negative_prompt, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance, generator=torch.Generator("cpu").manual_seed(r.seed),
-                         height=settings.height or backend.native_size, width=settings.width or backend.native_size).images
+                         height=settings.height or backend.native_size, width=settings.width or backend.native_size, **true_cfg).images
             scorer.loss(from_pil(image).to(backend.device), scorer.target(PROMPT)).tolist()
     pipe.vae.to(kept)
 
@@ -126,11 +130,11 @@ def parameters(backend, scorer) -> int:
 
 def bench_model(name: str, backend, scorer, args) -> tuple[list, list]:
     device = backend.device
-    settings = GenerationSettings(steps=args.steps, guidance=args.guidance)
-    pixels = backend.native_size ** 2
-    batch = args.batch or default_batch_size(torch.device("cuda"), 1, pixels)  # the GPU default, also on the CPU
+    side = args.size or backend.native_size
+    settings = GenerationSettings(steps=args.steps, guidance=args.guidance, height=side, width=side)
+    batch = args.batch or default_batch_size(torch.device("cuda"), 1, side ** 2)  # the GPU default, also on the CPU
     requests = candidate_requests(batch)
-    one_call = GenerationSettings(steps=args.steps, guidance=args.guidance, batch_size=batch)
+    one_call = replace(settings, batch_size=batch)
     tensor_path(backend, scorer, requests[:1], settings)  # warm-up: kernels, allocator, lazy imports
 
     rows, speed = [], []
@@ -146,14 +150,14 @@ def bench_model(name: str, backend, scorer, args) -> tuple[list, list]:
     rows.append(("GPO iteration", sum(trace.seconds[1:]) / 2, m["peak_mib"], "mean of iterations 2-3"))
     with measured(device, {}) as m:
         result = dpodiff.optimize(PROMPT, pipeline=backend, scorer=scorer, space=SPACE, algorithm="hybrid", budget=args.budget, seeds=[0],
-                                  steps=args.steps, guidance=args.guidance, positive=True,
+                                  steps=args.steps, guidance=args.guidance, height=side, width=side, positive=True,
                                   gpo_settings=GPOSettings(iterations=args.iterations))
     rows.append(("hybrid run", m["seconds"], m["peak_mib"], f"{args.iterations} GPO iterations + {result.evaluations} candidates, 1 seed"))
 
     patterns = [("reference pattern", lambda: reference_pattern(backend, scorer, requests, settings)),
-                ("one candidate a call", lambda: tensor_path(backend, scorer, requests, GenerationSettings(args.steps, args.guidance, batch_size=1))),
+                ("one candidate a call", lambda: tensor_path(backend, scorer, requests, replace(settings, batch_size=1))),
                 ("default batch", lambda: tensor_path(backend, scorer, requests, one_call))]
-    if not args.no_classic_attention:
+    if not args.no_classic_attention and backend.denoiser_name == "unet":
         patterns.append(("classic attention", lambda: _with(classic_attention(backend), lambda: tensor_path(backend, scorer, requests, one_call))))
     if args.compile:
         patterns.append(("torch.compile", lambda: _compiled(backend, lambda: tensor_path(backend, scorer, requests, one_call))))
@@ -186,13 +190,13 @@ def tiny_models(device: torch.device, dtype: torch.dtype, family: str):
     """The tiny test models, saved and loaded back through the loaders a user's model takes."""
     from dpodiff.models import load_pipeline
     from dpodiff.objectives.clip_loss import ClipScorer
-    from dpodiff.testing import build_tiny_pipeline, build_tiny_scorer, build_tiny_sdxl
+    from dpodiff.testing import build_tiny_flux, build_tiny_pipeline, build_tiny_scorer, build_tiny_sd3, build_tiny_sdxl
 
     import diffusers.utils.logging
 
     diffusers.utils.logging.disable_progress_bar()
     folder = Path(tempfile.mkdtemp(prefix="dpodiff-gpu-bench-"))
-    build = build_tiny_sdxl if family == "sdxl" else build_tiny_pipeline
+    build = {"sd15": build_tiny_pipeline, "sdxl": build_tiny_sdxl, "sd35m": build_tiny_sd3, "flux": build_tiny_flux}[family]
     backend = load_pipeline(str(build(folder / family)), device, dtype)
     scorer = ClipScorer.from_pretrained(str(build_tiny_scorer(folder / "scorer")), device, dtype)
     return backend, scorer
@@ -219,7 +223,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tiny test models on the CPU, small settings (CI)")
     parser.add_argument("--device", default=None, help="default: cuda, or cpu with --tiny")
     parser.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: float16 on CUDA, float32 on the CPU")
-    parser.add_argument("--models", default="sd15,sdxl", help="comma list of sd15, sdxl")
+    parser.add_argument("--models", default="sd15,sdxl", help=f"comma list of {', '.join(PIPELINES)}")
+    parser.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's native size)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default 50; 10 with --tiny)")
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--budget", type=int, default=None, help="hybrid's candidates (default 40, the paper's; 8 with --tiny)")
@@ -238,11 +243,11 @@ def main() -> None:
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
     print(f"device: {card}; dtype {args.dtype}; {args.steps} steps, guidance {args.guidance}; torch {torch.__version__}")
     for family in [m.strip() for m in args.models.split(",") if m.strip()]:
-        if family not in ("sd15", "sdxl"):
-            parser.error(f"--models: {family!r} is not sd15 or sdxl")
+        if family not in PIPELINES:
+            parser.error(f"--models: {family!r} is not one of {', '.join(PIPELINES)}")
         dtype = DTYPES[args.dtype]
         backend, scorer = tiny_models(device, dtype, family) if args.tiny else build(family, device, dtype)
-        size = backend.native_size
+        size = args.size or backend.native_size
         rows, speed = bench_model(family, backend, scorer, args)
         print_tables(f"{'tiny ' if args.tiny else ''}{family} ({'tiny test model' if args.tiny else 'real architecture, random weights'}), "
                      f"{size}x{size} px, {args.dtype}", rows, speed)

@@ -79,20 +79,26 @@ def server(tmp_path_factory):
     yield from _serve(tmp_path_factory)
 
 
-def _browser_page(url: str):
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the module (Playwright's sync API allows one instance at a time)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        yield page
+        yield browser
         browser.close()
 
 
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    return page
+
+
 @pytest.fixture(scope="module")
-def page(server):
-    yield from _browser_page(server)
+def page(browser, server):
+    return _open(browser, server)
 
 
 def _settings(page, budget: int, seeds: str = "1", steps: int = 5) -> None:
@@ -143,14 +149,14 @@ def test_run_to_the_end_then_stop_a_bigger_run(page):
     expect(page.locator("#run")).to_be_enabled()
 
 
-def test_a_flux_run_steers_through_true_cfg(tmp_path_factory, tiny_flux_dir, tiny_scorer_dir):
+def test_a_flux_run_steers_through_true_cfg(browser, tmp_path_factory, tiny_flux_dir, tiny_scorer_dir):
     """On a guidance-distilled family the page names the guidance as distilled and offers true CFG; a run records both."""
     from playwright.sync_api import expect
 
     url_of = _serve(tmp_path_factory, "--model", tiny_flux_dir, "--scorer", tiny_scorer_dir)
-    page_of = _browser_page(next(url_of))
-    page = next(page_of)
+    url, page = next(url_of), None
     try:
+        page = _open(browser, url)
         expect(page.locator("#guidance")).to_contain_text("Distilled guidance")
         expect(page.locator("#true-cfg")).to_be_visible()
         expect(page.locator("#scheduler")).not_to_contain_text("ddim")  # a flow model keeps its own sampler
@@ -166,8 +172,9 @@ def test_a_flux_run_steers_through_true_cfg(tmp_path_factory, tiny_flux_dir, tin
             generation = json.loads(archive.read("result.json"))["generation"]
         assert generation["family"] == "flux" and generation["true_cfg"] == 2.5 and generation["steps"] == 2
     finally:
-        for rest in (page_of, url_of):
-            next(rest, None)
+        if page is not None:
+            page.close()
+        next(url_of, None)  # stops the server
 
 
 def test_space_table_round_trip():
