@@ -163,8 +163,8 @@ def test_the_family_is_known_before_the_model_loads(tmp_path, tiny_flux_dir, tin
     assert family_of(str(tiny_flux_dir)) is FluxBackend and family_of(str(tiny_sd3_dir)) is StableDiffusion3Backend
     assert family_of(None) is StableDiffusionBackend  # the shapes world
     assert family_of("someone/a-hub-model") is None and family_of(str(tmp_path)) is None  # loading says what is wrong
-    assert recommended_before_loading(str(tiny_flux_dir)) == Recommended(steps=28, guidance=3.5)
-    assert recommended_before_loading(None) == Recommended(steps=25, guidance=3.0)  # the shapes world's dpodiff.json
+    assert recommended_before_loading(str(tiny_flux_dir), FluxBackend) == Recommended(steps=28, guidance=3.5)
+    assert recommended_before_loading(None, StableDiffusionBackend) == Recommended(steps=25, guidance=3.0)  # the shapes world's dpodiff.json
     models = ["--scorer", tiny_scorer_dir, "--steps", 2, "--guidance", 1, "--seeds", 1, "--budget", 2]
     code, err = run_cli("improve", PROMPT, "--space", _saved_space(tmp_path), "--out", tmp_path / "flux", "--model", tiny_flux_dir, *models)
     assert code == 0, err

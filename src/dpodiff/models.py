@@ -131,19 +131,21 @@ def family_of(model: str | None) -> type[Backend] | None:
     from dpodiff.model_folder import model_folder
 
     folder = model_folder(model)
+    if folder is None:
+        return None
     try:
-        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-        return family_for(str(index.get("_class_name", "")))
-    except (TypeError, OSError, UnicodeDecodeError, ValueError, AttributeError, UsageError):
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))  # ValueError: not UTF-8, not JSON
+        return family_for(str(index.get("_class_name", ""))) if isinstance(index, dict) else None
+    except (OSError, ValueError, UsageError):
         return None
 
 
-def recommended_before_loading(model: str | None):
-    """What the model will recommend once loaded (Backend.recommended), read from its folder alone."""
+def recommended_before_loading(model: str | None, family: type[Backend] | None):
+    """What the model will recommend once loaded (Backend.recommended), read from its folder alone; `family`
+    is family_of(model)."""
     from dpodiff.model_folder import model_folder, read_recommended
 
     recommended = read_recommended(model_folder(model))
-    family = family_of(model)
     return family.with_family_settings(recommended) if family else recommended
 
 

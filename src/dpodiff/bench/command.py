@@ -70,8 +70,8 @@ def bench(
     if not 0 <= eval_seeds <= MAX_IMAGES:
         raise UsageError(f"--eval-seeds {eval_seeds}: give 0 (none) to {MAX_IMAGES}; 8 is enough to see a change of a few images in ten.")
     run = RunConfig.from_options(**{**locals(), "validate": None if no_validate else validate}, algorithm=algorithms[0], charge_gpo=equal_cost)
-    run = _resolved(run, model)  # before the fingerprint: a resumed database compares the settings actually used
     family = family_of(model)
+    run = _resolved(run, model, family)  # before the fingerprint: a resumed database compares the settings actually used
     run.check_guided(bool(family and family.distilled_guidance))
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
@@ -137,13 +137,13 @@ def bench(
             raise typer.Exit(1)
 
 
-def _resolved(run, model: str | None):
+def _resolved(run, model: str | None, family):
     """`run` with the settings left to the model taken from its folder's dpodiff.json, else its family's defaults
     (read without loading the model)."""
     from dpodiff.model_folder import recommended_note
     from dpodiff.models import recommended_before_loading
 
-    recommended = recommended_before_loading(model)
+    recommended = recommended_before_loading(model, family)
     if note := recommended_note(run.from_model(recommended)):
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
     return run.resolved(recommended)

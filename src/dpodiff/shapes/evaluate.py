@@ -293,8 +293,9 @@ def training_word_counts(workdir: Path) -> dict[str, int]:
     from .train import dataset_path, tokenizer
 
     cache = workdir / "word_counts.json"
-    path = dataset_path(workdir, captions_of(workdir))
-    if not path.exists() and captions_of(workdir) == "varied":  # a workdir from before the mix was recorded
+    captions = captions_of(workdir)
+    path = dataset_path(workdir, captions)
+    if not path.exists() and captions == "varied":  # a workdir from before the mix was recorded
         path = dataset_path(workdir, "sentences")
     if cache.exists():
         return json.loads(cache.read_text())
