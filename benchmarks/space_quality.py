@@ -4,14 +4,15 @@
     python benchmarks/space_quality.py --senses                # wrong-sense share on both labelled sets
 
 --senses: the wrong-sense share of each offline source (per_word 5, the default) on the labelled set
-benchmarks/data/sense_labels.jsonl: 1804 (prompt, word, kind, choice) items over 27 prompts (5 of the
+benchmarks/data/sense_labels.jsonl: 1809 (prompt, word, kind, choice) items over 27 prompts (5 of the
 sense examples, every 6th of prompts/varied.txt, every 5th of prompts/shapes_hard.txt), each labelled
 right / wrong / offensive in context by hand. 1740 were drawn from every offline source with per_word 8
 before sense selection existed; the rest are the choices the later builders newly offered. A choice a
 builder offers that is unlabelled is counted and listed, not guessed. A second table does the same on
-benchmarks/data/sense_labels_everyday.jsonl: 318 items over 25 everyday prompts that are in no prompts/
+benchmarks/data/sense_labels_everyday.jsonl: 346 items over 25 everyday prompts that are in no prompts/
 file (people, animals, vehicles, food, rooms, weather, actions), every choice the offline sources offered
-with per_word 8 before and after opposites kept to one sense. Synonyms are right when the swap keeps what the prompt means and shows (narrower or
+with per_word 8 before and after opposites kept to one sense, and those later changes newly offered. Synonyms
+are right when the swap keeps what the prompt means and shows (narrower or
 broader words, other shades and obscure words count as wrong); opposites when they name a confusable
 alternative of the same kind in the prompt's sense (another colour, shape, animal, time of day).
 

@@ -1,6 +1,6 @@
 """Sense selection and the checks every choice passes: the examples the labelled set was built around."""
 
-from dpodiff.spaces import checks, senses
+from dpodiff.spaces import checks, senses, wordnet
 from dpodiff.spaces.build import build_space
 from dpodiff.spaces.words import content_words
 
@@ -24,6 +24,12 @@ def test_the_prompt_chooses_the_sense():
     assert "chickenhearted" not in _sense("a blue disk on a yellow background", "yellow").lemmas
     assert "ground" in _sense("a blue disk on a yellow background", "background").lemmas  # a scene's, not one's heritage
     assert "have_on" in _sense("a green dog wearing a black hat", "wearing").lemmas
+    # the word as used, not the other words of the prompt, decides: "field" beside "horse" is still land,
+    # "running" is not fleeing, a park beside "football" is not a ballpark
+    horse = "a white horse running through a field of flowers"
+    assert "horses in a particular horse race" not in wordnet.gloss(_sense(horse, "field"))
+    assert "scarper" not in _sense(horse, "running").lemmas
+    assert "ballpark" not in _sense("children playing football in a park", "park").lemmas
 
 
 def test_choices_of_other_senses_and_offensive_words_are_never_offered(tmp_path):
@@ -31,7 +37,9 @@ def test_choices_of_other_senses_and_offensive_words_are_never_offered(tmp_path)
     assert not {"gloomy", "depressed", "low", "chickenhearted", "lily-livered"} & set(spans["blue"] + spans.get("yellow", []))
     hat = _spans("a green dog wearing a black hat", tmp_path)
     assert not {"immature", "unripe", "enduring", "sinister", "negro"} & {c.lower() for cs in hat.values() for c in cs}
-    assert "having on" in hat["wearing"]
+    train = _spans("a steam train crossing a stone bridge", tmp_path)
+    assert "traversing" in train["crossing"] and not {"getting over", "cutting through"} & set(train["crossing"])  # no phrasal verbs
+    assert "lights up" not in _spans("a cyberpunk city at night with neon lights, highly detailed", tmp_path).get("lights", [])
     square = _spans("a crimson circle above a small square", tmp_path)
     assert not {"plaza", "piazza", "tract", "set", "band", "lap"} & {c for cs in square.values() for c in cs}
     slots = _slots("a big orange circle", tmp_path)

@@ -23,7 +23,7 @@ from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, matc
 from dpodiff.tasks import make_task
 
 from dpodiff.defaults import KINDS, SOURCES  # noqa: F401  (re-exported)
-BUILDER_VERSION = 7  # bump when the choices a source gives change, so old cache entries are not reused
+BUILDER_VERSION = 8  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
 
@@ -182,7 +182,7 @@ def _names(s: wordnet.Synset) -> bool:
     first = wordnet.visual_synsets(s.lemmas[0], "n")
     if not first or first[0].lexfile != s.lexfile:
         return False
-    tags = {p: wordnet.tagged_count(s.lemmas[0], p) for p in wordnet.POS}
+    tags = {p: wordnet.occurrences(s.lemmas[0], p) for p in wordnet.POS}
     return tags["n"] >= 0.5 * max(tags.values())  # mostly a noun: not "simple", "well", "stand"
 
 

@@ -11,6 +11,8 @@ A synonym is also dropped when
 - it is rare (never tagged in SemCor and no whole-word token of the CLIP vocabulary: "trigon",
   "xanthous", "podetium"), unless it is another spelling or a suffixed form of the word ("mediaeval",
   "blueish"), which also skips the mostly-another-sense check below ("disc" for "disk");
+- (a verb from an offline source) it is more than one word: a phrasal verb or an idiom ("getting over" for
+  "crossing", "expressing joy" for "laughing") mostly reads as another sense or register;
 - it is a kind of what the word means, or what the word is a kind of ("puppy", "animal" for "dog"), or
   for a colour a compound of it ("light-green": another shade);
 - read alone it mostly means something else: SemCor tagged it more often in another sense ("ground"
@@ -173,6 +175,8 @@ def keep(w: Word, kind: str, found: list[str], meant: list[wordnet.Synset], trus
                     and (not offline or relatedness(c, w) >= OPPOSITE_FLOOR))
         if (narrower(c, w) if colour else kind_of(c, w, meant)) or ((dominated(c, w, meant) or rare(c)) and not variant(c, w)):
             return False
+        if w.pos == "v" and offline and len(c.split()) > 1:
+            return False  # phrasal verbs and idioms ("getting over", "expressing joy", "flying the coop")
         return synonym_in_meant_sense(c, meant) or not offline or relatedness(c, w) >= SYNONYM_FLOOR
 
     return [c for c in found if passes(c)]

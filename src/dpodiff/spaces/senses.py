@@ -5,11 +5,17 @@ Every WordNet sense of a word gives different synonyms and opposites: "blue" the
 prompt means one of them. For each content word, among the senses people use (the first, and those
 tagged in SemCor) in the part of speech the prompt gives it:
 
-1. each sense scores the cosine similarity, under the offline sentence model (all-MiniLM-L6-v2), of the
-   prompt to "lemma: definition", plus PRIOR_WEIGHT * log(1 + how often SemCor tagged the word in that
-   sense) (frequency decides unless the prompt's words clearly point to a rarer sense), plus
-   DRAWABLE_BONUS for a noun sense one can draw (a prompt describes a picture: "box" the container, not
-   the predicament);
+1. each sense scores how well the word's use in the prompt matches the sense's own uses, with the offline
+   sentence model (all-MiniLM-L6-v2):
+   - TOKEN_WEIGHT * the cosine of the word's contextual vector in the prompt and the lemma's in
+     "lemma: definition" or in one of WordNet's examples of the sense (the best of them): the word as it
+     is used, so the other words of the prompt cannot outvote it ("field" in "a horse running through a
+     field" is land, not "all the horses in a race");
+   - SENTENCE_WEIGHT * the cosine of the whole prompt and "lemma: definition";
+   - PRIOR_WEIGHT * log(1 + how often SemCor tagged the word in that sense) (frequency decides unless
+     the prompt's words clearly point to a rarer sense);
+   - DRAWABLE_BONUS for a noun sense one can draw (a prompt describes a picture: "box" the container, not
+     the predicament);
 2. the best sense is kept, and only it: keeping a second one close in score ("circle" the ellipse beside
    "circle" the round shape) also kept "man" the serviceman beside "man" the adult male.
 
@@ -21,10 +27,14 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 from dpodiff.spaces import wordnet
 from dpodiff.spaces.words import Word
 
+TOKEN_WEIGHT = 1.0
+SENTENCE_WEIGHT = 0.5
+TOKEN_LAYER = 3  # of the sentence model's 6: the word's meaning in context, before the sentence's topic takes over
 PRIOR_WEIGHT = 0.08
 DRAWABLE_BONUS = 0.1
 
@@ -45,6 +55,32 @@ def definition(s: wordnet.Synset) -> str:
     return wordnet.gloss(s).split(";")[0].strip()
 
 
+@functools.lru_cache(maxsize=20_000)
+def word_vector(text: str, start: int, end: int):
+    """The sentence model's contextual vector (layer TOKEN_LAYER, unit length) of the characters text[start:end]."""
+    import torch
+
+    transformer = _model()[0]
+    batch = transformer.tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+    offsets = batch.pop("offset_mapping")[0].tolist()
+    with torch.no_grad():
+        hidden = transformer.auto_model(**batch, output_hidden_states=True).hidden_states[TOKEN_LAYER][0]
+    pieces = [i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end]
+    return torch.nn.functional.normalize(hidden[pieces].mean(0).float(), dim=0)
+
+
+def uses(lemma: str, s: wordnet.Synset) -> list[tuple[str, int, int]]:
+    """Where the sense uses the word: (text, start, end) of the lemma in "lemma: definition" and, for a
+    single word, of its first form in each of WordNet's examples that has one ("the field was full of horses")."""
+    word = lemma.replace("_", " ")
+    found = [(f"{word}: {definition(s)}", 0, len(word))]
+    if " " not in word:
+        for example in re.findall(r'"([^"]+)"', wordnet.gloss(s)):
+            if m := re.search(rf"\b{re.escape(word[:4])}\w*", example, re.IGNORECASE):
+                found.append((example, m.start(), m.end()))
+    return found
+
+
 def word_senses(prompt: str, w: Word) -> list[wordnet.Synset]:
     """The sense of `w` that `prompt` means, as a list (empty for a word WordNet does not know)."""
     if not w.known:
@@ -54,7 +90,9 @@ def word_senses(prompt: str, w: Word) -> list[wordnet.Synset]:
         return found
     vectors = embed([prompt] + [f"{w.lemma.replace('_', ' ')}: {definition(s)}" for s in found])
     similarity = (vectors[1:] @ vectors[0]).tolist()
-    score = {s.offset: sim + PRIOR_WEIGHT * math.log1p(wordnet.sense_count(w.lemma, s))
+    here = word_vector(prompt, w.start, w.end)
+    fit = [max(float(here @ word_vector(*use)) for use in uses(w.lemma, s)) for s in found]
+    score = {s.offset: SENTENCE_WEIGHT * sim + TOKEN_WEIGHT * f + PRIOR_WEIGHT * math.log1p(wordnet.sense_count(w.lemma, s))
              + (DRAWABLE_BONUS if w.pos == "n" and s.lexfile in wordnet.VISUAL_NOUN_FILES else 0.0)
-             for s, sim in zip(found, similarity)}
+             for s, sim, f in zip(found, similarity, fit)}
     return [max(found, key=lambda s: (score[s.offset], -found.index(s)))]

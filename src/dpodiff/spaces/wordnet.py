@@ -197,8 +197,15 @@ def visual_synsets(lemma: str, pos: str) -> list[Synset]:
 
 
 def tagged_count(lemma: str, pos: str | None = None) -> int:
-    """SemCor frequency of a lemma in one part of speech (or all): used to rank choices by commonness."""
+    """How many senses of the lemma were tagged in SemCor, in one part of speech (or all): non-zero for a
+    word people use. Not a frequency: "white" has 2 tagged noun senses and 2 adjective ones (see `occurrences`)."""
     return sum((e.tagged if (e := entry(lemma, p)) else 0) for p in ([pos] if pos else POS))
+
+
+def occurrences(lemma: str, pos: str) -> int:
+    """How often SemCor tagged the lemma in this part of speech, all senses together ("white": 16 as a
+    noun, 76 as an adjective)."""
+    return sum(sense_count(lemma, s) for s in synsets(lemma, pos))
 
 
 def _word(lemma: str) -> str:

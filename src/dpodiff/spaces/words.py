@@ -31,6 +31,10 @@ DETERMINERS = frozenset(
     "a an the this that these those my your his her its our their some any each every no many several few "
     "one two three four five six seven eight nine ten of".split()
 )
+PREPOSITIONS = frozenset(
+    """at by for with without within from into onto in on off over under above below between among through across
+    along around about against behind beside besides beyond near upon via per during before after since until till""".split()
+)
 VERB_CUES = frozenset("to will would shall should can could may might must does do did he she it they who which i we you".split())
 COPULAS = frozenset("is are was were be been being am looks look seems seem very so too more most".split())
 
@@ -81,8 +85,9 @@ def content_words(prompt: str) -> list[Word]:
             previous_pos = None
             continue
         prev = prompt[groups[i - 1][0] : groups[i - 1][1]].lower() if i > 0 else ""
+        before_prev = prompt[groups[i - 2][0] : groups[i - 2][1]].lower() if i > 1 else ""
         nxt = prompt[groups[i + 1][0] : groups[i + 1][1]] if i + 1 < len(groups) else ""
-        pos = guess_pos(text, prev, nxt, previous_pos)
+        pos = guess_pos(text, prev, nxt, previous_pos, before_prev)
         lemma, form = analyse(text, pos)
         words.append(Word(text, start, end, pos, lemma, form, wordnet.entry(lemma, pos) is not None))
         previous_pos = pos
@@ -153,8 +158,9 @@ def _top_pos(word: str) -> str | None:
     return max(options, key=lambda p: _frequency(word.lower(), p)) if options else None
 
 
-def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None) -> str:
-    """Pick a part of speech from the ones WordNet allows, by a few context rules, then by frequency."""
+def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None, before_prev: str = "") -> str:
+    """Pick a part of speech from the ones WordNet allows, by a few context rules, then by frequency.
+    `before_prev`: the word before `prev`."""
     low = text.lower()
     options = wordnet.parts_of_speech(low)
     if not options:
@@ -175,6 +181,8 @@ def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None) -> str:
         options = keep({"a"})  # "highly detailed"
     elif previous_pos == "a":
         options = keep({"n", "a"})  # "a blue square": a noun (or another adjective), not the verb "to square"
+    elif previous_pos == "n" and before_prev in PREPOSITIONS and low.endswith("s") and "n" in options:
+        options = ["n"]  # "with neon lights": a compound noun after a preposition, not "the neon lights (up)"
     elif previous_pos == "n" and low.endswith(("s", "ing", "ed")) and "v" in options:
         options = ["v"]  # "a dog runs", "a man riding a horse"
     elif previous_pos == "n" and prev in wordnet.base_forms(prev, "n") and (not nxt or is_stopword(nxt) or nxt.lower().endswith("ing")):
@@ -188,7 +196,7 @@ def guess_pos(text: str, prev: str, nxt: str, previous_pos: str | None) -> str:
 
 
 def _frequency(word: str, pos: str) -> int:
-    return max((wordnet.tagged_count(b, pos) for b in wordnet.base_forms(word, pos)), default=0)
+    return max((wordnet.occurrences(b, pos) for b in wordnet.base_forms(word, pos)), default=0)
 
 
 def _guess_unknown(word: str) -> str:
