@@ -57,6 +57,30 @@ def test_attack_end_to_end(tmp_path, space_file, models):
     assert "rejected by the constraint" in err
 
 
+def test_search_seed_sampling_and_dtype_reach_the_run(tmp_path, space_file, models):
+    """--search-seed changes the optimiser's draws and not the images; --sampling is recorded and changes the
+    draws; --dtype bfloat16 runs in bfloat16."""
+
+    def improve(name, *extra):
+        code, err = run_cli("improve", PROMPT, "--space", space_file, "--algo", "random", "--budget", 8, "--seeds", 1,
+                            "--no-validate", "--out", tmp_path / name, *models, *extra)
+        assert code == 0, err
+        return json.loads((tmp_path / name / "result.json").read_text())
+
+    def drawn(data):
+        return [h["negative_prompt"] for h in data["history"]]
+
+    first, again, other = improve("a", "--search-seed", 1), improve("b", "--search-seed", 1), improve("c", "--search-seed", 2)
+    assert first["config"]["search_seed"] == 1 and drawn(first) == drawn(again) and drawn(first) != drawn(other)
+    assert first["original"]["loss"] == other["original"]["loss"]  # the images' seeds are --seeds, not --search-seed
+    uniform = improve("u", "--search-seed", 1, "--sampling", "uniform")
+    assert first["config"]["sampling"] == "sparse" and uniform["config"]["sampling"] == "uniform" and drawn(uniform) != drawn(first)
+    half = improve("bf16", "--dtype", "bfloat16")
+    assert half["generation"]["dtype"] == "bfloat16" and first["generation"]["dtype"] == "float32"
+    assert half["original"]["loss"] != first["original"]["loss"]  # other arithmetic ...
+    assert half["original"]["loss"] == pytest.approx(first["original"]["loss"], abs=0.05)  # ... the same picture
+
+
 def test_generate_writes_images_and_losses(tmp_path, models):
     out = tmp_path / "gen"
     code, err = run_cli("generate", PROMPT, "--negative-prompt", "blurry", "--seeds", 3, "--out", out, *models)

@@ -1,6 +1,7 @@
 """Bad input of every kind gets exit 2 and one paragraph, before any model work where it can be."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,17 @@ def test_version_and_an_interrupted_load(tmp_path, monkeypatch):
     assert code == 130 and "Interrupted while loading the models" in err
     assert dpodiff.__version__ in __import__("subprocess").run(
         [__import__("sys").executable, "-m", "dpodiff.cli", "--version"], capture_output=True, text=True).stdout
+
+
+def test_the_suite_runs_offline_and_apart_from_the_users_cache():
+    """conftest's guards: another host cannot be reached (as on a machine without a network), and built spaces
+    go to a folder of the suite's own, not ~/.cache/dpodiff/spaces."""
+    import socket
+
+    from dpodiff.loading import hub_reachable
+    from dpodiff.spaces.cache import default_dir
+
+    with pytest.raises(ConnectionRefusedError, match="tests do not reach the network"):
+        socket.create_connection(("203.0.113.1", 443), timeout=1)
+    assert not hub_reachable(timeout=1)
+    assert Path.home() not in default_dir().parents

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +58,40 @@ def test_kill_9_during_a_save_never_leaves_a_partial_result(tmp_path):
         assert isinstance(json.loads(path.read_text())["round"], int)
 
 
+def test_kill_9_between_the_write_and_the_rename_keeps_the_previous_file(tmp_path):
+    """The child stops inside write_atomic after its 4th file is written and fsynced, before the rename;
+    SIGKILL there must leave round 2 in result.json and round 3 only in the temporary file."""
+    path, marker = tmp_path / "result.json", tmp_path / "paused"
+    code = textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from dpodiff.files import write_json
+        rename, calls = os.replace, []
+        def paused(src, dst):
+            calls.append(src)
+            if len(calls) == 4:
+                Path({str(marker)!r}).write_text(str(src))
+                time.sleep(120)
+            rename(src, dst)
+        os.replace = paused
+        for i in range(6):
+            write_json({str(path)!r}, {{"round": i, "payload": ["x" * 1000] * 200}})
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the child never reached the rename"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert json.loads(path.read_text())["round"] == 2
+    assert json.loads(Path(marker.read_text()).read_text())["round"] == 3  # written in full, never renamed
+
+
 def test_a_full_disk_on_one_image_keeps_the_others_and_says_where(tmp_path):
     written = []
 
@@ -82,8 +118,9 @@ def test_terminal_text_is_escaped_and_short():
     (["--min-similarity", "nan"], "--min-similarity nan"),
 ])
 def test_non_finite_options_are_refused_before_any_model_work(tmp_path, args, message):
-    code, err = run_cli("attack", "a red circle", "--out", tmp_path, *args)
-    assert code == 2 and message in " ".join(err.split())
+    """The model folder does not exist: had the options been checked after loading, the error would name it."""
+    code, err = run_cli("attack", "a red circle", "--out", tmp_path, "--model", tmp_path / "no-such-model", *args)
+    assert code == 2 and message in " ".join(err.split()) and "no-such-model" not in err
 
 
 def test_a_ten_thousand_character_prompt_gets_a_short_message(tmp_path, tiny_model_dir, tiny_scorer_dir):

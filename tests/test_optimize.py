@@ -1,5 +1,6 @@
 """optimize() end to end on tiny real models: the library call a notebook user makes."""
 
+import copy
 import json
 
 import pytest
@@ -125,15 +126,18 @@ def test_a_space_over_the_window_is_fitted_and_recorded(tiny_pipe, tiny_scorer, 
 
 
 def test_the_run_configuration_is_recorded(tiny_pipe, tiny_scorer):
+    own = tiny_pipe.pipe.scheduler
     result = run(tiny_pipe, tiny_scorer, budget=3, scheduler="euler")
     assert result.config["scheduler"] == "euler" and result.config["seeds"] == [0, 1] and result.config["algorithm"] == "epo"
+    assert tiny_pipe.pipe.scheduler is own and type(own).__name__ == "DDIMScheduler"  # the caller's pipeline keeps its own
 
 
 def interrupting_backend(tiny_pipe, on_call: int):
-    """The tiny model's backend, whose `on_call`-th generate() (one pipeline call of a batch) is hit by Ctrl-C."""
+    """A copy of the tiny model's backend (the session's own stays as it is), whose `on_call`-th generate()
+    (one pipeline call of a batch) is hit by Ctrl-C."""
     from dpodiff.backends import as_backend
 
-    backend = as_backend(tiny_pipe)
+    backend = copy.copy(as_backend(tiny_pipe))
     generate, calls = backend.generate, []
 
     def interrupted(requests, settings):
@@ -235,7 +239,7 @@ def test_protocol_paper(tiny_pipe, tiny_scorer):
     hybrid = run(tiny_pipe, tiny_scorer, algorithm="hybrid", budget=4, protocol="paper", gpo_settings=GPOSettings(iterations=2))
     argmax = [max(range(len(p)), key=p.__getitem__) for p in hybrid.gpo["probabilities"]]
     assert hybrid.evaluations == 5 and hybrid.algorithm_settings["first"] == argmax
-    assert hybrid.history[1].candidate == argmax or argmax == [0, 0, 0]  # argmax all-default is the original, scored already
+    assert argmax != [0, 0, 0] and hybrid.history[1].candidate == argmax  # GPO moved off the original here
     gpo = run(tiny_pipe, tiny_scorer, algorithm="gpo", budget=4, protocol="paper", gpo_settings=GPOSettings(iterations=2), steps=2)
     assert gpo.evaluations == 33
     with pytest.raises(UsageError, match="--protocol"):

@@ -61,6 +61,28 @@ def test_epo_generations_follow_the_paper_settings():
     assert all(min(sum(x != y for x, y in zip(m, p)) for p in parents) <= 3 for m in mutants)
 
 
+def test_epo_mutates_a_tenth_of_the_genes_and_crosses_parents_uniformly():
+    """The paper's operators, by their distributions: a mutation re-draws each gene with probability 0.1 (so
+    0.1 * 5/6 of 6-valued genes change, a little more for the one forced change when none did), a uniform
+    crossover takes each gene from either parent with probability 1/2; and a second generation's children
+    hold at every gene a value of one of two parents."""
+    genes = 40
+    epo = Evolution([6] * genes, seed=0)
+    parent = tuple([0] * genes)
+    changed = sum(sum(g != 0 for g in epo.mutate(parent)) for _ in range(500)) / (500 * genes)
+    assert 0.075 <= changed <= 0.093, changed  # expected 0.0841; a mutation rate of 0.15 would give 0.125
+    ones = tuple([1] * genes)
+    from_first = sum(sum(g == 0 for g in epo.crossover(parent, ones)) for _ in range(200)) / (200 * genes)
+    assert 0.45 <= from_first <= 0.55, from_first
+    epo = Evolution([6] * 8, seed=1)
+    first = epo.ask()
+    for i, c in enumerate(first):
+        epo.tell(c, float(i))
+    parents, children = first[:10], epo.ask()[10:]
+    assert len(children) == 10
+    assert all(any(all(g in (p[i], q[i]) for i, g in enumerate(child)) for p in parents for q in parents if p != q) for child in children)
+
+
 def test_epo_beats_random_on_a_structured_problem():
     """On a separable problem, selection should find better candidates than uniform sampling does."""
     sizes = [5] * 10
@@ -118,17 +140,18 @@ def test_sparse_sampling_changes_about_two_genes_from_their_defaults():
 
 
 def test_sampling_is_sparse_by_default_and_uniform_reproduces_the_paper():
-    import random
+    import collections
 
-    sparse, uniform = RandomSearch([5] * 8, seed=3), RandomSearch([5] * 8, seed=3, sampling="uniform")
+    sparse = RandomSearch([5] * 8, seed=3)
     assert sparse.settings()["sampling"] == "sparse" and Evolution([5] * 8).settings()["init"] == "sparse"
     changed = [sum(g != 0 for g in c) for _ in range(5) for c in sparse.ask()]
     assert min(changed) >= 1 and sum(changed) / len(changed) < 3  # uniform draws change 6.4 of 8 genes on average
-    rng = random.Random(3)
-    assert uniform.ask() == [tuple(rng.randrange(5) for _ in range(8)) for _ in range(10)]
-    epo = Evolution([5] * 8, seed=3, sampling="uniform")
-    rng = random.Random(3)
-    assert epo.ask() == [tuple(rng.randrange(5) for _ in range(8)) for _ in range(20)]
+    drawn = [c for seed in range(50) for c in RandomSearch([5] * 8, seed=seed, sampling="uniform").ask()]
+    values = collections.Counter(g for c in drawn for g in c)
+    assert len(drawn) == 500 and all(abs(values[v] / 4000 - 0.2) < 0.02 for v in range(5))  # every gene uniform over its 5 choices
+    assert sum(sum(g != 0 for g in c) for c in drawn) / 500 == pytest.approx(8 * 4 / 5, abs=0.15)
+    first = Evolution([5] * 8, seed=3, sampling="uniform").ask()
+    assert len(set(first)) == 20 and sum(sum(g != 0 for g in c) for c in first) / 20 > 4  # EPO's generation 0 alike
     with pytest.raises(ValueError, match="sparse or uniform"):
         RandomSearch([5], sampling="dense")
 

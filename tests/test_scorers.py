@@ -201,4 +201,6 @@ def check_improve_hybrid(tmp_path, model_dir, spec: str):
     data = json.loads((out / "result.json").read_text())
     assert data["scorer"] == spec and data["evaluations"] == 4 and data["gpo"]["losses"]
     assert all(math.isfinite(v) for v in data["gpo"]["losses"])  # no NaN from the reward's gradient
-    assert data["best"]["loss"] <= data["original"]["loss"]
+    untrained = torch.softmax(torch.tensor([1.0, 0.0, 0.0]), 0).tolist()  # each slot: empty, then two words
+    moved = [max(abs(a - b) for a, b in zip(p, untrained)) for p in data["gpo"]["probabilities"]]
+    assert len(moved) == 2 and min(moved) > 1e-3, moved  # a gradient reached every slot's logits through the scorer

@@ -96,7 +96,7 @@ def test_scorer_prefers_the_right_caption(scorer):
     images = [render(s, rng) for s in scenes]
     img, txt = _embed(scorer, images, [render_caption(s) for s in scenes])
     sims = img @ txt.T
-    assert (sims.argmax(1) == torch.arange(40)).float().mean() >= 0.8  # 0.825 here (chance 0.025); 94.6% among 20 in the model card
+    assert (sims.argmax(1) == torch.arange(40)).float().mean() >= 0.7  # 0.825 here (chance 0.025), a margin of 5 images for another BLAS; 94.6% among 20 in the model card
 
     pairs = [sample_scene(rng, "relation") for _ in range(40)]
     images = [render(s, rng) for s in pairs]
