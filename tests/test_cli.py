@@ -81,6 +81,17 @@ def test_search_seed_sampling_and_dtype_reach_the_run(tmp_path, space_file, mode
     assert half["original"]["loss"] == pytest.approx(first["original"]["loss"], abs=0.05)  # ... the same picture
 
 
+def test_the_similarity_model_is_recorded_and_a_missing_one_is_refused(tmp_path, space_file, models):
+    code, err = run_cli("attack", PROMPT, "--space", space_file, "--budget", 3, "--seeds", 1, "--no-validate", "--min-similarity", 0.5,
+                        "--out", tmp_path / "ok", *models)
+    assert code == 0, err
+    assert json.loads((tmp_path / "ok" / "result.json").read_text())["constraint"]["model"] == "all-MiniLM-L6-v2"
+    code, err = run_cli("attack", PROMPT, "--space", space_file, "--similarity-model", tmp_path / "no-such-model",
+                        "--out", tmp_path / "bad", *models)
+    err = " ".join(err.split())
+    assert code == 2 and "Could not load the sentence-embedding model" in err and "all-MiniLM-L6-v2" in err, err
+
+
 def test_generate_writes_images_and_losses(tmp_path, models):
     out = tmp_path / "gen"
     code, err = run_cli("generate", PROMPT, "--negative-prompt", "blurry", "--seeds", 3, "--out", out, *models)

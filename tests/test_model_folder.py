@@ -181,3 +181,25 @@ def test_a_malformed_library_is_a_usage_error(tmp_path, model_with, tiny_scorer_
     with pytest.raises(UsageError, match="malformed"):
         model_library(model)
 
+
+
+def test_a_pipeline_family_dpodiff_does_not_support_is_refused_by_name(tmp_path, tiny_model_dir, tiny_scorer_dir):
+    """A PixArt folder (model_index.json names the pipeline) gets exit 2 and the list of supported pipelines,
+    from the CLI before loading and from the library for a pipeline object a user already holds."""
+    from dpodiff.backends import as_backend
+
+    folder = tmp_path / "pixart"
+    shutil.copytree(tiny_model_dir, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps(index | {"_class_name": "PixArtAlphaPipeline"}))
+    code, err = run_cli("generate", "a red circle", "--model", folder, "--scorer", tiny_scorer_dir, "--out", tmp_path / "out")
+    err = " ".join(err.split())
+    assert code == 2 and "PixArtAlphaPipeline, which dpodiff does not support yet" in err
+    assert all(name in err for name in ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline", "FluxPipeline"))
+    assert not list((tmp_path / "out").glob("*"))  # no image, no result
+
+    class PixArtAlphaPipeline:  # what a user might pass to dpodiff.optimize
+        pass
+
+    with pytest.raises(UsageError, match="PixArtAlphaPipeline, which dpodiff does not support yet"):
+        as_backend(PixArtAlphaPipeline())
