@@ -174,3 +174,22 @@ def test_generates_record_holds_only_what_generate_used(tmp_path, tiny_model_dir
     assert code == 0, err
     _, chunk = read_metadata(tmp_path / "seed0.png")
     assert set(chunk["config"]) == {"seeds", "steps", "guidance", "height", "width", "scheduler", "batch_size", "negative_mode", "true_cfg"}
+
+
+def test_attack_images_carry_the_reworded_prompt_and_its_loss(tmp_path, models):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({PROMPT: {"synonym": {"red": ["crimson", "scarlet"], "circle": ["disk"]}, "antonym": {},
+                                          "keywords": ["red", "circle"]}}))
+    out = tmp_path / "attack"
+    code, err = run_cli("attack", PROMPT, "--space", space, "--budget", 4, "--seeds", "0,2", "--min-similarity", 0.5,
+                        "--no-validate", "--out", out, *models)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert result["best"]["prompt"] != PROMPT  # a rewording won here
+    for role in ("original", "best"):
+        for i, seed in enumerate(result["seeds"]):
+            text, data = read_metadata(out / f"{role}_seed{seed}.png")
+            parsed = parse_parameters(text)
+            assert text.splitlines()[0] == result[role]["prompt"] and not parsed.get("Negative prompt")
+            assert (data["role"], data["seed"], data["loss"]) == (role, seed, result[role]["losses"][i])
+            assert parsed["Seed"] == str(seed) and float(parsed["Loss"]) == pytest.approx(result[role]["losses"][i], abs=5e-5)
