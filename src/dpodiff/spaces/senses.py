@@ -55,9 +55,15 @@ def definition(s: wordnet.Synset) -> str:
     return wordnet.gloss(s).split(";")[0].strip()
 
 
-@functools.lru_cache(maxsize=20_000)
-def word_vector(text: str, start: int, end: int):
-    """The sentence model's contextual vector (layer TOKEN_LAYER, unit length) of the characters text[start:end]."""
+def gloss_line(lemma: str, s: wordnet.Synset) -> str:
+    """The text each sense is compared by: "lemma: definition"."""
+    return f"{lemma.replace('_', ' ')}: {definition(s)}"
+
+
+@functools.lru_cache(maxsize=2_000)
+def _pieces(text: str):
+    """The sentence model's word-piece character offsets and hidden states (layer TOKEN_LAYER) of a text,
+    once per text however many of its words are asked for."""
     import torch
 
     transformer = _model()[0]
@@ -65,6 +71,14 @@ def word_vector(text: str, start: int, end: int):
     offsets = batch.pop("offset_mapping")[0].tolist()
     with torch.no_grad():
         hidden = transformer.auto_model(**batch, output_hidden_states=True).hidden_states[TOKEN_LAYER][0]
+    return offsets, hidden
+
+
+def word_vector(text: str, start: int, end: int):
+    """The sentence model's contextual vector (layer TOKEN_LAYER, unit length) of the characters text[start:end]."""
+    import torch
+
+    offsets, hidden = _pieces(text)
     pieces = [i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end]
     return torch.nn.functional.normalize(hidden[pieces].mean(0).float(), dim=0)
 
@@ -73,7 +87,7 @@ def uses(lemma: str, s: wordnet.Synset) -> list[tuple[str, int, int]]:
     """Where the sense uses the word: (text, start, end) of the lemma in "lemma: definition" and, for a
     single word, of its first form in each of WordNet's examples that has one ("the field was full of horses")."""
     word = lemma.replace("_", " ")
-    found = [(f"{word}: {definition(s)}", 0, len(word))]
+    found = [(gloss_line(lemma, s), 0, len(word))]
     if " " not in word:
         for example in re.findall(r'"([^"]+)"', wordnet.gloss(s)):
             if m := re.search(rf"\b{re.escape(word[:4])}\w*", example, re.IGNORECASE):
@@ -88,7 +102,7 @@ def word_senses(prompt: str, w: Word) -> list[wordnet.Synset]:
     found = wordnet.used_synsets(w.lemma, w.pos)
     if len(found) <= 1:
         return found
-    vectors = embed([prompt] + [f"{w.lemma.replace('_', ' ')}: {definition(s)}" for s in found])
+    vectors = embed([prompt] + [gloss_line(w.lemma, s) for s in found])
     similarity = (vectors[1:] @ vectors[0]).tolist()
     here = word_vector(prompt, w.start, w.end)
     fit = [max(float(here @ word_vector(*use)) for use in uses(w.lemma, s)) for s in found]
