@@ -46,7 +46,7 @@ import dpodiff  # noqa: E402
 from dpodiff.backends import GenerationSettings, Request  # noqa: E402
 from dpodiff.gradient_search import run_gpo  # noqa: E402
 from dpodiff.models import DTYPES  # noqa: E402
-from dpodiff.optimization import default_batch_size  # noqa: E402
+from dpodiff.backends.memory import default_batch_size  # noqa: E402
 from dpodiff.optimizers import GPOSettings  # noqa: E402
 from dpodiff.report.images import from_pil  # noqa: E402
 from dpodiff.spaces import SearchSpace, Slot, Span  # noqa: E402
@@ -132,7 +132,7 @@ def bench_model(name: str, backend, scorer, args) -> tuple[list, list]:
     device = backend.device
     side = args.size or backend.native_size
     settings = GenerationSettings(steps=args.steps, guidance=args.guidance, height=side, width=side)
-    batch = args.batch or default_batch_size(torch.device("cuda"), 1, side ** 2)  # the GPU default, also on the CPU
+    batch = args.batch or default_batch_size(1, side ** 2)
     requests = candidate_requests(batch)
     one_call = replace(settings, batch_size=batch)
     tensor_path(backend, scorer, requests[:1], settings)  # warm-up: kernels, allocator, lazy imports

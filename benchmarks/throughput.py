@@ -2,17 +2,25 @@
 
     .venv/bin/python benchmarks/throughput.py                 # the shapes world
     .venv/bin/python benchmarks/throughput.py --tiny          # tiny random models (dpodiff.testing)
+    .venv/bin/python benchmarks/throughput.py --sweep 2,4,8,16,32 --skip-optimize  # evaluations/s by images per call
+    .venv/bin/python benchmarks/throughput.py --main-job      # the README's main job: --batch-size 2 vs the default
 
 Two measurements, each the best of --repeats:
   scoring: --candidates candidates x --seeds seeds generated and scored, with --seeds images per call (one
            candidate at a time), with candidates x seeds per call (batched), and one image per call;
   optimize: a whole improve run (random search, --budget candidates) with the same batch sizes.
 Prints a table; the last line is the batched/one-at-a-time ratio of evaluations per second.
+--main-job runs the README's main job (the `dpodiff improve` command) with one candidate per call
+(--batch-size 2, the CPU default before whole candidates) and with the default, each --repeats times, and
+prints wall time, seconds per candidate, the chosen negative prompt and the largest loss difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +56,40 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
+MAIN_JOB = ["improve", "a huge black circle", "--algo", "hybrid"]
+
+
+def main_job(repeats: int, threads: int) -> None:
+    """The README's main job through the CLI, one candidate per call against the default batch."""
+    dpodiff_cli = Path(sys.executable).with_name("dpodiff")
+    rows = []
+    for name, extra in [("one candidate per call (--batch-size 2)", ["--batch-size", "2"]), ("default", [])]:
+        for _ in range(repeats):
+            out = Path(tempfile.mkdtemp()) / "run"
+            t0 = time.perf_counter()
+            subprocess.run([str(dpodiff_cli), *MAIN_JOB, "--out", str(out), "--threads", str(threads), *extra],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - t0
+            result = json.loads((out / "result.json").read_text())
+            lines = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()[1:]]
+            losses = {(e["prompt"], e["negative_prompt"], s): x for e in lines for s, x in zip(e["seeds"], e["losses"])}
+            rows.append((name, wall, result, losses))
+    print(f"the main job: dpodiff {' '.join(MAIN_JOB)}; {threads} CPU threads; best of {repeats}")
+    print("| batch | wall s | candidates | s per candidate | chosen negative prompt | batch size recorded |")
+    print("|---|---|---|---|---|---|")
+    best = {}
+    for name, wall, result, losses in rows:
+        if name not in best or wall < best[name][0]:
+            best[name] = (wall, result, losses)
+    for name, (wall, result, _) in best.items():
+        n = result["evaluations"]
+        print(f"| {name} | {wall:.1f} | {n} | {wall / n:.3f} | {result['best']['negative_prompt']!r} | {result['generation']['batch_size']} |")
+    (before, _, a), (after, _, b) = best.values()
+    shared = a.keys() & b.keys()
+    diff = max((abs(a[k] - b[k]) for k in shared), default=float("nan"))
+    print(f"default/one-candidate wall time: {after / before:.2f}; largest loss difference over {len(shared)} images of the same prompt pair and seed: {diff:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true")
@@ -58,9 +100,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=17)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-optimize", action="store_true")
+    parser.add_argument("--sweep", help="comma-separated images per call to measure instead of the three modes, e.g. 2,4,8,16,32")
+    parser.add_argument("--main-job", action="store_true", help="time the README's main job, --batch-size 2 against the default")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (spinning threads distort timings on a busy machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.main_job:
+        return main_job(args.repeats, args.threads)
     model, scorer_name = models(args.tiny)
     device = resolve_device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -79,6 +125,10 @@ def main() -> None:
     score(requests[:2], GenerationSettings(steps=2))  # warm-up
 
     modes = [("one image per call", 1), ("one candidate per call", args.seeds), ("batched candidates", args.candidates * args.seeds)]
+    if args.sweep:
+        modes = [(f"{n} images per call", n) for n in map(int, args.sweep.split(","))]
+        requests = [Request(PROMPT, negative, s) for negative in NEGATIVES * 4 for s in seeds][: max(b for _, b in modes)]
+        args.candidates = len(requests) // args.seeds
     space = SearchSpace(PROMPT, negative=[Slot("red", ["blue", "green", "yellow", "pink", "orange"]),
                                           Slot("circle", ["square", "triangle"]), Slot("quality", ["blurry", "low quality", "noisy"])])
     rows = []
@@ -100,6 +150,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, batch, rate, run_rate in rows:
         print(f"| {name} | {batch} | {rate:.3f} | {'-' if run_rate is None else f'{run_rate:.3f}'} |")
+    if args.sweep:
+        return
     one, batched = rows[1], rows[2]
     run_ratio = f"; full run {batched[3] / one[3]:.2f}" if one[3] else ""
     print(f"batched/one-candidate-at-a-time evaluations per second: scoring {batched[2] / one[2]:.2f}{run_ratio}")

@@ -8,6 +8,7 @@ from PIL import Image
 from dpodiff.report.images import from_pil, to_pil
 
 from dpodiff.backends import GenerationSettings, Request
+from dpodiff.backends.memory import BATCH_TOLERANCE
 from dpodiff.objectives.clip_loss import spherical_distance
 from dpodiff.objectives.similarity import SimilarityConstraint
 
@@ -55,7 +56,7 @@ def test_batched_generation_matches_one_at_a_time(tiny_pipe):
     requests = [Request("a red circle", "", 0), Request("a blue square", "green", 3), Request("a red circle", "", 5)]
     one = tiny_pipe.generate(requests, GenerationSettings(steps=3, batch_size=1))
     batched = tiny_pipe.generate(requests, GenerationSettings(steps=3, batch_size=3))
-    torch.testing.assert_close(one, batched, atol=2e-3, rtol=0)
+    torch.testing.assert_close(one, batched, atol=BATCH_TOLERANCE["pixel"], rtol=0)
 
 
 def test_a_text_longer_than_the_window_is_refused_not_cut(tiny_pipe):

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, Model, NegativeMode, Out, PerWord, Scorer,
+    Algo, BatchSize, Budget, Device, Dtype, Guidance, LlmKeyFile, LlmModel, LlmRetries, LlmTimeout, LlmUrl, MaxMemory, Model, NegativeMode, Out, PerWord, Scorer,
     Decompose, NoValidate, Overwrite, Resume, Protocol, SelectScorer, Scheduler, SearchSeed, Seed, Seeds, Size, SpaceFile, SpaceKind, SpaceSource, Steps, Threads, TrueCfg, Vae, Validate, Sampling,
 )
 from dpodiff.display import terminal
@@ -65,7 +65,7 @@ def improve(
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None, max_memory: MaxMemory = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/improve"), overwrite: Overwrite = False,
     resume: Resume = False,
 ):
@@ -84,7 +84,7 @@ def attack(
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     decompose: Decompose = False, select_scorer: SelectScorer = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None, max_memory: MaxMemory = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/attack"), overwrite: Overwrite = False,
     resume: Resume = False,
 ):
@@ -99,7 +99,7 @@ def generate(
     loss_prompt: Annotated[Optional[str], typer.Option(help="Score the images against this prompt instead (e.g. the original of an attack).")] = None,
     seeds: Seeds = None, seed: Seed = None,
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None, max_memory: MaxMemory = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
@@ -114,6 +114,7 @@ def generate(
     from dpodiff.evaluator import Evaluator
     from dpodiff.files import save_all, save_image, write_json
     from dpodiff.objectives.judge import find_judge
+    from dpodiff.optimization import generation_settings
     from dpodiff.report.grid import image_grid
 
     backend, clip, model_name = _load_models(model, scorer, device, dtype, threads, vae)
@@ -126,12 +127,13 @@ def generate(
     target = check_prompt(loss_prompt or prompt, clip.tokenizer, "scorer's text encoder")
     judge = find_judge(model_name) if Path(model_name).is_dir() else None
     seed_list = list(config.seeds)
-    scored = Evaluator(backend, clip, config.generation(), target, judge).score([(prompt, negative_prompt)], seed_list)[0]
+    settings = generation_settings(backend, config)
+    scored = Evaluator(backend, clip, settings, target, judge).score([(prompt, negative_prompt)], seed_list)[0]
     images, losses, verdicts = scored.images, scored.losses, scored.verdicts
     records = [{"seed": seed, "file": f"seed{seed}.png", "loss": loss, "judge": verdicts[i] if verdicts else None}
                for i, (seed, loss) in enumerate(zip(seed_list, losses))]
     result = {"prompt": prompt, "negative_prompt": negative_prompt, "loss_prompt": target, "model": model_name, "scorer": clip.name,
-              "generation": {**backend.describe(config.generation()), "steps": config.steps, "guidance": config.guidance,
+              "generation": {**backend.describe(settings), "steps": config.steps, "guidance": config.guidance,
                              "negative_mode": config.negative_mode, "recommended_used": recommended_used},
               "config": {k: v for k, v in config.to_dict().items() if k in GENERATE_SETTINGS}, "seeds": seed_list, "loss": scored.loss,
               "images": records, "seconds": scored.seconds, "cpu_threads": torch.get_num_threads()}

@@ -32,7 +32,10 @@ Resume = Annotated[bool, typer.Option("--resume", help=(
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out (its result.json, space.json and images).")]
 Size = Annotated[Optional[int], typer.Option(help="Image side in pixels. Default: the model's native size.")]
 Out = Annotated[Path, typer.Option(help="Folder for result.json and the images.")]
-BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call. Default: all seeds of a candidate in one call.")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call. Default: whole candidates, up to 16 images at 512x512 "
+                                                   "(4 at 1024x1024), fewer where the GPU's free memory holds fewer.")]
+MaxMemory = Annotated[Optional[float], typer.Option(help="GiB of GPU memory the run may hold, weights included (e.g. 20 on a 24 GB card). "
+                                                    "Default: what is free. An out-of-memory error halves the batch and goes on.")]
 SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
 SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
 PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]

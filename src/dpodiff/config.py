@@ -33,7 +33,8 @@ class RunConfig:
     height: int | None = None  # None: the model's native size
     width: int | None = None
     scheduler: str | None = None  # None: the model's recommendation, else the model's own scheduler
-    batch_size: int | None = None  # images per pipeline call; None: a default for the device
+    batch_size: int | None = None  # images per pipeline call; None: whole candidates up to 16 at 512x512 (backends/memory.py)
+    max_memory: float | None = None  # GiB of GPU memory the run may hold (weights included); None: what is free
     positive: bool = False  # improve: also substitute synonyms in the prompt
     space_source: str = "auto"
     per_word: int = 5
@@ -66,6 +67,8 @@ class RunConfig:
             raise UsageError(f"--steps {self.steps} is out of range; give 1 to {MAX_STEPS} (25-50 is usual).")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size}: a pipeline call makes at least 1 image.")
+        if self.max_memory is not None and not 0 < self.max_memory < math.inf:  # NaN fails this too
+            raise UsageError(f"--max-memory {self.max_memory:g}: give the GiB of GPU memory the run may hold, e.g. 20 on a 24 GB card.")
         if self.guidance is not None and not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a finite number; SD models use about 3 to 12.")
         if self.guidance is not None and not 0 <= self.guidance <= MAX_GUIDANCE:
@@ -147,11 +150,11 @@ class RunConfig:
         """What decides the numbers of a run, so that two bench databases with equal ones are comparable
         (of a resolved config, so that a setting the model recommended counts as what it is).
 
-        The algorithm (a bench runs several) and the batch size (speed, not results) are left out, and the
-        constraint where the task has none.
+        The algorithm (a bench runs several), the batch size and the memory cap (speed, not results) are
+        left out, and the constraint where the task has none.
         """
         data = self.to_dict()
-        del data["algorithm"], data["batch_size"]
+        del data["algorithm"], data["batch_size"], data["max_memory"]
         if not self.task_spec.constrained:
             del data["min_similarity"], data["similarity_model"]
         for name in ("decompose", "select_scorer"):  # added later: databases made before them stay comparable

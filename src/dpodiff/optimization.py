@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dpodiff.backends import Backend, Request, as_backend
+from dpodiff.backends.memory import GIB, default_batch_size
 from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
 from dpodiff.evaluator import Evaluator, Scored, fresh_seeds
@@ -146,9 +147,9 @@ def optimize(
         scorer=scorer.name,
         algorithm=config.algorithm,
         algorithm_settings={"search_seed": config.search_seed, **optimizer.settings()},
-        generation={**backend.describe(config.generation()), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
+        generation={**backend.describe(generation), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
                     "height": config.height or backend.native_size,
-                    "width": config.width or backend.native_size, "batch_size": config.batch_size, "recommended_used": recommended_used},
+                    "width": config.width or backend.native_size, "batch_size": generation.batch_size, "recommended_used": recommended_used},
         seeds=seeds,
         budget=budget,
         original=None,  # type: ignore[arg-type]  # set by the first evaluation
@@ -296,20 +297,15 @@ def journal_settings(prompt: str, model_name: str, scorer: Scorer, backend: Back
 
 
 def generation_settings(backend: Backend, config: RunConfig):
-    """The config's generation settings, with the default batch size for this device and image size."""
+    """The config's generation settings, with the default batch size for this image size (memory.py), and
+    --max-memory given to the backend's memory budget (a GPU's; refused on other devices)."""
+    if config.max_memory is not None:
+        if backend.device.type != "cuda":
+            raise UsageError(f"--max-memory caps GPU memory, and this run is on the {backend.device.type}: "
+                             "leave it out, or set --batch-size to make fewer images per call.")
+        backend.memory.max_bytes = int(config.max_memory * GIB)
     pixels = (config.height or backend.native_size) * (config.width or backend.native_size)
-    return config.generation(default_batch_size(backend.device, len(config.seeds), pixels))
-
-
-def default_batch_size(device, n_seeds: int, pixels: int = 512 * 512) -> int:
-    """Images per pipeline call: one candidate's seeds on the CPU (where batching gains little and
-    keeps each candidate's images bit-identical whatever else is scored); on a GPU, whole candidates
-    up to 16 images, fewer above 512x512 (the same pixel count: 4 at SDXL's 1024x1024, whose
-    float32 VAE decode would not fit 16)."""
-    if torch.device(device).type == "cpu":
-        return n_seeds
-    images = max(1, min(16, 16 * 512 * 512 // pixels))
-    return max(n_seeds, images // n_seeds * n_seeds)
+    return config.generation(default_batch_size(len(config.seeds), pixels))
 
 
 def _resolve_space(space, prompt: str, config: RunConfig, backend: Backend, llm, wordings=None) -> SearchSpace:

@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 
 from dpodiff.backends.guidance import guide, parts
+from dpodiff.backends.memory import MemoryBudget
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
 from dpodiff.backends.schedulers import (clean_latent, fresh_scheduler, is_flow_matching, prediction_type, scale_model_input,
                                          scheduler_name)
@@ -125,6 +126,7 @@ class Backend:
         self.vae_name: str | None = None  # a VAE given instead of the model's own (--vae)
         self.recommended = self.with_family_settings(recommended or Recommended())
         self.negative_library = negative_library  # None: the generic library
+        self.memory = MemoryBudget()  # images per sampling run that fit the device, learnt as runs go
 
     @classmethod
     def with_family_settings(cls, recommended):
@@ -283,7 +285,8 @@ class Backend:
     @torch.no_grad()
     def generate(self, requests: list[Request], settings: GenerationSettings) -> torch.Tensor:
         """Images [N, 3, H, W] in [0, 1] (float32 or wider) on the model's device, in request order; `settings.batch_size`
-        images per sampling run. Each distinct text is encoded once. Each image depends only on its request (its seed's
+        images per sampling run, fewer where the device's memory holds fewer (memory.py: an out-of-memory error halves the
+        batch and tries again). Each distinct text is encoded once. Each image depends only on its request (its seed's
         noise, and its seed's generator for samplers that draw noise at each step), as in the diffusers pipelines, whose
         images `sample` reproduces; on the CPU the same requests in the same batches give bit-identical images."""
         perp = check_negative_mode(settings.negative_mode) == "perp"
@@ -292,14 +295,24 @@ class Backend:
         row = {text: i for i, text in enumerate(texts)}
         encoded = self.encode(texts)
         step = settings.batch_size or len(requests)
-        images = []
-        for i in range(0, len(requests), step):
-            batch = requests[i : i + step]
+        pixels = (settings.height or self.native_size) * (settings.width or self.native_size)
+        images, i = [], 0
+        while i < len(requests):
+            batch = requests[i : i + self.memory.images(step, pixels, self.device)]
             positive = torch.tensor([row[r.prompt] for r in batch], device=self.device)
             negative = torch.tensor([row[r.negative_prompt] for r in batch], device=self.device)
             empty = encoded.rows([row[""]]) if perp else None
             cond = Conditioning.guided(encoded.rows(negative), encoded.rows(positive), empty)
-            images.append(self.decode(self.sample(cond, [r.seed for r in batch], settings)))  # one decode for every path
+            try:
+                with self.memory.measured(self.device, len(batch), pixels):
+                    images.append(self.decode(self.sample(cond, [r.seed for r in batch], settings)))  # one decode for every path
+            except torch.OutOfMemoryError:
+                if len(batch) == 1:
+                    raise
+            else:
+                i += len(batch)
+                continue
+            self.memory.halve(len(batch))  # out of the except block: the failed run's tensors are freed first
         return torch.cat(images)
 
     def sample(self, cond: Conditioning, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dpodiff.cli_options import (
-    BatchSize, Budget, Device, Dtype, Guidance, Decompose, Model, NegativeMode, NoValidate, PerWord, Protocol, SelectScorer, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceKind, SpaceSource,
+    BatchSize, Budget, MaxMemory, Device, Dtype, Guidance, Decompose, Model, NegativeMode, NoValidate, PerWord, Protocol, SelectScorer, Scheduler, Scorer, SearchSeed, Seed, Seeds, Size, SpaceKind, SpaceSource,
     Steps, Threads, TrueCfg, Vae, Validate, Sampling,
 )
 from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE, MAX_IMAGES
@@ -44,7 +44,7 @@ def bench(
     space: Annotated[Optional[Path], typer.Option("--space", help="Search space JSON for the prompts: the DPO-Diff reference format may hold every prompt. Default: built from each prompt.")] = None,
     space_source: SpaceSource = "auto", per_word: PerWord = 5, space_kind: SpaceKind = "both",
     model: Model = None, scorer: Scorer = None, vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
-    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None,
+    steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None, max_memory: MaxMemory = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg",
     equal_cost: Annotated[bool, typer.Option("--equal-cost", help="Charge gpo/hybrid their measured GPO cost (in candidates) against --budget, so every algorithm spends the same compute.")] = False,
     backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
