@@ -8,7 +8,7 @@ import typer
 from dpodiff.defaults import DEFAULT_HUB_SCORER, SCHEDULERS
 from dpodiff.spaces.llm import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
-Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x or SDXL, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
+Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x, SDXL, SD3/SD3.5 or Flux, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
 Scorer = Annotated[Optional[str], typer.Option(help=(
     "What scores the images (lower loss is better). A CLIPModel hub id or local folder: the paper's CLIP distance "
     "(a name containing 'pickscore' loads PickScore). Or KIND:PATH, KIND one of clip, pickscore, hpsv2, imagereward, aesthetic: "
@@ -58,7 +58,7 @@ Validate = Annotated[str, typer.Option(help=(
     "those seeds wins. K,V1,V2: adaptive, V1 seeds first, then up to V2 for the candidates that still look better."))]
 Protocol = Annotated[str, typer.Option(help=(
     "dpodiff (the default) or paper: the DPO-Diff reference's choices, uniform sampling, the plain arg-min (no validation), "
-    "the original prompt outside the budget, GPO's 32 samples and the hybrid led by GPO's argmax (README: deviations)."))]
+    "the original prompt outside the budget, GPO's 32 samples and the hybrid led by GPO's argmax (docs/method.md: where dpodiff departs from the paper)."))]
 SelectScorer = Annotated[Optional[str], typer.Option(help=(
     "A second scorer (a --scorer spec) that re-ranks the validated shortlist: the challenger is the best average of its "
     "ranks under both scorers, a held-out judge against over-optimising the search's own."))]

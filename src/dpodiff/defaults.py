@@ -10,7 +10,7 @@ from dpodiff.errors import UsageError
 
 DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"  # the paper's scorer, CLIP ViT-B/32
 DEFAULT_SENTENCE_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, README
+DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, docs/method.md
 ALGORITHMS = ("random", "epo", "gpo", "hybrid")
 SAMPLINGS = ("sparse", "uniform")  # how random search and EPO draw fresh candidates (optimizers/base.py)
 WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
@@ -21,7 +21,7 @@ MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
 DEFAULT_STEPS = 50  # generation settings when neither the user nor the model (its dpodiff.json) gives them
 DEFAULT_GUIDANCE = 7.5
 MAX_GUIDANCE = 50  # far above any model's useful range (SD: 3 to 12); larger values only burn the images out
-PROTOCOLS = ("dpodiff", "paper")  # "paper": the DPO-Diff reference's choices where they are not bugs (README, deviations)
+PROTOCOLS = ("dpodiff", "paper")  # "paper": the DPO-Diff reference's choices where they are not bugs (docs/method.md, departures)
 PAPER_GPO_SAMPLES = 32  # candidates the reference samples from GPO's distribution, the original not counted
 DEFAULT_VALIDATE = (4, 4)  # the shortlist's size K and the fresh seeds V of validated selection (selection.py)
 MAX_IMAGES = 10_000  # seeds a run may ask for: each is an image per candidate

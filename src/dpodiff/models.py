@@ -1,7 +1,7 @@
 """Loading the models a user names: a diffusers pipeline (as a backend of its family) and a scorer.
 
 Both accept a hub id or a local folder (the scorer also KIND:PATH, see objectives/scorers.py), and
-fail with one paragraph that says what was looked for and how to fix it. The family (SD 1.x/2.x, SDXL, SD3) is read
+fail with one paragraph that says what was looked for and how to fix it. The family (SD 1.x/2.x, SDXL, SD3, Flux) is read
 from the pipeline's model_index.json; what the model's folder says about itself (model_folder.py) is read here too.
 """
 

@@ -1,4 +1,4 @@
-"""Model families behind one protocol (see base.py). Adding a family is one file and one line here."""
+"""Model families behind one protocol (see base.py), one file each, listed in FAMILIES. What else a new family touches: docs/extending.md."""
 
 from __future__ import annotations
 
