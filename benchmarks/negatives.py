@@ -8,6 +8,7 @@ the negative steers (cfg: SD's; perp: Perp-Neg, dpodiff/backends/guidance.py); r
 
     .venv/bin/python benchmarks/negatives.py --model runs/release2/pipeline --model src/dpodiff/shapes/weights/pipeline
     .venv/bin/python benchmarks/negatives.py --negative-mode cfg --negative-mode perp
+    .venv/bin/python benchmarks/negatives.py --asked      # does asking for a flaw draw it, and does negating it then remove it?
 
 Each generator's rows are saved to --out as JSON when it finishes (a rerun skips generators already there);
 about 5 minutes per generator at the defaults on 2 idle cores (as many images as the model card's eval).
@@ -26,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from dpodiff.shapes import PIPELINE_DIR
-from dpodiff.shapes.responsiveness import DEFECTS, Row, negative_response, table
+from dpodiff.shapes.responsiveness import DEFECTS, AskedRow, Row, asked_response, asked_table, negative_response, table
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = len(DEFECTS) + 5  # the baseline, each flaw, copies, every flaw, another colour, swapped scene
@@ -53,18 +54,22 @@ def perp_generate(pipe):
     return draw
 
 
-def measure(folder: Path, n_single: int, n_two: int, mode: str) -> list[Row]:
+def measure(folder: Path, n_single: int, n_two: int, mode: str, asked: bool = False) -> list[Row] | list[AskedRow]:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    bar = tqdm(total=ROWS, desc=f"{folder.name} ({mode})", unit="row")
+    bar = tqdm(total=len(DEFECTS) + 1 if asked else ROWS, desc=f"{folder.name} ({mode})", unit="row")
 
     def progress(name: str) -> None:
         bar.set_postfix_str(name)
-        bar.update(0 if name == "no negative prompt" else 1)
+        bar.update(0 if name in ("no negative prompt", DEFECTS[0]) else 1)
 
-    rows = negative_response(pipe, n_single, n_two, progress=progress, generate=perp_generate(pipe) if mode == "perp" else None)
+    generate = perp_generate(pipe) if mode == "perp" else None
+    if asked:
+        rows = asked_response(pipe, n_single, progress=progress, generate=generate)
+    else:
+        rows = negative_response(pipe, n_single, n_two, progress=progress, generate=generate)
     bar.update(1)
     bar.close()
     return rows
@@ -79,6 +84,8 @@ def main() -> None:
                         help="how the negative steers (repeatable; default cfg)")
     parser.add_argument("--card", action="store_true",
                         help="write the shipped generator's rows into the shapes world's metrics and model card (per mode)")
+    parser.add_argument("--asked", action="store_true",
+                        help="single shapes with each flaw asked for in the prompt, with and without it as the negative prompt")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "negatives")
     args = parser.parse_args()
@@ -90,17 +97,20 @@ def main() -> None:
             parser.error(f"--model {folder}: not a diffusers pipeline folder (no model_index.json)")
     for folder in folders:
         for mode in args.negative_mode or ["cfg"]:
-            suffix = "" if mode == "cfg" else f"-{mode}"
-            path = args.out / f"{fingerprint(folder)}-{args.n_single}-{args.n_two}{suffix}.json"
+            suffix = ("" if mode == "cfg" else f"-{mode}") + ("-asked" if args.asked else "")
+            path = args.out / f"{fingerprint(folder)}-{args.n_single}-{0 if args.asked else args.n_two}{suffix}.json"
+            kind = AskedRow if args.asked else Row
             if path.exists():
-                rows = [Row(**r) for r in json.loads(path.read_text())["rows"]]
+                rows = [kind(**r) for r in json.loads(path.read_text())["rows"]]
             else:
                 start = time.perf_counter()
-                rows = measure(folder, args.n_single, args.n_two, mode)
+                rows = measure(folder, args.n_single, args.n_two, mode, args.asked)
                 path.write_text(json.dumps({"model": str(folder), "negative_mode": mode, "minutes": (time.perf_counter() - start) / 60,
                                             "rows": [asdict(r) for r in rows]}, indent=1))
             print(f"\n{folder}, --negative-mode {mode} ({path.name})\n")
-            print("\n".join(table(rows)))
+            print("\n".join(asked_table(rows) if args.asked else table(rows)))
+            if args.asked:
+                continue
             if args.card and folder.resolve() == PIPELINE_DIR.resolve():
                 write_rows(f"negatives{suffix.replace('-', '_')}", args.n_single, args.n_two, rows)
 

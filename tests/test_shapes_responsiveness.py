@@ -79,3 +79,21 @@ def test_the_shipped_generator_goes_through_every_row(thresholds):
     rows = negative_response(pipe, 2, 2, thresholds=through_vae, progress=seen.append)
     assert seen[0] == "no negative prompt" and len(seen) == len(rows) + 1
     assert all(0 <= r.pass_with <= r.n and 0 <= r.flaw_with <= r.n for r in rows)
+
+
+def test_a_flaw_asked_for_is_counted_when_the_generator_draws_what_the_prompt_says(thresholds):
+    """The renderer stands in for a generator that draws exactly its prompt and ignores the negative: every flaw
+    asked for shows, none shows unasked, and negating changes nothing."""
+    from dpodiff.shapes.responsiveness import asked_prompt, asked_response, asked_table
+
+    assert asked_prompt(parse("a small purple circle"), "faded") == "a small purple circle, faded"
+    assert asked_prompt(parse("a small purple circle"), "copies") == "two purple circles"  # the grammar names no size for copies
+
+    def generate(prompts, seeds, negative):
+        return [render(parse(p), np.random.default_rng(s)) for p, s in zip(prompts, seeds)]
+
+    rows = asked_response(None, 12, thresholds=thresholds, generate=generate)
+    assert [r.flaw for r in rows] == list(DEFECTS) + ["copies"]
+    for r in rows:
+        assert r.n == 12 and r.plain <= 1 and r.asked >= 11 and r.asked_negated == r.asked, r
+    assert len(asked_table(rows)) == 2 + len(rows)

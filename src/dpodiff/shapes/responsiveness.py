@@ -277,3 +277,58 @@ def negative_response(pipe, n_single: int = 100, n_two: int = 100, thresholds: T
     rows.append(Row("swapped scene", "the two-shape scene with its colours swapped", n_two,
                     pass_without=sum(base_pass[n_single:]), pass_with=sum(passed)))
     return rows
+
+
+@dataclass
+class AskedRow:
+    """A flaw asked for in the prompt ("a red circle, faded"; copies: "two red circles"): does the generator draw
+    it, and does the same word as the negative prompt take it away again? Single shapes, the same seeds."""
+
+    flaw: str
+    n: int
+    plain: int  # images showing the flaw: the prompt alone
+    asked: int  # the flaw named in the prompt
+    asked_negated: int  # named in the prompt and in the negative prompt
+
+
+def asked_prompt(scene: Scene, flaw: str) -> str:
+    return render_caption(replace(scene, count=2) if flaw == "copies" else replace(scene, defects=(flaw,)))
+
+
+def asked_response(pipe, n_single: int = 100, thresholds: Thresholds | None = None, generate=None, progress=None) -> list[AskedRow]:
+    """Per drawable flaw and for copies, its rate on the prompt alone, asked for, and asked for and negated
+    (the negative prompt is the flaw's word, "two, three" for copies). A flaw that asking does not raise is not
+    a mode the model ties to its word, and no negative prompt can push it away."""
+    from .evaluate import generate as default_generate
+
+    draw = generate or (lambda prompts, seeds, negative: default_generate(pipe, prompts, seeds, negative=negative))
+    thresholds = thresholds or calibrate(pipe.vae)
+    singles, _ = prompt_sets(n_single, 0)
+    scenes = [_scene(p) for p in singles]
+    seeds = list(range(n_single))
+    tell = progress or (lambda name: None)
+
+    def rate(flaw: str, prompts: list[str], negative) -> int:
+        shown = 0
+        for scene, image in zip(scenes, draw(prompts, seeds, negative)):
+            if flaw == "copies":
+                shown += len(check_scene(scene, image).detected) > 1
+            else:
+                shown += thresholds.shows(flaw, np.asarray(image.convert("RGB")))
+        return shown
+
+    rows = []
+    for flaw in [d for d in DEFECTS if thresholds.readable(d)] + ["copies"]:
+        tell(flaw)
+        asked = [asked_prompt(s, flaw) for s in scenes]
+        negative = COPIES_NEGATIVE if flaw == "copies" else flaw
+        rows.append(AskedRow(flaw, n_single, rate(flaw, singles, None), rate(flaw, asked, None), rate(flaw, asked, negative)))
+    return rows
+
+
+def asked_table(rows: list[AskedRow]) -> list[str]:
+    lines = ["| flaw | rate: prompt alone | asked for in the prompt | asked for, and named in the negative prompt |",
+             "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.flaw} | {_pct(r.plain, r.n)} | {_pct(r.asked, r.n)} | {_pct(r.asked_negated, r.n)} |")
+    return lines
