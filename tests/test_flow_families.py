@@ -205,6 +205,20 @@ def test_every_algorithm_runs(backend, family, tiny_scorer, algo):
     assert (result.gpo is not None) == (algo in ("gpo", "hybrid"))
 
 
+def test_a_side_the_transformer_cannot_draw_exactly_is_refused(backend):
+    """SD3 reads 2x2 latent patches and Flux packs its latents in 2x2 patches: a side must be a multiple of twice
+    the VAE's factor (16 pixels on the real models), or the image would silently come out smaller. (The CLI refuses
+    sides that are not multiples of 8 first, so the tiny models' VAE factor of 2 is checked here directly.)"""
+    from dpodiff.errors import UsageError
+
+    multiple = 2 * backend.pipe.vae_scale_factor
+    assert backend.size_multiple == multiple
+    side = backend.native_size + backend.pipe.vae_scale_factor
+    with pytest.raises(UsageError, match=f"--width {side} is not a multiple of {multiple}.*use {side - multiple // 2} or {side + multiple // 2}"):
+        backend.check_size(backend.native_size, side)
+    backend.check_size(backend.native_size, backend.native_size + multiple)
+
+
 def test_every_command_takes_the_folder(tmp_path, folder, family, tiny_scorer_dir):
     models = ["--model", folder, "--scorer", tiny_scorer_dir, "--steps", 2, "--guidance", 4, "--seeds", 1]
     space_file = _saved_space(tmp_path)

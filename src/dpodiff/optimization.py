@@ -298,12 +298,14 @@ def journal_settings(prompt: str, model_name: str, scorer: Scorer, backend: Back
 
 def generation_settings(backend: Backend, config: RunConfig):
     """The config's generation settings, with the default batch size for this image size (memory.py), and
-    --max-memory given to the backend's memory budget (a GPU's; refused on other devices)."""
+    --max-memory given to the backend's memory budget (a GPU's; refused on other devices); sides the model
+    cannot draw exactly are refused."""
     if config.max_memory is not None:
         if backend.device.type != "cuda":
             raise UsageError(f"--max-memory caps GPU memory, and this run is on the {backend.device.type}: "
                              "leave it out, or set --batch-size to make fewer images per call.")
         backend.memory.max_bytes = int(config.max_memory * GIB)
+    backend.check_size(config.height, config.width)
     pixels = (config.height or backend.native_size) * (config.width or backend.native_size)
     return config.generation(default_batch_size(len(config.seeds), pixels))
 

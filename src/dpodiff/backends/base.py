@@ -156,6 +156,19 @@ class Backend:
         return int(self.denoiser.config.sample_size) * int(self.pipe.vae_scale_factor)
 
     @property
+    def size_multiple(self) -> int:
+        """Pixels per latent cell the denoiser reads: the VAE's factor (transformers' patches multiply it)."""
+        return int(self.pipe.vae_scale_factor) * int(getattr(self.denoiser.config, "patch_size", None) or 1)
+
+    def check_size(self, height: int | None, width: int | None) -> None:
+        """Image sides the model draws exactly: a side it would round down is refused, not changed silently."""
+        for option, side in (("--height", height), ("--width", width)):
+            if side is not None and side % self.size_multiple:
+                near = max(self.size_multiple, side // self.size_multiple * self.size_multiple)
+                raise UsageError(f"{option} {side} is not a multiple of {self.size_multiple}, the pixels per latent patch of this "
+                                 f"{self.family} model; use {near} or {near + self.size_multiple}.")
+
+    @property
     def device(self) -> torch.device:
         return self.denoiser.device
 

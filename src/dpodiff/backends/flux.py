@@ -43,6 +43,10 @@ class FluxBackend(Backend):
     def modules(self) -> list[torch.nn.Module]:
         return [*super().modules, self.pipe.text_encoder_2]
 
+    @property
+    def size_multiple(self) -> int:
+        return int(self.pipe.vae_scale_factor) * 2  # latents packed in 2x2 patches around each transformer call
+
     def latent_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """Unpacked latents as the pipeline draws them: a quarter of the packed channels, sides a multiple of 2."""
         scale = self.pipe.vae_scale_factor * 2

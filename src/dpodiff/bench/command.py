@@ -70,6 +70,10 @@ def bench(
     if not 0 <= eval_seeds <= MAX_IMAGES:
         raise UsageError(f"--eval-seeds {eval_seeds}: give 0 (none) to {MAX_IMAGES}; 8 is enough to see a change of a few images in ten.")
     run = RunConfig.from_options(**{**locals(), "validate": None if no_validate else validate}, algorithm=algorithms[0], charge_gpo=equal_cost)
+    if run.space_source == "llm" and space is None:
+        raise UsageError("--space-source llm: bench calls no LLM endpoint (its runs may go to Ray workers); build the spaces with "
+                         "`dpodiff space PROMPT --source llm --llm-url ... --out FILE` and give them with --space, or choose "
+                         "auto, wordnet, thesaurus or embedding.")
     family = family_of(model)
     run = _resolved(run, model, family)  # before the fingerprint: a resumed database compares the settings actually used
     run.check_guided(bool(family and family.distilled_guidance))
