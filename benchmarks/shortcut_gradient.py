@@ -13,6 +13,10 @@ The bytes autograd saves for backward (distinct storages) are shown too: they ar
 
     .venv/bin/python benchmarks/shortcut_gradient.py                 # CPU, a UNet big enough that activations dominate
     .venv/bin/python benchmarks/shortcut_gradient.py --sd15 --device cuda   # SD 1.5 architecture, random weights, fp16
+    .venv/bin/python benchmarks/shortcut_gradient.py --sd15 --steps 10 --no-full --checkpointing --threads 2   # GPO's checkpointing
+
+--checkpointing adds rows of the shortcut with gradient checkpointing in the UNet's and the VAE's blocks
+(Backend.checkpointed, GPOSettings.checkpointing), and the largest difference of its gradient from the plain one.
 
 The last line is `shortcut peak-memory ratio T=<hi>/T=<lo>: <number>`, from the memory added by the step.
 """
@@ -122,7 +126,7 @@ def gpo_loss(backend, clip, space, relaxed, logits, target, mode: str, steps: in
     """GPO's loss for one Gumbel draw: relaxed encoding, then the shortcut or full back-propagation."""
     cond = relaxed(gumbel_weights(logits, space.sizes(), torch.Generator().manual_seed(0), 1.0))
     noise = backend.initial_noise(0)
-    if mode == "shortcut":
+    if mode.startswith("shortcut"):
         return shortcut_loss(backend, clip, cond, target, noise, 0, GPOSettings().t_index(0, steps), GenerationSettings(steps, 7.5))
     return full_backprop_loss(backend, clip, cond, target, noise, 0, GenerationSettings(steps, 7.5))
 
@@ -148,9 +152,9 @@ def measure(sd15: bool, device: str, threads: int, mode: str, steps: int, repeat
     for i in range(repeats):
         logits = initial_logits(space.sizes(), device)
         start = time.perf_counter()
-        with SavedTensorBytes() as saved:
+        with SavedTensorBytes() as saved, backend.checkpointed(mode == "shortcut, checkpointed"):
             loss = gpo_loss(backend, clip, space, relaxed, logits, target, mode, steps)
-        loss.backward()
+            loss.backward()
         if device.type == "cuda":
             torch.cuda.synchronize()
         row["seconds"] = min(row["seconds"], time.perf_counter() - start)
@@ -158,6 +162,7 @@ def measure(sd15: bool, device: str, threads: int, mode: str, steps: int, repeat
             row["saved"] = saved.bytes / MiB
             row["peak"] = torch.cuda.max_memory_allocated() / MiB if device.type == "cuda" else peak_rss_mib()
             row["step_set_peak"] = device.type == "cuda" or row["peak"] > peak_before
+            row["grad"] = logits.grad.double().tolist()
         del loss, logits
     row["added"] = row["peak"] - before
     return row
@@ -177,10 +182,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="steps timed per process (memory is the first step's)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--no-full", action="store_true", help="skip full back-propagation")
+    parser.add_argument("--checkpointing", action="store_true", help="also the shortcut with gradient checkpointing")
     args = parser.parse_args()
     cuda = torch.device(args.device).type == "cuda"
     step_counts = [int(s) for s in args.steps.split(",")]
-    modes = ["shortcut"] + ([] if args.no_full else ["full"])
+    modes = ["shortcut"] + (["shortcut, checkpointed"] if args.checkpointing else []) + ([] if args.no_full else ["full"])
     rows = {(m, t): fresh_process(args.sd15, args.device, args.threads, m, t, args.repeats) for m in modes for t in step_counts}
     print(f"{'SD 1.5 architecture, 512x512' if args.sd15 else 'mid-size UNet, 256x256'}; {args.device}, "
           f"{'float16' if cuda else 'float32'}; one fresh process per row")
@@ -197,6 +203,12 @@ def main() -> None:
     for (mode, t), r in rows.items():
         if not r["step_set_peak"]:
             print(f"warning: {mode} T={t}: the step did not raise the process's peak RSS (the warm-up did); its added peak is a lower bound")
+    if args.checkpointing:
+        for t in step_counts:
+            plain, ckpt = torch.tensor(rows[("shortcut", t)]["grad"]), torch.tensor(rows[("shortcut, checkpointed", t)]["grad"])
+            print(f"T={t}: checkpointing's peak added / plain: {rows[('shortcut, checkpointed', t)]['added'] / rows[('shortcut', t)]['added']:.2f}, "
+                  f"seconds: {rows[('shortcut, checkpointed', t)]['seconds'] / rows[('shortcut', t)]['seconds']:.2f}, "
+                  f"largest gradient difference {(plain - ckpt).abs().max():.1e} (largest gradient {plain.abs().max():.1e})")
     lo, hi = min(step_counts), max(step_counts)
     added = {key: r["added"] for key, r in rows.items()}
     if "full" in modes:

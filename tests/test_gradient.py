@@ -67,6 +67,40 @@ def test_shortcut_gradient_matches_finite_differences(pipe64, scorer64, t_index)
     check_shortcut_gradient(pipe64, scorer64, space(), t_index)
 
 
+def test_checkpointing_gives_the_same_gradient_and_saves_less_for_backward(pipe64, scorer64):
+    """GPO's gradient checkpointing (Backend.checkpointed) recomputes the UNet's and the VAE's blocks in the
+    backward pass: the same gradient, fewer bytes held for backward; and it is off again afterwards."""
+    from dpodiff.backends import GenerationSettings
+    from dpodiff.backends.shortcut import shortcut_loss
+
+    relaxed = pipe64.relaxed_encoders(space(), True, True)
+    target = scorer64.target(PROMPT).double()
+    noise = pipe64.initial_noise(0)
+
+    def gradient(checkpointed: bool) -> tuple[torch.Tensor, int]:
+        logits = [torch.zeros(k, dtype=torch.float64, requires_grad=True) for k in space().sizes()]
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), pipe64.checkpointed(checkpointed):
+            loss = shortcut_loss(pipe64, scorer64, relaxed([torch.softmax(z, 0) for z in logits]), target, noise, 0, 1,
+                                 GenerationSettings(4, 7.5))
+            loss.backward()
+        return torch.cat([z.grad for z in logits]), sum(storages.values())
+
+    plain, plain_bytes = gradient(False)
+    ckpt, ckpt_bytes = gradient(True)
+    assert plain.abs().max() > 0
+    torch.testing.assert_close(ckpt, plain, rtol=1e-9, atol=1e-12)
+    assert ckpt_bytes < 0.8 * plain_bytes, (ckpt_bytes, plain_bytes)
+    assert not pipe64.pipe.unet.is_gradient_checkpointing and not pipe64.pipe.vae.is_gradient_checkpointing
+    assert GPOSettings().checkpoints(torch.device("cuda")) and not GPOSettings().checkpoints(torch.device("cpu"))
+    assert GPOSettings(checkpointing="on").checkpoints(torch.device("cpu"))
+
+
 def test_no_model_weight_gets_a_gradient(tiny_model_dir, tiny_scorer_dir):
     import dpodiff
 

@@ -65,7 +65,7 @@ def run_gpo(
         value = shortcut_loss(backend, scorer, relaxed(weights), target, noise[s], s, settings.t_index(iteration, steps), generation)
         return task.sign * value
 
-    with torch.enable_grad():
+    with torch.enable_grad(), backend.checkpointed(settings.checkpoints(backend.device)):
         logits, trace = learn_logits(loss, task.sizes(space), settings, seed, on_iteration, backend.device,
                                      parts=len(seeds) if every_seed else 1)
     trace.t = [settings.t_index(i, steps) for i in range(settings.iterations)]

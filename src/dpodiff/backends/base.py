@@ -16,6 +16,7 @@ generation and the shortcut gradient; what the model folder says about itself is
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -183,6 +184,21 @@ class Backend:
     @property
     def text_encoders(self) -> list:
         return [self.pipe.text_encoder]
+
+    @contextmanager
+    def checkpointed(self, enabled: bool = True):
+        """Gradient checkpointing in the denoiser's and the VAE's blocks while GPO's loss is differentiated: each
+        block keeps only its input and recomputes its activations in the backward pass (the same gradient, for
+        about one more forward pass). Sampling without gradient is unchanged: diffusers checkpoints only where
+        autograd records."""
+        modules = [m for m in (self.denoiser, self.pipe.vae) if enabled and getattr(m, "_supports_gradient_checkpointing", False)]
+        for module in modules:
+            module.enable_gradient_checkpointing()
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.disable_gradient_checkpointing()
 
     def describe(self, settings: GenerationSettings | None = None) -> dict:
         """What result files record about the model's generation set-up under a run's settings."""
