@@ -6,6 +6,7 @@ Per model, one table:
   EPO evaluation batch  one pipeline call of B candidates x 1 seed, generated and scored (B: dpodiff's default batch);
   GPO iteration         one shortcut-gradient step (relaxed encoding, sampling to t without grad, one guided UNet
                         call, VAE decode and scorer with grad, backward to the logits), the mean after a warm-up;
+                        with gradient checkpointing (GPO's GPU default) and, first, without it as the baseline;
   hybrid run            the paper's budget: 20 GPO iterations, then 40 candidates, 1 seed (optimize() end to end);
 and the images per second of B images made and scored in four patterns:
   reference pattern     one image per pipeline call, prompts re-encoded for every evaluation, PIL images out and
@@ -145,9 +146,10 @@ def bench_model(name: str, backend, scorer, args) -> tuple[list, list]:
     with measured(device, {}) as m:
         tensor_path(backend, scorer, requests, one_call)
     rows.append(("EPO evaluation batch", m["seconds"], m["peak_mib"], f"{batch} candidates x 1 seed, one call"))
-    with measured(device, {}) as m:
-        _, trace = run_gpo(backend, scorer, SPACE, TASK, [0], settings, GPOSettings(iterations=3))
-    rows.append(("GPO iteration", sum(trace.seconds[1:]) / 2, m["peak_mib"], "mean of iterations 2-3"))
+    for checkpointing, label in (("off", "GPO iteration, no checkpointing"), ("on", "GPO iteration")):  # the baseline first
+        with measured(device, {}) as m:
+            _, trace = run_gpo(backend, scorer, SPACE, TASK, [0], settings, GPOSettings(iterations=3, checkpointing=checkpointing))
+        rows.append((label, sum(trace.seconds[1:]) / 2, m["peak_mib"], f"mean of iterations 2-3; gradient checkpointing {checkpointing}"))
     with measured(device, {}) as m:
         result = dpodiff.optimize(PROMPT, pipeline=backend, scorer=scorer, space=SPACE, algorithm="hybrid", budget=args.budget, seeds=[0],
                                   steps=args.steps, guidance=args.guidance, height=side, width=side, positive=True,

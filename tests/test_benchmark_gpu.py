@@ -17,6 +17,7 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu():
     for table, unet in zip(tables, (True, True, False, False)):
         rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in table.splitlines() if line.startswith("| ") and "---" not in line}
         assert float(rows["EPO evaluation batch"][0]) > 0 and float(rows["GPO iteration"][0]) > 0
+        assert float(rows["GPO iteration, no checkpointing"][0]) > 0 and "checkpointing on" in rows["GPO iteration"][2]
         assert "3 GPO iterations + 4 candidates, 1 seed" in rows["hybrid run"][2]
         assert rows["EPO evaluation batch"][1].strip() == "-"  # no GPU memory on the CPU
         speeds = {label: float(cells[0]) for label, cells in rows.items() if label in ("reference pattern", "one candidate a call", "default batch", "classic attention")}
