@@ -46,10 +46,9 @@ class MemoryBudget:
         n = wanted if self.cap is None else min(wanted, self.cap)
         if device.type != "cuda":
             return n
-        limit = self.limit(device)
         if self.bytes_per_pixel is None:
             return 1 if self.max_bytes is not None else n  # under a cap, the first run measures on one image
-        fits = (limit - torch.cuda.memory_allocated(device)) / (self.bytes_per_pixel * pixels)
+        fits = (self.limit(device) - torch.cuda.memory_allocated(device)) / (self.bytes_per_pixel * pixels)
         return max(1, min(n, math.floor(fits)))
 
     def limit(self, device: torch.device) -> float:
@@ -70,11 +69,10 @@ class MemoryBudget:
         used = (torch.cuda.max_memory_allocated(device) - before) / (images * pixels)
         self.bytes_per_pixel = max(used, self.bytes_per_pixel or 0.0)
 
-    def halve(self, images: int) -> int:
+    def halve(self, images: int) -> None:
         """After an out-of-memory error on `images` (> 1) images: half of them per run from now on."""
         self.cap = images // 2
         warnings.warn(f"dpodiff: out of memory making {images} images at once; going on with {self.cap} per call "
                       "(--batch-size or --max-memory sets it from the start).", stacklevel=3)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return self.cap

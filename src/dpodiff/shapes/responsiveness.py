@@ -308,21 +308,18 @@ def asked_response(pipe, n_single: int = 100, thresholds: Thresholds | None = No
     seeds = list(range(n_single))
     tell = progress or (lambda name: None)
 
-    def rate(flaw: str, prompts: list[str], negative) -> int:
-        shown = 0
-        for scene, image in zip(scenes, draw(prompts, seeds, negative)):
-            if flaw == "copies":
-                shown += len(check_scene(scene, image).detected) > 1
-            else:
-                shown += thresholds.shows(flaw, np.asarray(image.convert("RGB")))
-        return shown
+    def rate(flaw: str, images) -> int:
+        if flaw == "copies":
+            return sum(len(check_scene(scene, image).detected) > 1 for scene, image in zip(scenes, images))
+        return sum(thresholds.shows(flaw, np.asarray(image.convert("RGB"))) for image in images)
 
+    plain = draw(singles, seeds, None)  # the prompt alone: the same images for every flaw
     rows = []
     for flaw in [d for d in DEFECTS if thresholds.readable(d)] + ["copies"]:
         tell(flaw)
         asked = [asked_prompt(s, flaw) for s in scenes]
         negative = COPIES_NEGATIVE if flaw == "copies" else flaw
-        rows.append(AskedRow(flaw, n_single, rate(flaw, singles, None), rate(flaw, asked, None), rate(flaw, asked, negative)))
+        rows.append(AskedRow(flaw, n_single, rate(flaw, plain), rate(flaw, draw(asked, seeds, None)), rate(flaw, draw(asked, seeds, negative))))
     return rows
 
 
