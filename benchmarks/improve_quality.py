@@ -44,9 +44,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dpodiff.defaults import DEFAULT_VALIDATE
 from dpodiff import selection
+from dpodiff.registry import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["random", "epo", "gpo", "hybrid"]
+ORDER = list(OPTIMIZERS)
 
 
 @dataclass

@@ -6,6 +6,8 @@
   new command cannot go undocumented.
 - `<!-- include: PATH -->` becomes the text of PATH, relative to the repository root (the shapes world's
   model card, which `dpodiff.shapes.card` writes).
+- `<!-- registry: NAME -->` becomes the table of one extension point's entries (`dpodiff.registry.NAME`):
+  each name, the implementation it loads and its help line.
 
 The tables describe the CLI of this checkout (its `src/` comes first on the path), not of whatever dpodiff
 is installed.
@@ -22,13 +24,18 @@ from mkdocs.exceptions import PluginError
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = re.compile(r"^<!-- options: ([\w-]+) -->$", re.M)
 INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.M)
+REGISTRY = re.compile(r"^<!-- registry: (\w+) -->$", re.M)
+
+
+def _from_checkout() -> None:
+    src = str(ROOT / "src")
+    if sys.path[0] != src:
+        sys.path.insert(0, src)
 
 
 def cli():
     """The `dpodiff` click group, imported from this checkout's src/."""
-    src = str(ROOT / "src")
-    if sys.path[0] != src:
-        sys.path.insert(0, src)
+    _from_checkout()
     import typer
 
     from dpodiff.cli import app
@@ -85,6 +92,19 @@ def options_table(name: str) -> str:
     return "\n".join(rows)
 
 
+def registry_table(name: str) -> str:
+    """The markdown table of one registry of dpodiff.registry."""
+    _from_checkout()
+    from dpodiff import registry
+
+    table = getattr(registry, name, None)
+    if not isinstance(table, registry.Registry):
+        raise PluginError(f"<!-- registry: {name} -->: dpodiff.registry has no registry {name!r}")
+    rows = ["| name | implementation | what it is |", "|---|---|---|"]
+    rows += [f"| `{e.name}` | `{e.target}` | {_cell(e.help)} |" for e in table.values()]
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     named = OPTIONS.findall(markdown)
     if named:
@@ -93,6 +113,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             raise PluginError(f"{page.file.src_uri} documents the options of some commands but not of {', '.join(missing)}: "
                               "add an `<!-- options: COMMAND -->` line for each")
     markdown = OPTIONS.sub(lambda m: options_table(m.group(1)), markdown)
+    markdown = REGISTRY.sub(lambda m: registry_table(m.group(1)), markdown)
 
     def include(match: re.Match) -> str:
         path = ROOT / match.group(1)

@@ -176,7 +176,7 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("case", ["empty", "missing", "bad-json", "no-prompt-field", "algo", "task", "backend", "llm", "ray-address"])
+@pytest.mark.parametrize("case", ["empty", "missing", "bad-json", "no-prompt-field", "algo", "task", "executor", "old-backend-name", "llm", "ray-address"])
 def test_bad_input_exits_2_with_a_message(case, inputs, tmp_path):
     root, common = inputs
     prompts = root / "prompts.txt"
@@ -199,14 +199,16 @@ def test_bad_input_exits_2_with_a_message(case, inputs, tmp_path):
         extra, expected = ["--algos", "random,sgd"], "'sgd'"
     elif case == "task":
         extra, expected = ["--task", "explain"], "--task"
-    elif case == "backend":
-        extra, expected = ["--backend", "spark"], "--backend"
+    elif case == "executor":
+        extra, expected = ["--executor", "spark"], "--executor 'spark' is not known; choose one of local, ray."
+    elif case == "old-backend-name":
+        extra, expected = ["--backend", "spark"], "--backend is deprecated: it is now --executor (--executor spark). --executor 'spark' is not known"
     elif case == "llm":
         common = common[2:]  # no --space: each prompt's space would be built by the llm source
         extra, expected = ["--space-source", "llm"], "bench calls no LLM endpoint"
     else:
         pytest.importorskip("ray")
-        extra, expected = ["--backend", "ray", "--ray-address", f"127.0.0.1:{closed_port()}"], "does not answer"
+        extra, expected = ["--executor", "ray", "--ray-address", f"127.0.0.1:{closed_port()}"], "does not answer"
     code, err = run_cli("bench", prompts, "--out", tmp_path / "out", *common, *extra)
     assert code == 2 and expected in " ".join(err.split()), err
     assert "Traceback" not in err

@@ -32,7 +32,7 @@ def same(a, b):
             assert u == pytest.approx(v, abs=1e-6) if isinstance(u, (float, list)) else u == v
 
 
-def test_ray_backend_matches_local(tmp_path, tiny_model_dir, tiny_scorer_dir):
+def test_ray_executor_matches_local(tmp_path, tiny_model_dir, tiny_scorer_dir):
     ray = pytest.importorskip("ray")
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
@@ -42,7 +42,7 @@ def test_ray_backend_matches_local(tmp_path, tiny_model_dir, tiny_scorer_dir):
     assert code == 0, err
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        code, err = run_cli("bench", tmp_path / "prompts.txt", "--out", tmp_path / "ray", "--backend", "ray", *common)
+        code, err = run_cli("bench", tmp_path / "prompts.txt", "--out", tmp_path / "ray", "--executor", "ray", *common)
     finally:
         ray.shutdown()
     assert code == 0, err
@@ -55,8 +55,8 @@ def test_ray_backend_matches_local(tmp_path, tiny_model_dir, tiny_scorer_dir):
     assert "report.html" in err and (tmp_path / "ray" / "report.html").is_file()
 
 
-def test_local_backend_does_not_import_ray():
-    code = ("import sys, dpodiff.cli; from dpodiff.bench import command, local_backend, runner, report, storage; "
+def test_local_executor_does_not_import_ray():
+    code = ("import sys, dpodiff.cli; from dpodiff.bench import command, local_executor, runner, report, storage; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -67,7 +67,7 @@ def test_a_task_whose_worker_dies_is_retried(tmp_path, tiny_model_dir, tiny_scor
     from dpodiff.bench.config import BenchConfig
     from dpodiff.bench.jobs import Job
     from dpodiff.config import RunConfig
-    from dpodiff.bench.ray_backend import run_ray
+    from dpodiff.bench.ray_executor import run_ray
     from dpodiff.bench.runner import run_one
 
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
@@ -101,9 +101,9 @@ def test_a_task_whose_worker_dies_is_retried(tmp_path, tiny_model_dir, tiny_scor
 
 def test_one_gpu_per_task_when_the_cluster_has_gpus(monkeypatch):
     ray = pytest.importorskip("ray")
-    from dpodiff.bench import ray_backend
+    from dpodiff.bench import ray_executor
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 32.0, "GPU": 4.0})
-    assert ray_backend._resources() == {"num_gpus": 1, "num_cpus": 1}
+    assert ray_executor._resources() == {"num_gpus": 1, "num_cpus": 1}
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert ray_backend._resources() == {"num_cpus": 1}
+    assert ray_executor._resources() == {"num_cpus": 1}

@@ -20,7 +20,7 @@ OWN_X0 = {"ddim", "euler", "euler_ancestral", "lms", "heun", "dpm_multistep", "u
 
 def scheduler(name: str, prediction_type: str = "epsilon", steps: int = 10, **config):
     base = diffusers.DDIMScheduler(**SD_SCHEDULE, prediction_type=prediction_type, **config)
-    return fresh_scheduler(getattr(diffusers, SCHEDULERS[name]).from_config(base.config), steps)
+    return fresh_scheduler(SCHEDULERS[name].load().from_config(base.config), steps)
 
 
 def reported_x0(s, out):

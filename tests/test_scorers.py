@@ -1,6 +1,7 @@
 """Scorers behind one protocol: PickScore and the aesthetic predictor on tiny real models, loaded from the
 spec strings users type, checked against their formulas, their gradients, the registry's errors, and the CLI."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,8 @@ from dpodiff.objectives.aesthetic import AestheticScorer
 from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.objectives.pickscore import PickScorer
 from dpodiff.objectives.scorer import Scorer
-from dpodiff.objectives.scorers import KINDS, LOADERS, ScorerSpec, load_scorer, parse_scorer_spec
+from dpodiff.objectives.scorers import KINDS, ScorerSpec, load_scorer, parse_scorer_spec
+from dpodiff.registry import SCORERS
 from dpodiff.testing import build_tiny_aesthetic, build_tiny_pickscore, run_cli
 
 PROMPT = "a red circle above a blue square"
@@ -145,7 +147,8 @@ def test_a_bare_file_asks_for_its_kind(tmp_path):
 def test_a_kind_whose_module_is_absent_is_a_usage_error(monkeypatch, tmp_path):
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"")
-    monkeypatch.setitem(LOADERS, "hpsv2", ("dpodiff.objectives._not_installed", "load"))
+    absent = dataclasses.replace(SCORERS["hpsv2"], target="dpodiff.objectives._not_installed:load")
+    monkeypatch.setitem(SCORERS.entries, "hpsv2", absent)
     with pytest.raises(UsageError, match="not part of this install"):
         load_scorer(f"hpsv2:{checkpoint}")
 

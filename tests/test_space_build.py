@@ -124,7 +124,7 @@ def test_cache_hit_does_not_call_the_source(tmp_path, monkeypatch):
         (("   ", "antonym"), "empty"),
         (("a of the, and 42!", "synonym"), "no content words"),
         (("a red car", "opposite"), "Unknown space kind"),
-        (("a red car", "synonym", "bing"), "Unknown space source"),
+        (("a red car", "synonym", "bing"), "space source 'bing' is not known"),
         (("a red car", "antonym", "thesaurus"), "no opposites"),
         (("a red car", "synonym", "embedding"), "text encoder"),
         (("a red car", "synonym", "llm"), "--llm-url"),

@@ -49,7 +49,7 @@ def test_writes_reference_format(tmp_path):
         (["", "--kind", "synonym"], "empty"),
         (["of the and", "--kind", "synonym"], "no content words"),
         (["a red car", "--kind", "opposite"], "Unknown space kind"),
-        (["a red car", "--kind", "synonym", "--source", "bing"], "Unknown space source"),
+        (["a red car", "--kind", "synonym", "--source", "bing"], "space source 'bing' is not known"),
         (["a red car", "--kind", "synonym", "--format", "xml"], "Unknown --format"),
         (["a red car", "--kind", "synonym", "--source", "embedding"], "--model"),
         (["a red car", "--kind", "synonym", "--source", "llm"], "--llm-url"),

@@ -5,15 +5,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from dpodiff.defaults import DEFAULT_HUB_SCORER, SCHEDULERS
+from dpodiff.defaults import DEFAULT_HUB_SCORER
+from dpodiff.registry import FAMILIES, OPTIMIZERS, SCHEDULERS, SCORERS, SPACE_SOURCES
 from dpodiff.spaces.llm import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 
-Model = Annotated[Optional[str], typer.Option(help="Diffusers pipeline (SD 1.x/2.x, SDXL, SD3/SD3.5 or Flux, detected from model_index.json): hub id or local folder. Default: the shipped shapes-world model.")]
+Model = Annotated[Optional[str], typer.Option(help=(
+    f"Diffusers pipeline ({', '.join(e.help for e in FAMILIES.values())}, detected from model_index.json): hub id or local folder. "
+    "Default: the shipped shapes-world model."))]
 Scorer = Annotated[Optional[str], typer.Option(help=(
     "What scores the images (lower loss is better). A CLIPModel hub id or local folder: the paper's CLIP distance "
-    "(a name containing 'pickscore' loads PickScore). Or KIND:PATH, KIND one of clip, pickscore, hpsv2, imagereward, aesthetic: "
-    "pickscore:yuvalkirstain/PickScore_v1, hpsv2:/models/HPS_v2.1_compressed.pt, imagereward:/models/ImageReward.pt, "
-    "aesthetic:/models/sa_0_4_vit_l_14_linear.pth (with openai/clip-vit-large-patch14) or aesthetic:FOLDER (a CLIPModel and one *.pth head). "
+    f"(a name containing 'pickscore' loads PickScore). Or KIND:PATH, KIND one of {', '.join(SCORERS)}: "
+    f"{', '.join(e.example for e in SCORERS.values() if e.name != 'clip')} "
+    "(the aesthetic head with openai/clip-vit-large-patch14, or aesthetic:FOLDER: a CLIPModel and one *.pth head). "
     f"Reward models' loss is minus the reward. Default: the shapes-world scorer with the shapes model, else {DEFAULT_HUB_SCORER}."))]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option(help="auto (float16 on CUDA, float32 on CPU), float16, bfloat16 or float32.")]
@@ -37,7 +40,7 @@ BatchSize = Annotated[Optional[int], typer.Option(help="Images per pipeline call
 MaxMemory = Annotated[Optional[float], typer.Option(help="GiB of GPU memory the run may hold, weights included (e.g. 20 on a 24 GB card). "
                                                     "Default: what is free. An out-of-memory error halves the batch and goes on.")]
 SpaceFile = Annotated[Optional[Path], typer.Option("--space", help="Search space JSON (ours or the DPO-Diff reference format). Default: built from the prompt.")]
-SpaceSource = Annotated[str, typer.Option(help="Where a space built from the prompt takes its words: auto, wordnet, thesaurus, embedding or llm.")]
+SpaceSource = Annotated[str, typer.Option(help=f"Where a space built from the prompt takes its words: {SPACE_SOURCES.listing()}.")]
 PerWord = Annotated[int, typer.Option(help="Choices per word in a space built from the prompt.")]
 SpaceKind = Annotated[str, typer.Option(help="improve: the negative slots of a space built from the prompt: antonym (opposites of its words), library (the negative-prompt library) or both.")]
 LlmUrl = Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint for --space-source llm.")]
@@ -45,7 +48,7 @@ LlmModel = Annotated[Optional[str], typer.Option(help="Model name for --space-so
 LlmKeyFile = Annotated[Optional[Path], typer.Option(help="File whose first non-empty line is the API key for --space-source llm (default: $OPENAI_API_KEY).")]
 LlmTimeout = Annotated[Optional[float], typer.Option(help=f"Seconds to wait for each --space-source llm request (default {DEFAULT_TIMEOUT:g}); raise it for a slow model.")]
 LlmRetries = Annotated[Optional[int], typer.Option(help=f"Retries of a failed --space-source llm request (default {DEFAULT_RETRIES}).")]
-Algo = Annotated[str, typer.Option(help="random, epo (black box), gpo (shortcut gradient) or hybrid (gpo, then epo from its distribution).")]
+Algo = Annotated[str, typer.Option(help=f"The optimiser: {OPTIMIZERS.listing()}.")]
 Budget = Annotated[int, typer.Option(help="Candidates to score, the original included.")]
 SearchSeed = Annotated[int, typer.Option(help="Seed of the optimiser's random choices.")]
 Scheduler = Annotated[Optional[str], typer.Option(help=f"Sampler: {', '.join(SCHEDULERS)}. Default: the model's recommendation, else its own.")]

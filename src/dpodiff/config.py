@@ -12,12 +12,13 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from dpodiff.defaults import (
-    ALGORITHMS, DEFAULT_GUIDANCE, MAX_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
-    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SOURCES, SPACE_KINDS, check_negative_mode, check_scheduler_name,
+    DEFAULT_GUIDANCE, MAX_GUIDANCE, DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_STEPS, DEFAULT_VALIDATE, MAX_IMAGES, MAX_STEPS,
+    PAPER_GPO_SAMPLES, PROTOCOLS, SAMPLINGS, SPACE_KINDS, check_negative_mode, check_scheduler_name,
 )
 from dpodiff.errors import UsageError
 from dpodiff.inputs import check_budget, parse_seeds
 from dpodiff.model_folder import Recommended
+from dpodiff.registry import OPTIMIZERS, SPACE_SOURCES
 from dpodiff.tasks import Task, make_task
 
 
@@ -59,8 +60,7 @@ class RunConfig:
     def checked(self) -> "RunConfig":
         """This config with seeds parsed, or a UsageError naming the bad setting."""
         make_task(self.task)
-        if self.algorithm not in ALGORITHMS:
-            raise UsageError(f"--algo {self.algorithm!r} is not known; choose one of {', '.join(ALGORITHMS)}.")
+        OPTIMIZERS.check(self.algorithm)
         check_budget(self.budget)
         seeds = self.seeds if isinstance(self.seeds, (str, int)) else list(self.seeds)
         if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
@@ -83,8 +83,7 @@ class RunConfig:
                 raise UsageError(f"{option} {side} is not a positive multiple of 8; the VAE draws in 8-pixel blocks (e.g. 512).")
         check_scheduler_name(self.scheduler)
         check_negative_mode(self.negative_mode)
-        if self.space_source not in SOURCES:
-            raise UsageError(f"--space-source {self.space_source!r} is not known; use one of {', '.join(SOURCES)}.")
+        SPACE_SOURCES.check(self.space_source)
         if self.space_kind not in SPACE_KINDS:
             raise UsageError(f"--space-kind {self.space_kind!r} is not known; use one of {', '.join(SPACE_KINDS)}.")
         if self.sampling not in SAMPLINGS:

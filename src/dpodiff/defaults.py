@@ -7,15 +7,16 @@ use these values re-export them.
 from __future__ import annotations
 
 from dpodiff.errors import UsageError
+from dpodiff.registry import OPTIMIZERS, SCHEDULERS, SPACE_SOURCES
 
 DEFAULT_HUB_SCORER = "openai/clip-vit-base-patch32"  # the paper's scorer, CLIP ViT-B/32
 DEFAULT_SENTENCE_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MIN_SIMILARITY = 0.85  # measured on real synonym swaps: benchmarks/similarity_threshold.py, docs/method.md
-ALGORITHMS = ("random", "epo", "gpo", "hybrid")
+ALGORITHMS = OPTIMIZERS.names
 SAMPLINGS = ("sparse", "uniform")  # how random search and EPO draw fresh candidates (optimizers/base.py)
-WHITE_BOX = ("gpo", "hybrid")  # need the model's gradients (learned logits) before the discrete search
+WHITE_BOX = tuple(e.name for e in OPTIMIZERS.values() if e.white_box)  # need GPO's learned logits before the discrete search
 KINDS = ("synonym", "antonym")
-SOURCES = ("auto", "wordnet", "thesaurus", "embedding", "llm")
+SOURCES = SPACE_SOURCES.names
 SPACE_KINDS = ("both", "antonym", "library")  # improve's negative space: opposites, the negative-prompt library, or both
 MAX_STEPS = 1000  # diffusion models are trained on 1000 noise levels
 DEFAULT_STEPS = 50  # generation settings when neither the user nor the model (its dpodiff.json) gives them
@@ -26,17 +27,6 @@ PAPER_GPO_SAMPLES = 32  # candidates the reference samples from GPO's distributi
 DEFAULT_VALIDATE = (4, 4)  # the shortlist's size K and the fresh seeds V of validated selection (selection.py)
 MAX_IMAGES = 10_000  # seeds a run may ask for: each is an image per candidate
 
-# CLI name -> diffusers class name
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_ancestral": "EulerAncestralDiscreteScheduler",
-    "dpm_multistep": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-    "lms": "LMSDiscreteScheduler",
-    "heun": "HeunDiscreteScheduler",
-}
 
 
 def check_scheduler_name(name: str | None) -> str | None:

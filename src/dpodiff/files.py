@@ -70,9 +70,7 @@ def save_image(path: str | Path, image, info=None) -> Path:
     `ImageInfo` (dpodiff.report.metadata), its settings go into the `parameters` and `dpodiff` text chunks."""
     if info is None:
         return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
-    from dpodiff.report.metadata import png_info
-
-    pnginfo = png_info(info)
+    pnginfo = info.png()
     return write_atomic(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=pnginfo))
 
 

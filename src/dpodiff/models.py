@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dpodiff.backends import Backend, family_for
+from dpodiff.backends import Backend, backend_of, family_for
 from dpodiff.errors import UsageError
 from dpodiff.loading import check_local, not_found
 from dpodiff.objectives.scorer import Scorer
@@ -112,16 +112,6 @@ def load_vae(name: str, dtype: torch.dtype):
     if problems:
         raise UsageError(f"The VAE {name!r} lacks weights an AutoencoderKL needs ({problems[0]}); pass a complete VAE with --vae.")
     return vae
-
-
-def backend_of(pipe, family: type[Backend] | None = None) -> Backend:
-    """The backend of a loaded pipeline, with what its folder (if it came from a local one) says about the model."""
-    from dpodiff.model_folder import pipeline_folder, read_recommended
-    from dpodiff.spaces.nplib import model_library
-
-    folder = pipeline_folder(pipe)
-    family = family or family_for(type(pipe).__name__)
-    return family(pipe, read_recommended(folder), model_library(folder))
 
 
 def family_of(model: str | None) -> type[Backend] | None:

@@ -288,7 +288,8 @@ def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4
     sampled once, at the logits where the gradient is taken, and held fixed for the differences too."""
     from dpodiff.backends import GenerationSettings
     from dpodiff.backends.schedulers import gradient_position
-    from dpodiff.backends.shortcut import one_step_loss, sample_until
+    from dpodiff.backends.base import sample_until
+    from dpodiff.backends.shortcut import one_step_loss
 
     relaxed = backend.relaxed_encoders(space, positive=True, negative=True, negative_mode=negative_mode)
     target = scorer.target(space.prompt)

@@ -21,11 +21,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from dpodiff.config import RunConfig
-from dpodiff.defaults import ALGORITHMS, NEGATIVE_MODES, SCHEDULERS, SOURCES, WHITE_BOX
+from dpodiff.defaults import NEGATIVE_MODES
+from dpodiff.registry import OPTIMIZERS, SCHEDULERS, SPACE_SOURCES
 from dpodiff.errors import UsageError
+from dpodiff.report.curves import loss_plot
 from dpodiff.report.metadata import model_label as short_name
 from dpodiff.results import Evaluation, OptimizationResult
 from dpodiff.spaces import SearchSpace, Slot, Span, find_word
@@ -144,41 +146,9 @@ def build_space(models: Models, prompt: str, config: RunConfig) -> SearchSpace:
 
 # -- pictures ---------------------------------------------------------------------------------------
 
-def loss_curve(losses: list[float], sign: int = 1, width: int = 480, height: int = 220) -> Image.Image:
-    """Each evaluation's loss (dots) and the best so far (line), drawn with PIL."""
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    left, right, top, bottom = 52, 12, 34, 24  # room at the top for the label Gradio lays over the image
-    draw.rectangle((left, top, width - right, height - bottom), outline="#999999")
-    if not losses:
-        return image
-    low, high = min(losses), max(losses)
-    span = (high - low) or max(abs(high), 1e-3) * 0.1
-    low, high = low - 0.05 * span, high + 0.05 * span
-    n = len(losses)
-
-    def xy(i: int, value: float) -> tuple[float, float]:
-        x = left + (width - left - right) * (i / max(1, n - 1) if n > 1 else 0.5)
-        y = top + (height - top - bottom) * (high - value) / (high - low)
-        return x, y
-
-    best, line = None, []
-    for i, value in enumerate(losses):
-        best = value if best is None or sign * value < sign * best else best
-        line.append(xy(i, best))
-        x, y = xy(i, value)
-        draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill="#9aa5b1")
-    if len(line) > 1:
-        draw.line(line, fill="#1f6feb", width=2)
-    else:
-        x, y = line[0]
-        draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill="#1f6feb")
-    draw.text((4, top), f"{high:.3f}", fill="black", font=font)
-    draw.text((4, height - bottom - 8), f"{low:.3f}", fill="black", font=font)
-    draw.text((left, height - bottom + 6), "1", fill="black", font=font)
-    draw.text((width - right - 40, height - bottom + 6), f"{n} scored", fill="black", font=font)
-    return image
+def loss_curve(losses: list[float], sign: int = 1) -> Image.Image:
+    """Each evaluation's loss (dots) and the best so far (line), below the label Gradio lays over the image."""
+    return loss_plot({"loss": losses}, sign, width=480, height=240, top=34)
 
 
 def before_after(result: OptimizationResult) -> Image.Image:
@@ -297,7 +267,7 @@ def build_app(models: Models):
                                     placeholder="a red circle above a blue square" if models.shapes_world else "a photo of a cat wearing a red hat")
                 with gr.Row():
                     task = gr.Radio(list(TASKS), value="improve", label="Task", elem_id="task")
-                    algorithm = gr.Dropdown(list(ALGORITHMS), value="epo", label="Algorithm", elem_id="algorithm")
+                    algorithm = gr.Dropdown(list(OPTIMIZERS), value="epo", label="Algorithm", elem_id="algorithm")
                     from dpodiff.backends.schedulers import is_flow_matching
 
                     samplers = [] if is_flow_matching(models.backend.own_scheduler) else list(SCHEDULERS)  # flow models keep their own
@@ -316,7 +286,7 @@ def build_app(models: Models):
                                          label="Scorer (those the server was started with)", elem_id="scorer")
                 with gr.Accordion("Search space (optional: a run builds it from the prompt unless this table was built for its prompt and task)", open=False):
                     with gr.Row():
-                        source = gr.Dropdown([s for s in SOURCES if s != "llm"], value="auto", label="Source of words")
+                        source = gr.Dropdown([e.name for e in SPACE_SOURCES.values() if e.in_ui], value="auto", label="Source of words")
                         per_word = gr.Number(5, label="Choices per word", precision=0, minimum=1)
                         build = gr.Button("Build space", elem_id="build-space")
                     space_table = gr.Dataframe(headers=SPACE_HEADERS, type="array", interactive=True, wrap=True,
@@ -379,7 +349,7 @@ def build_app(models: Models):
                 yield {status: progress_html(0, 1, f"Error: {e}"), **idle}
                 return
 
-            progress = Progress(budget=config.budget, gpo_iterations=GPOSettings().iterations if algo in WHITE_BOX else 0)
+            progress = Progress(budget=config.budget, gpo_iterations=GPOSettings().iterations if OPTIMIZERS[algo].white_box else 0)
 
             def on_evaluation(evaluation, result):
                 progress.result = result

@@ -1,15 +1,13 @@
-"""Model families behind one protocol (see base.py), one file each, listed in FAMILIES. What else a new family touches: docs/extending.md."""
+"""Model families behind one protocol (see base.py), one file each, listed in dpodiff.registry.FAMILIES.
+What else a new family touches: docs/extending.md."""
 
 from __future__ import annotations
 
 from dpodiff.backends.base import Backend, Conditioning, Encoded, GenerationSettings, Request, seed_generator
-from dpodiff.backends.flux import FluxBackend
-from dpodiff.backends.sd3 import StableDiffusion3Backend
-from dpodiff.backends.sdxl import StableDiffusionXLBackend
-from dpodiff.backends.stable_diffusion import StableDiffusionBackend
 from dpodiff.errors import UsageError
+from dpodiff import registry
 
-FAMILIES: tuple[type[Backend], ...] = (StableDiffusionBackend, StableDiffusionXLBackend, StableDiffusion3Backend, FluxBackend)
+FAMILIES: tuple[type[Backend], ...] = tuple(entry.load() for entry in registry.FAMILIES.values())
 
 
 def family_for(pipeline_class: str) -> type[Backend]:
@@ -23,11 +21,18 @@ def family_for(pipeline_class: str) -> type[Backend]:
 
 def as_backend(model) -> Backend:
     """A Backend for a backend or a diffusers pipeline object a user already holds."""
-    if isinstance(model, Backend):
-        return model
-    from dpodiff.models import backend_of
-
-    return backend_of(model)
+    return model if isinstance(model, Backend) else backend_of(model)
 
 
-__all__ = ["FAMILIES", "Backend", "Conditioning", "Encoded", "GenerationSettings", "Request", "as_backend", "family_for", "seed_generator"]
+def backend_of(pipe, family: type[Backend] | None = None) -> Backend:
+    """The backend of a loaded pipeline, with what its folder (if it came from a local one) says about the model."""
+    from dpodiff.model_folder import pipeline_folder, read_recommended
+    from dpodiff.spaces.nplib import model_library
+
+    folder = pipeline_folder(pipe)
+    family = family or family_for(type(pipe).__name__)
+    return family(pipe, read_recommended(folder), model_library(folder))
+
+
+__all__ = ["FAMILIES", "Backend", "Conditioning", "Encoded", "GenerationSettings", "Request", "as_backend", "backend_of", "family_for",
+           "seed_generator"]

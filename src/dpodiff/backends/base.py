@@ -25,8 +25,8 @@ import torch
 from dpodiff.backends.guidance import guide, parts
 from dpodiff.backends.memory import MemoryBudget
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
-from dpodiff.backends.schedulers import (clean_latent, fresh_scheduler, is_flow_matching, prediction_type, scale_model_input,
-                                         scheduler_name)
+from dpodiff.backends.schedulers import (clean_latent, fresh_scheduler, initial_scale, is_flow_matching, prediction_type,
+                                         scale_model_input, scheduler_name, step)
 from dpodiff.defaults import check_negative_mode
 from dpodiff.display import shown
 from dpodiff.errors import UsageError
@@ -323,11 +323,11 @@ class Backend:
         self.check_window(texts)
         row = {text: i for i, text in enumerate(texts)}
         encoded = self.encode(texts)
-        step = settings.batch_size or len(requests)
+        per_call = settings.batch_size or len(requests)
         pixels = (settings.height or self.native_size) * (settings.width or self.native_size)
         images, i = [], 0
         while i < len(requests):
-            batch = requests[i : i + self.memory.images(step, pixels, self.device)]
+            batch = requests[i : i + self.memory.images(per_call, pixels, self.device)]
             positive = torch.tensor([row[r.prompt] for r in batch], device=self.device)
             negative = torch.tensor([row[r.negative_prompt] for r in batch], device=self.device)
             empty = encoded.rows([row[""]]) if perp else None
@@ -346,8 +346,6 @@ class Backend:
 
     def sample(self, cond: Conditioning, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:
         """Final latents of every sampling step from each seed's initial noise, on a fresh scheduler."""
-        from dpodiff.backends.shortcut import sample_until
-
         scheduler = self.scheduler(settings)
         noise = torch.cat([self.initial_noise(s, settings.height, settings.width) for s in seeds])
         return sample_until(self, scheduler, cond, noise, len(scheduler.timesteps), settings, seeds)
@@ -371,6 +369,19 @@ class RelaxedPrompt:
 def seed_generator(seed: int) -> torch.Generator:
     """Noise is drawn on the CPU, so a seed gives the same image on every device."""
     return torch.Generator("cpu").manual_seed(int(seed))
+
+
+def sample_until(backend: Backend, scheduler, cond: Conditioning, noise: torch.Tensor, position: int, settings: GenerationSettings,
+                 seeds: list[int] | None = None) -> torch.Tensor:
+    """Latents at `position` of the scheduler's ladder after sampling from `noise` (one image per seed), without gradient."""
+    latents = noise * initial_scale(scheduler)
+    cond = cond.detach()
+    generators = step_generators(seeds or [0] * len(noise), (1, *noise.shape[1:]))  # for samplers that add noise at each step
+    with torch.no_grad():
+        for i in range(position):
+            _, output = backend.guided_output(scheduler, i, latents, cond, settings)
+            latents = step(scheduler, output, i, latents, generators)
+    return latents
 
 
 def step_generators(seeds: list[int], shape: tuple[int, ...]) -> list[torch.Generator]:

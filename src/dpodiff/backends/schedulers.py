@@ -29,7 +29,7 @@ FLOW_MATCHING = "FlowMatch"  # the prefix of diffusers' flow-matching scheduler 
 def scheduler_name(scheduler) -> str:
     """The CLI name of a scheduler instance, or its class name when it is not one of ours."""
     cls = type(scheduler).__name__
-    return next((name for name, c in SCHEDULERS.items() if c == cls), cls)
+    return next((e.name for e in SCHEDULERS.values() if e.target == f"diffusers:{cls}"), cls)
 
 
 def fresh_scheduler(scheduler, steps: int, device: torch.device | str | None = None, name: str | None = None, **timesteps):
@@ -37,9 +37,7 @@ def fresh_scheduler(scheduler, steps: int, device: torch.device | str | None = N
     kind `name` (a CLI name) built from that config. `timesteps` go to set_timesteps (Flux: its shift `mu`)."""
     cls = type(scheduler)
     if check_scheduler_name(name) is not None:
-        import diffusers
-
-        cls = getattr(diffusers, SCHEDULERS[name])
+        cls = SCHEDULERS[name].load()
     fresh = cls.from_config(scheduler.config)
     fresh.set_timesteps(steps, device=device, **timesteps)
     return fresh

@@ -14,21 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from dpodiff.backends.base import Backend, Conditioning, GenerationSettings, step_generators
+from dpodiff.backends.base import Backend, Conditioning, GenerationSettings, sample_until, step_generators
 from dpodiff.backends.schedulers import gradient_position, initial_scale, noise_levels, step
-
-
-def sample_until(backend: Backend, scheduler, cond: Conditioning, noise: torch.Tensor, position: int, settings: GenerationSettings,
-                 seeds: list[int] | None = None) -> torch.Tensor:
-    """Latents at `position` of the scheduler's ladder after sampling from `noise` (one image per seed), without gradient."""
-    latents = noise * initial_scale(scheduler)
-    cond = cond.detach()
-    generators = step_generators(seeds or [0] * len(noise), (1, *noise.shape[1:]))  # for samplers that add noise at each step
-    with torch.no_grad():
-        for i in range(position):
-            _, output = backend.guided_output(scheduler, i, latents, cond, settings)
-            latents = step(scheduler, output, i, latents, generators)
-    return latents
 
 
 def one_step_loss(backend: Backend, scorer, scheduler, position: int, latents: torch.Tensor, cond: Conditioning,

@@ -21,6 +21,7 @@ from dpodiff.cli_options import (
 from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE, MAX_IMAGES
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
+from dpodiff.registry import EXECUTORS, OPTIMIZERS
 
 console = Console(stderr=True)
 PAPER_THRESHOLD = 0.85  # the paper's "hard prompt" cut: loss >= 0.85 to improve, <= 0.85 to attack
@@ -29,7 +30,7 @@ PAPER_THRESHOLD = 0.85  # the paper's "hard prompt" cut: loss >= 0.85 to improve
 def bench(
     prompts: Annotated[Path, typer.Argument(help="Prompt file: one prompt a line, or JSON/JSONL (strings or objects with a \"prompt\" field). Lines starting with # are skipped.")],
     task: Annotated[str, typer.Option(help="improve or attack.")] = "improve",
-    algos: Annotated[str, typer.Option(help="Comma list of algorithms: random, epo, gpo, hybrid.")] = "random,epo",
+    algos: Annotated[str, typer.Option(help=f"Comma list of algorithms: {', '.join(OPTIMIZERS)}.")] = "random,epo",
     seeds: Seeds = None, seed: Seed = None, budget: Budget = 40, search_seed: SearchSeed = 0, sampling: Sampling = "sparse",
     validate: Validate = ",".join(map(str, DEFAULT_VALIDATE)), no_validate: NoValidate = False, protocol: Protocol = "dpodiff",
     decompose: Decompose = False, select_scorer: SelectScorer = None,
@@ -47,8 +48,9 @@ def bench(
     steps: Steps = None, guidance: Guidance = None, true_cfg: TrueCfg = None, height: Size = None, width: Size = None, batch_size: BatchSize = None, max_memory: MaxMemory = None,
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg",
     equal_cost: Annotated[bool, typer.Option("--equal-cost", help="Charge gpo/hybrid their measured GPO cost (in candidates) against --budget, so every algorithm spends the same compute.")] = False,
-    backend: Annotated[str, typer.Option(help="local (one run after another here) or ray (one task per prompt and algorithm).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="With --backend ray: the cluster (host:port or ray://host:port). Default: start a local cluster.")] = None,
+    executor: Annotated[str, typer.Option(help=f"Where the runs go: {EXECUTORS.listing()}.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: the cluster (host:port or ray://host:port). Default: start a local cluster.")] = None,
+    backend: Annotated[Optional[str], typer.Option(hidden=True, help="The old name of --executor.")] = None,
 ):
     """Benchmark algorithms on many prompts; resumable (SQLite), with summary tables and an HTML report."""
     from dpodiff.bench import storage
@@ -57,14 +59,13 @@ def bench(
     from dpodiff.bench.prompts import read_prompts
     from dpodiff.config import RunConfig
     from dpodiff.inputs import check_output_dir, pick_seeds
-    from dpodiff.defaults import ALGORITHMS
     from dpodiff.models import family_of
 
     # 1. check every input before loading anything
     algorithms = [a.strip() for a in algos.split(",") if a.strip()]
-    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    unknown = [a for a in algorithms if a not in OPTIMIZERS]
     if not algorithms or unknown:
-        raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(ALGORITHMS)}; give a comma list, e.g. random,epo.")
+        raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(OPTIMIZERS)}; give a comma list, e.g. random,epo.")
     algorithms = list(dict.fromkeys(algorithms))
     seeds = pick_seeds(seeds, seed)
     if not 0 <= eval_seeds <= MAX_IMAGES:
@@ -79,10 +80,12 @@ def bench(
     run.check_guided(bool(family and family.distilled_guidance))
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
-    if backend not in ("local", "ray"):
-        raise UsageError(f"--backend {backend!r} is not known; use local or ray.")
-    if ray_address and backend != "ray":
-        raise UsageError("--ray-address needs --backend ray.")
+    if backend is not None:
+        console.print(f"[yellow]--backend is deprecated: it is now --executor (--executor {backend}).")
+        executor = backend
+    EXECUTORS.check(executor)
+    if ray_address and executor != "ray":
+        raise UsageError("--ray-address needs --executor ray.")
     if space is not None and not space.is_file():
         raise UsageError(f"The search space file {str(space)!r} does not exist.")
     listed = read_prompts(prompts)
@@ -96,34 +99,17 @@ def bench(
     settings = config.settings()
     with BenchLock(db):  # one bench per database: a second exits at once (see bench/lock.py)
         conn = storage.open_db(db, settings)
-        started_ray = False
+        # 2. the executor: the models loaded here, or a Ray cluster
+        with console.status(f"starting the {executor} executor ({model or 'the shapes world'})"):
+            runner = EXECUTORS.load(executor)(config, ray_address)
         try:
-            # 2. the backend: models here, or a Ray cluster
-            if backend == "ray":
-                from dpodiff.bench import ray_backend
-
-                started_ray = ray_backend.connect(ray_address)
-                run_jobs, score = ray_backend.run_ray, ray_backend.score_ray
-            else:
-                from dpodiff.bench.local_backend import run_local, score_local
-                from dpodiff.bench.runner import bench_models
-                from dpodiff.threads import use_threads
-
-                use_threads(threads)
-                with console.status(f"loading {model or 'the shapes world'}"):
-                    bench_models(config)
-                run_jobs, score = run_local, score_local
-
             # 3. --select: the hard prompts only (original scores are stored, so a rerun does not score them again)
             chosen = listed.prompts
             if select:
-                chosen = _select(conn, config, chosen, select_threshold, score)
-            _run(conn, config, settings, chosen, algorithms, run_jobs)
+                chosen = _select(conn, config, chosen, select_threshold, runner.score)
+            _run(conn, config, settings, chosen, algorithms, runner.run)
         finally:
-            if started_ray:
-                from dpodiff.bench import ray_backend
-
-                ray_backend.shutdown()
+            runner.close()
 
         # 4. outputs, from the database
         from dpodiff.bench.report import write_outputs

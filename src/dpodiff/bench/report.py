@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dpodiff.bench import storage
 from dpodiff.bench.config import BenchConfig
-from dpodiff.bench.plot import loss_plot
+from dpodiff.report.curves import loss_plot
 from dpodiff.bench.runner import run_dir_name
 from dpodiff.bench.summary import (
     COLUMNS,
@@ -50,7 +50,7 @@ def render_report(conn, config, prompts, algorithms, rows, summary, failed, db) 
             continue
         plot = Path(run_dir_name(prompt, "x")).parent / "loss.png"
         (out / plot).parent.mkdir(parents=True, exist_ok=True)
-        save_image(out / plot, loss_plot({r["algorithm"]: storage.history(conn, r["id"]) for r in runs}, config.task))
+        save_image(out / plot, loss_plot({r["algorithm"]: storage.history(conn, r["id"]) for r in runs}, config.run.task_spec.sign))
         entries.append({"prompt": prompt, "plot": plot.as_posix(), "runs": [_run_view(r, out) for r in runs]})
     # every text shown with control characters escaped (a prompt file may hold terminal escape codes)
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,

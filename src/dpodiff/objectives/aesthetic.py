@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dpodiff.errors import UsageError
+from dpodiff.loading import check_local
 from dpodiff.objectives.clip_loss import ClipScorer, load_clip
 
 AESTHETIC_CLIP = "openai/clip-vit-large-patch14"
@@ -70,6 +71,12 @@ def aesthetic_parts(path: str) -> tuple[Path, str]:
         raise UsageError(f"The aesthetic predictor folder {path!r} must hold exactly one head file (*.pth or *.pt) beside "
                          f"its CLIPModel; found {found}. Pass aesthetic:PATH_TO_HEAD.pth to choose one.")
     return heads[0], str(where)
+
+
+def check_aesthetic(path: str, kind: str = "aesthetic") -> None:
+    """The head and its CLIP model are where `aesthetic:PATH` says, before anything loads."""
+    _, clip_name = aesthetic_parts(path)
+    check_local(clip_name, "CLIP model of the aesthetic predictor", "config.json", "transformers CLIPModel")
 
 
 def load_head(path: Path, dim: int) -> torch.nn.Linear:

@@ -17,6 +17,9 @@ def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     y = F.normalize(y, dim=-1)
     return 2 * torch.arcsin((x - y).norm(dim=-1).div(2).clamp(max=1.0)) ** 2
 
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the pixel statistics OpenAI's CLIP was trained with; HPSv2 and
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)  # ImageReward normalise with them too
+
 
 @dataclass
 class ClipScorer:

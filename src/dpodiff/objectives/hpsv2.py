@@ -28,12 +28,10 @@ import torch.nn.functional as F
 
 from dpodiff.errors import UsageError
 from dpodiff.loading import checkpoint_file, read_torch_file
-from dpodiff.objectives.clip_loss import ClipScorer, _features
+from dpodiff.objectives.clip_loss import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ClipScorer, _features
 
 CHECKPOINT_NAMES = ("HPS_v2.1_compressed.pt", "HPS_v2_compressed.pt")
 FETCH = "Download HPS_v2.1_compressed.pt from the hub repo xswu/HPSv2 (`hf download xswu/HPSv2 HPS_v2.1_compressed.pt --local-dir FOLDER`) and pass the file or its folder."
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OPENAI_DATASET_MEAN, what ViT-H-14 uses
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VISION_HEAD_WIDTH = 80  # open_clip ViT-H-14.json: "head_width": 80 (1280 wide, 16 heads); shapes cannot tell heads
 TEXT_HEAD_WIDTH = 64  # open_clip text towers: 1024 wide, 16 heads
 
@@ -83,7 +81,7 @@ def load_hpsv2(path: str, device: torch.device | str = "cpu", dtype: torch.dtype
     model = model.to(torch.device(device), dtype).requires_grad_(False).eval()
     size = int(model.config.vision_config.image_size)
     tokenizer = clip_tokenizer(int(model.config.text_config.max_position_embeddings))
-    return Hpsv2Scorer(model, tokenizer, size, size, CLIP_MEAN, CLIP_STD, name or f"hpsv2:{path}")
+    return Hpsv2Scorer(model, tokenizer, size, size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, name or f"hpsv2:{path}")
 
 
 def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:

@@ -39,14 +39,12 @@ from torch import nn
 
 from dpodiff.errors import UsageError
 from dpodiff.loading import checkpoint_file, read_torch_file
-from dpodiff.objectives.clip_loss import ClipScorer
+from dpodiff.objectives.clip_loss import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ClipScorer
 
 CHECKPOINT_NAME = "ImageReward.pt"
 FETCH = f"Download {CHECKPOINT_NAME} from the hub repo THUDM/ImageReward (`hf download THUDM/ImageReward {CHECKPOINT_NAME} --local-dir FOLDER`) and pass the file or its folder."
 REWARD_MEAN, REWARD_STD = 0.16717362830052426, 1.0333394966054072  # ImageReward.__init__: self.mean, self.std
 MAX_TOKENS = 35  # ImageReward: tokenizer(prompt, padding="max_length", truncation=True, max_length=35)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 HEAD_WIDTH = 64  # ViT-L: 1024 wide, 16 heads; BERT-base: 768 wide, 12 heads
 TOKENIZER_HELP = ("ImageReward needs the bert-base-uncased tokenizer: put it in a `tokenizer` folder next to ImageReward.pt "
                   "(`hf download google-bert/bert-base-uncased vocab.txt tokenizer_config.json --local-dir FOLDER/tokenizer`) "
@@ -93,8 +91,8 @@ class ImageRewardScorer:
     tokenizer: object  # transformers.BertTokenizer with [DEC] and [ENC] added
     image_size: int
     crop_size: int
-    mean: tuple[float, float, float] = CLIP_MEAN
-    std: tuple[float, float, float] = CLIP_STD
+    mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
+    std: tuple[float, float, float] = OPENAI_CLIP_STD
     name: str = ""
 
     @property

@@ -42,6 +42,11 @@ class Optimizer(ABC):
         """The optimiser's settings, for result files."""
         return {}
 
+    @classmethod
+    def build(cls, sizes: list[int], seed: int, logits, sampling: str, argmax_first: bool) -> "Optimizer":
+        """The optimiser for a search (make_optimizer's arguments); black-box ones ignore the logits."""
+        return cls(sizes, seed=seed, sampling=sampling)
+
     # -- helpers shared by optimisers --------------------------------------------------
     def space_size(self) -> int:
         return math.prod(self.sizes)

@@ -143,6 +143,10 @@ class DistributionSampler(Optimizer):
         self.draw = categorical_sampler(logits)
         self.batch = batch
 
+    @classmethod
+    def build(cls, sizes: list[int], seed: int, logits, sampling: str, argmax_first: bool) -> "DistributionSampler":
+        return cls(sizes, logits, seed=seed)
+
     def ask(self) -> list[Candidate]:
         first = [self.argmax] if self.argmax not in self.told else []
         batch = first + self.novel(lambda: self.draw(self.rng), self.batch - len(first), exclude=first)

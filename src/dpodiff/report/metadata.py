@@ -22,20 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpodiff.errors import UsageError
+from dpodiff.files import finite
+from dpodiff.registry import SCHEDULERS
 
 PARAMETERS_KEY = "parameters"  # the chunk A1111 writes and reads
 DPODIFF_KEY = "dpodiff"
 
-# our scheduler names (dpodiff.defaults.SCHEDULERS) -> the sampler names people know from A1111
+# our scheduler names (dpodiff.registry.SCHEDULERS) and other classes -> the sampler names people know from A1111
 A1111_SAMPLERS = {
-    "ddim": "DDIM",
-    "pndm": "PLMS",
-    "euler": "Euler",
-    "euler_ancestral": "Euler a",
-    "dpm_multistep": "DPM++ 2M",
-    "unipc": "UniPC",
-    "lms": "LMS",
-    "heun": "Heun",
+    **{e.name: e.a1111 for e in SCHEDULERS.values()},
     "FlowMatchEulerDiscreteScheduler": "Euler",  # SD3's and Flux's sampler: Forge writes "Euler" with "Schedule type: Simple"
 }
 FLOW_SCHEDULE = {"FlowMatchEulerDiscreteScheduler": "Simple"}  # ComfyUI's euler/simple: sigmas spaced evenly, then shifted
@@ -68,6 +63,15 @@ class ImageInfo:
     def dpodiff_dict(self) -> dict:
         """The `dpodiff` chunk: prompt, negative prompt and seed always, then `extra`."""
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed, **self.extra}
+
+    def png(self):
+        """A PngInfo with both chunks: `parameters` as tEXt (iTXt when the text is not Latin-1), `dpodiff` as iTXt."""
+        from PIL.PngImagePlugin import PngInfo
+
+        png = PngInfo()
+        png.add_text(PARAMETERS_KEY, format_parameters(self))
+        png.add_itxt(DPODIFF_KEY, json.dumps(finite(self.dpodiff_dict()), ensure_ascii=False, allow_nan=False, default=str))
+        return png
 
 
 def sampler_label(scheduler: str) -> str:
@@ -159,18 +163,6 @@ def parse_parameters(text: str) -> dict[str, str]:
     for key, value in PARAM_PAIR.findall(last):
         parsed[key] = unquote(value)
     return parsed
-
-
-def png_info(info: ImageInfo):
-    """A PngInfo with both chunks: `parameters` as tEXt (iTXt when the text is not Latin-1), `dpodiff` as iTXt."""
-    from PIL.PngImagePlugin import PngInfo
-
-    from dpodiff.files import finite
-
-    png = PngInfo()
-    png.add_text(PARAMETERS_KEY, format_parameters(info))
-    png.add_itxt(DPODIFF_KEY, json.dumps(finite(info.dpodiff_dict()), ensure_ascii=False, allow_nan=False, default=str))
-    return png
 
 
 def read_metadata(path: str | Path) -> tuple[str | None, dict | None]:

@@ -150,7 +150,8 @@ def held_out_misses(n: int = 300, kind: str = "two", seed: int = EVAL_SEED, nega
 @torch.no_grad()
 def miss_retrieval(model, tok, images: np.ndarray, captions: list[str], wrong: list[list[str]]) -> float:
     """Share of images whose caption beats all of its near misses."""
-    from .train import image_features, images_to_tensor, text_features, tokenize, trim
+    from .clip import image_features, text_features
+    from .data import images_to_tensor, tokenize, trim
 
     model.eval()
     img = image_features(model, images_to_tensor(images).to(model.device))
@@ -166,8 +167,9 @@ def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: f
     """Contrastive training from a released scorer; held-out near-miss retrieval logged every 250 steps."""
     from diffusers import AutoencoderKL
 
-    from .train import (Training, finished, image_features, images_to_tensor, load_grown, lr_at, make_clip, text_features, tokenize,
-                        tokenizer, trim, write_steps)
+    from .clip import image_features, load_grown, make_clip, text_features
+    from .data import images_to_tensor, tokenize, tokenizer, trim
+    from .loop import Training, finished, lr_at, write_steps
 
     run = run or Training()
     if finished(out, out.name):

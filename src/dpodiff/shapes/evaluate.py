@@ -21,13 +21,9 @@ from .grammar import (
 )
 from .judge import judge
 from .render import render, render_wrong
+from .sampling import GUIDANCE, QUALITY_NEGATIVE, STEPS, generate  # noqa: F401  (re-exported)
 
 EVAL_SEED = 31337
-# Recommended defaults for this model: the guidance sweep in the card peaks at 3
-# (7.5, SD's usual value, over-saturates this small model's shapes).
-STEPS, GUIDANCE = 25, 3.0
-# A negative prompt naming every flaw this world knows, as SD users write "blurry, lowres, ...".
-QUALITY_NEGATIVE = ", ".join(DEFECTS + ("two", "three"))
 
 
 @dataclass
@@ -96,7 +92,7 @@ def judge_ground_truth(n: int = 1000) -> dict[str, float]:
 # ---------------------------------------------------------------- CLIP retrieval
 
 def _clip_embed(model, processor, images, captions):
-    from .train import image_features, text_features
+    from .clip import image_features, text_features
 
     with torch.no_grad():
         px = processor(images=images, return_tensors="pt")["pixel_values"]
@@ -147,18 +143,6 @@ def retrieval(model, processor, n: int = 1000, n_pairs: int = 500) -> dict[str, 
 
 
 # ---------------------------------------------------------------- generation
-
-def generate(pipe, prompts: list[str], seeds: list[int], steps: int = STEPS, guidance: float = GUIDANCE,
-             negative: str | list[str] | None = None, batch: int = 50):
-    images = []
-    for i in range(0, len(prompts), batch):
-        neg = negative[i: i + batch] if isinstance(negative, list) else (
-            [negative] * len(prompts[i: i + batch]) if negative else None)
-        images += pipe(prompts[i: i + batch], negative_prompt=neg, num_inference_steps=steps,
-                       guidance_scale=guidance,
-                       generator=[torch.Generator().manual_seed(s) for s in seeds[i: i + batch]]).images
-    return images
-
 
 def _rare_words() -> list[tuple[str, str]]:
     return [(c, w) for c, ws in SYNONYMS.items() for w in list(ws)[1:]]
@@ -290,7 +274,7 @@ def training_word_counts(workdir: Path) -> dict[str, int]:
     """How many training captions (of the cached data set) use each wording."""
     import re
 
-    from .train import dataset_path, tokenizer
+    from .data import dataset_path, tokenizer
 
     cache = workdir / "word_counts.json"
     captions = captions_of(workdir)

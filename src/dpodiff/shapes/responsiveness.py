@@ -220,9 +220,9 @@ def swapped(scene: Scene) -> str:
 def negative_response(pipe, n_single: int = 100, n_two: int = 100, thresholds: Thresholds | None = None,
                       generate=None, progress=None) -> list[Row]:
     """Every row of the responsiveness table (see the module's docstring) on n_single + n_two prompts, seed i
-    for prompt i. ``generate(prompts, seeds, negative)`` draws the images (default: evaluate.generate at the
+    for prompt i. ``generate(prompts, seeds, negative)`` draws the images (default: sampling.generate at the
     recommended settings); ``progress(name)`` is told each row's name as it starts."""
-    from .evaluate import QUALITY_NEGATIVE, generate as default_generate
+    from .sampling import QUALITY_NEGATIVE, generate as default_generate
 
     draw = generate or (lambda prompts, seeds, negative: default_generate(pipe, prompts, seeds, negative=negative))
     thresholds = thresholds or calibrate(pipe.vae)
@@ -299,7 +299,7 @@ def asked_response(pipe, n_single: int = 100, thresholds: Thresholds | None = No
     """Per drawable flaw and for copies, its rate on the prompt alone, asked for, and asked for and negated
     (the negative prompt is the flaw's word, "two, three" for copies). A flaw that asking does not raise is not
     a mode the model ties to its word, and no negative prompt can push it away."""
-    from .evaluate import generate as default_generate
+    from .sampling import generate as default_generate
 
     draw = generate or (lambda prompts, seeds, negative: default_generate(pipe, prompts, seeds, negative=negative))
     thresholds = thresholds or calibrate(pipe.vae)

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from datetime import datetime, timezone
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +29,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import PIPELINE_DIR, SCORER_DIR, WEIGHTS_DIR
-from .checkpoint import CHECKPOINT_MINUTES, Checkpointed
-from .grammar import CAPTION_MIXES, CaptionMix, near_misses, render_caption, sample_caption, sample_training_pair, synonym_picker
-from .render import IMAGE_SIZE, render_array
-
-TOKEN_LENGTH = 77  # SD's window: room for the long negative prompts that dpodiff searches
-EOS = 49407  # CLIP's end-of-text token, also its padding here
-CLIP_MEAN = [0.5, 0.5, 0.5]
-CLIP_STD = [0.5, 0.5, 0.5]
-
-
-@dataclass
-class ClipSpec:
-    """Size and training recipe of one CLIP."""
-
-    seed: int
-    hidden: int
-    layers: int
-    projection: int
-    steps: int
-    batch: int
-    hard_negatives: int
-    lr: float = 5e-4
-    miss_images: bool = False  # critic: also an image of a near miss per caption (critic.py)
-    patch: int = 8  # vision patch side: 8 gives a 4x4 grid of 32-pixel images, 4 an 8x8 one
-    word_blind_misses: bool = False  # critic: miss images a bag of words cannot tell apart, where there are some
-
+from .checkpoint import CHECKPOINT_MINUTES
+from .clip import CLIP_MEAN, CLIP_STD, ClipSpec, image_features, load_grown, make_clip, text_features  # noqa: F401  (re-exported)
+from .data import (EOS, TOKEN_LENGTH, Dataset, build_dataset, dataset_path, images_to_tensor, load_dataset, tokenize,  # noqa: F401
+                   tokenizer, trim)
+from .grammar import CAPTION_MIXES  # noqa: F401  (re-exported)
+from .loop import Training, finished, lr_at, progress, write_steps
+from .render import IMAGE_SIZE
 
 COND_CLIP = ClipSpec(seed=1, hidden=128, layers=4, projection=128, steps=400, batch=128, hard_negatives=1)
 SCORER_CLIP = ClipSpec(seed=2, hidden=128, layers=4, projection=96, steps=600, batch=128, hard_negatives=2)
@@ -73,202 +53,6 @@ FINETUNE_LR = 3e-4  # UNet learning rate when continuing from a released model (
 INIT_TEXT_LR_SCALE = 0.2  # a released text tower moves slowly, so the UNet that reads it stays valid
 DECODER_STEPS, DECODER_CONSTANT, DECODER_BATCH = 3000, 2000, 64
 MIN_SNR_GAMMA = 5.0  # Hang et al. 2023: min-SNR loss weighting converges ~3x faster
-
-
-def tokenizer():
-    from dpodiff.tokenizers import clip_tokenizer
-
-    return clip_tokenizer(model_max_length=TOKEN_LENGTH)
-
-
-def tokenize(tok, captions: list[str]) -> torch.Tensor:
-    return tok(captions, padding="max_length", max_length=tok.model_max_length,
-               truncation=True, return_tensors="pt").input_ids
-
-
-def images_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1] (= CLIP mean/std 0.5)."""
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-@dataclass
-class Dataset:
-    """Rendered training pairs, tokenised once and shared by all stages.
-
-    Rendering and tokenising on the fly cost as much as a CLIP step on two
-    cores, so a fixed, seeded set is built once (and cached in the workdir).
-    """
-
-    images: np.ndarray  # (N, 32, 32, 3) uint8
-    ids: np.ndarray  # (N, L) caption token ids
-    neg_ids: np.ndarray  # (N, K, L) near-miss caption token ids
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def sample(self, rng: np.random.Generator, n: int):
-        idx = rng.integers(0, len(self), n)
-        return (images_to_tensor(self.images[idx]), torch.from_numpy(self.ids[idx]).long(),
-                torch.from_numpy(self.neg_ids[idx]).long())
-
-
-DATASET_SIZE, DATASET_NEGATIVES, DATASET_SEED = 100_000, 2, 1000
-
-
-def build_dataset(n: int = DATASET_SIZE, negatives: int = DATASET_NEGATIVES, seed: int = DATASET_SEED,
-                  mix: CaptionMix = CAPTION_MIXES["varied"]) -> Dataset:
-    """n training images (some flawed) with their captions and ``negatives`` near-miss captions each.
-    ``mix``: how images are flawed and captioned (grammar.CAPTION_MIXES: SD's styles from release 3 on,
-    sentences only in releases 1 and 2)."""
-    tok = tokenizer()
-    rng = np.random.default_rng(seed)
-    pick = synonym_picker(rng)
-    cache: dict[str, np.ndarray] = {}
-
-    def ids_of(caption: str) -> np.ndarray:
-        if caption not in cache:
-            cache[caption] = tokenize(tok, [caption])[0].numpy().astype(np.int32)
-        return cache[caption]
-
-    images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    ids = np.empty((n, TOKEN_LENGTH), np.int32)
-    neg = np.empty((n, negatives, TOKEN_LENGTH), np.int32)
-    for i in tqdm(range(n), desc="dataset", mininterval=20):
-        shown, named, caption = sample_training_pair(rng, mix)
-        images[i] = render_array(shown, rng)
-        ids[i] = ids_of(caption)
-        misses = near_misses(named, rng, negatives)
-        while len(misses) < negatives:  # rare: fall back to a random scene
-            misses.append(sample_caption(rng)[0])
-        for k, m in enumerate(misses):
-            neg[i, k] = ids_of(render_caption(m, pick))
-    return Dataset(images, ids, neg)
-
-
-def dataset_path(workdir: Path, captions: str) -> Path:
-    """Where the data set of the ``captions`` mix is cached (sentences: dataset.npz, as in releases 1 and 2)."""
-    return workdir / ("dataset.npz" if captions == "sentences" else f"dataset_{captions}.npz")
-
-
-def load_dataset(workdir: Path, captions: str = "varied") -> Dataset:
-    path = dataset_path(workdir, captions)
-    if path.exists():
-        z = np.load(path)
-        return Dataset(z["images"], z["ids"], z["neg_ids"])
-    data = build_dataset(mix=CAPTION_MIXES[captions])
-    np.savez(path, images=data.images, ids=data.ids, neg_ids=data.neg_ids)
-    return data
-
-
-def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def progress(total: int, desc: str):
-    return tqdm(total=total, desc=desc, mininterval=20, dynamic_ncols=True)
-
-
-@dataclass
-class Training:
-    """Where and how a stage trains: the device, whether a stopped stage's checkpoint may be resumed, how often to save."""
-
-    device: str = "cpu"
-    resume: bool = False
-    checkpoint_minutes: float = CHECKPOINT_MINUTES
-
-    def state(self, out: Path, modules: dict, optimizer, rng: np.random.Generator, generator: torch.Generator | None = None) -> Checkpointed:
-        """The stage's training state, from its checkpoint (OUT.ckpt beside OUT) when there is one and --resume allows it."""
-        state = Checkpointed(out.parent / f"{out.name}.ckpt", modules, optimizer, rng, generator, self.checkpoint_minutes)
-        if state.resume(self.resume):
-            print(f"[{out.name}] resuming at step {state.step} ({state.minutes:.1f} min so far)")
-        return state
-
-    def on_device(self, tensors):
-        return tuple(t.to(self.device) for t in tensors)
-
-    def noise(self, shape, generator: torch.Generator) -> torch.Tensor:
-        """Gaussian noise drawn on the CPU (the same on every device), then moved."""
-        return torch.randn(shape, generator=generator).to(self.device)
-
-
-def finished(out: Path, name: str) -> bool:
-    """A stage whose output is saved and that left no checkpoint (stopped early, it did) is done."""
-    if (out / "config.json").exists() and not (out.parent / f"{out.name}.ckpt").exists():
-        print(f"[{name}] found {out}, skipping")
-        return True
-    return False
-
-
-def write_steps(out: Path, name: str, state: Checkpointed, planned: int, **more) -> None:
-    """NAME_steps.json beside the stage's output: the steps reached of those planned, and their wall time."""
-    (out.parent / f"{name}_steps.json").write_text(json.dumps(
-        {"steps": state.step, "planned": planned, "minutes": round(state.minutes, 2), **more}))
-
-
-# ---------------------------------------------------------------- CLIP
-
-def trim(ids: torch.Tensor) -> torch.Tensor:
-    """Drop the padding columns after the longest caption's end token.
-
-    The text tower is causal and pools at the first end token, so its features
-    do not change; at a 77-token window this makes CLIP training ~3x faster.
-    """
-    return ids[:, : int((ids != EOS).sum(1).max()) + 1]
-
-
-def load_grown(model, weights: Path, prefix: str = "", only: tuple[str, ...] | None = None) -> None:
-    """Load a released model's weights into ``model``, growing shorter text position tables.
-
-    New positions start as copies of the last trained one (which held padding),
-    so a text tower's states for short captions stay what they were. ``only``: load just the weights whose
-    names start so (a new vision tower keeps its fresh weights).
-    """
-    from safetensors.torch import load_file
-
-    files = sorted(weights.glob("*.safetensors"))
-    state = {prefix + k if not k.startswith(prefix) else k: v.float() for k, v in load_file(files[0]).items()}
-    if only:
-        state = {k: v for k, v in state.items() if k.startswith(only)}
-    own = model.state_dict()
-    for k, v in state.items():
-        if k.endswith("position_embedding.weight") and v.shape[0] < own[k].shape[0]:
-            grown = v[-1:].repeat(own[k].shape[0], 1)
-            grown[: len(v)] = v
-            state[k] = grown
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or (not prefix and not only and missing):
-        raise ValueError(f"{weights} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-
-
-def make_clip(spec: ClipSpec):
-    from transformers import CLIPConfig, CLIPModel
-
-    common = dict(hidden_size=spec.hidden, intermediate_size=4 * spec.hidden,
-                  num_hidden_layers=spec.layers, num_attention_heads=4)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, max_position_embeddings=TOKEN_LENGTH,
-                         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **common),
-        vision_config=dict(image_size=IMAGE_SIZE, patch_size=spec.patch, **common),
-        projection_dim=spec.projection,
-    )
-    torch.manual_seed(spec.seed)
-    return CLIPModel(config)
-
-
-def _features(out) -> torch.Tensor:
-    # transformers 5 returns an output object whose pooler_output is projected.
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
-def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Unit-norm CLIP image embeddings (pixel_values already normalised)."""
-    return F.normalize(_features(model.get_image_features(pixel_values=pixel_values)), dim=-1)
-
-
-def text_features(model, input_ids: torch.Tensor) -> torch.Tensor:
-    return F.normalize(_features(model.get_text_features(input_ids=input_ids)), dim=-1)
 
 
 def train_clip(spec: ClipSpec, data: Dataset, out: Path, name: str,

@@ -23,6 +23,7 @@ from dpodiff.spaces.words import Word, content_words, inflect, is_stopword, matc
 from dpodiff.tasks import make_task
 
 from dpodiff.defaults import KINDS, SOURCES  # noqa: F401  (re-exported)
+from dpodiff.registry import SPACE_SOURCES
 BUILDER_VERSION = 8  # bump when the choices a source gives change, so old cache entries are not reused
 
 _CHOICE = re.compile(r"^[A-Za-z][A-Za-z'\- ]*$")
@@ -70,10 +71,11 @@ class Resources:
 def check_choice(kind: str, source: str, per_word: int) -> None:
     if kind not in KINDS:
         raise UsageError(f"Unknown space kind {kind!r}: use one of {', '.join(KINDS)}.")
-    if source not in SOURCES:
-        raise UsageError(f"Unknown space source {source!r}: use one of {', '.join(SOURCES)}.")
-    if kind == "antonym" and source == "thesaurus":
-        raise UsageError("The Moby thesaurus lists no opposites: for --kind antonym use --source wordnet, embedding, llm or auto.")
+    SPACE_SOURCES.check(source, "space source")
+    entry = SPACE_SOURCES[source]
+    if kind == "antonym" and not entry.antonyms:
+        others = [e.name for e in SPACE_SOURCES.values() if e.antonyms]
+        raise UsageError(f"The {source} source ({entry.help}) lists no opposites: for --kind antonym use --source {', '.join(others)}.")
     if not isinstance(per_word, int) or per_word < 1:
         raise UsageError(f"--per-word must be a positive whole number, got {per_word!r}.")
 
@@ -300,22 +302,43 @@ def candidates(w: Word, kind: str, source: str, res: Resources, meant: Senses = 
     """A source's choices for one word, best first. `meant`: the senses the prompt means; `colours`: the
     colour families of a word used as a colour (a rare colour word's plain colour comes first among its
     synonyms: "cobalt" -> "blue", "ebony" -> "black")."""
+    plain = _plain(colours)
+    if kind == "synonym" and plain and w.lemma not in plain and all(set(plain) & set(s.lemmas) for s in meant or ()):
+        return plain  # a shade named by its plain colour's synset ("crimson" in red's): only the plain colour
+    return SPACE_SOURCES.load(source)(w, kind, res, meant, colours)
+
+
+def _plain(colours: frozenset[str] | None) -> list[str]:
+    return sorted(colours or (), key=_commonness)
+
+
+# -- the offline sources (dpodiff.registry.SPACE_SOURCES): a word's choices of one kind, best first --------
+
+def auto_candidates(w: Word, kind: str, res: Resources, meant: Senses, colours: frozenset[str] | None) -> list[str]:
     if kind == "synonym":
-        plain = sorted(colours or (), key=_commonness)
-        if plain and w.lemma not in plain and all(set(plain) & set(s.lemmas) for s in meant or ()):
-            return plain  # a shade named by its plain colour's synset ("crimson" in red's): only the plain colour
-        if source == "wordnet":
-            return plain + wordnet_synonyms(w, meant)
-        if source == "thesaurus":
-            return thesaurus_synonyms(w, meant)
-        if source == "embedding":
-            return embedding_neighbours(w, kind, res)
-        return plain + auto_synonyms(w, meant=meant)
-    if source == "wordnet":
-        return wordnet_opposites(w, meant, colours)
-    if source == "embedding":
-        return embedding_neighbours(w, kind, res)
+        return _plain(colours) + auto_synonyms(w, meant=meant)
     return wordnet_opposites(w, meant, colours) + (embedding_neighbours(w, kind, res) if res.has_embeddings else [])
+
+
+def wordnet_candidates(w: Word, kind: str, res: Resources, meant: Senses, colours: frozenset[str] | None) -> list[str]:
+    if kind == "synonym":
+        return _plain(colours) + wordnet_synonyms(w, meant)
+    return wordnet_opposites(w, meant, colours)
+
+
+def thesaurus_candidates(w: Word, kind: str, res: Resources, meant: Senses, colours: frozenset[str] | None) -> list[str]:
+    return thesaurus_synonyms(w, meant)  # synonyms only: check_choice refuses opposites from it
+
+
+def embedding_candidates(w: Word, kind: str, res: Resources, meant: Senses, colours: frozenset[str] | None) -> list[str]:
+    return embedding_neighbours(w, kind, res)
+
+
+def llm_candidates(res: Resources, prompt: str, asked: list[str], kind: str, per_word: int) -> dict[str, list[str]]:
+    """The llm source is asked once per prompt, for every word at once."""
+    if res.llm is None:
+        raise UsageError("The llm source needs an endpoint: give --llm-url and --llm-model (library: llm=LLMConfig(...)).")
+    return llm_source.substitutes(res.llm, prompt, asked, kind, per_word)
 
 
 def finish(w: Word, found: list[str], per_word: int, reinflect: bool = True) -> list[str]:
@@ -355,7 +378,7 @@ def _before_noun(prompt: str, w: Word, words: list[Word]) -> bool:
 def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Resources) -> list[tuple[Word, list[str]]]:
     """Each content word with its choices: from the senses the prompt means, through every check of
     dpodiff.spaces.checks (and, for opposites, never restating the prompt), before cutting to `per_word`."""
-    words = prompt_words(prompt)
+    words, entry = prompt_words(prompt), SPACE_SOURCES[source]
     meant = {(w.start, w.end): senses.word_senses(prompt, w) for w in words}
     colours = {(w.start, w.end): restate.colour_reading(w.lemma, w.pos, _before_noun(prompt, w, words)) for w in words}
 
@@ -365,13 +388,10 @@ def choices_per_word(prompt: str, kind: str, source: str, per_word: int, res: Re
             found = [c for c in found if not restate.restates(c, words)]
             trusted = vouched_opposites(w, meant[w.start, w.end] or None, trusted)
         return checks.keep(w, kind, list(dict.fromkeys(found)), meant[w.start, w.end], trusted=trusted,
-                           colour=bool(colours[w.start, w.end]), offline=source != "llm")
+                           colour=bool(colours[w.start, w.end]), offline=entry.offline)
 
-    if source == "llm":
-        if res.llm is None:
-            raise UsageError("The llm source needs an endpoint: give --llm-url and --llm-model (library: llm=LLMConfig(...)).")
-        asked = list(dict.fromkeys(w.text for w in words))
-        answer = llm_source.substitutes(res.llm, prompt, asked, kind, per_word)
+    if entry.per_prompt:  # its words come inflected as the prompt's
+        answer = entry.load()(res, prompt, list(dict.fromkeys(w.text for w in words)), kind, per_word)
         return [(w, finish(w, keep(w, answer.get(w.text, [])), per_word, reinflect=False)) for w in words]
     return [(w, finish(w, keep(w, candidates(w, kind, source, res, meant[w.start, w.end] or None, colours[w.start, w.end])), per_word))
             for w in words]

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from dpodiff.defaults import KINDS, SOURCES
+from dpodiff.defaults import KINDS
+from dpodiff.registry import SPACE_SOURCES
 from dpodiff.errors import UsageError
 from dpodiff.files import write_json
 from dpodiff.spaces import llm as llm_source
@@ -39,7 +40,7 @@ def load_text_model(model: str):
 def space(
     prompt: str = typer.Argument(..., help="The prompt to build the space for."),
     kind: str = typer.Option(..., "--kind", help=f"What to list for each word: {' | '.join(KINDS)}."),
-    source: str = typer.Option("auto", help=f"Where words come from: {' | '.join(SOURCES)}."),
+    source: str = typer.Option("auto", help=f"Where words come from: {SPACE_SOURCES.listing()}."),
     out: Path = typer.Option(..., "--out", help="JSON file to write (edit it by hand, then pass it as --space)."),
     format: str = typer.Option("ours", "--format", help="ours (dpodiff-space) | reference (the DPO-Diff format)."),
     per_word: int = typer.Option(5, "--per-word", help="Choices per word."),

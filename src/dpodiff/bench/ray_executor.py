@@ -21,7 +21,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'ray>=2.9' (or pip install -e '.[ray]' in the checkout).") from None
+        raise UsageError("--executor ray needs Ray: pip install 'ray>=2.9' (or pip install -e '.[ray]' in the checkout).") from None
     return ray
 
 
@@ -123,5 +123,18 @@ def score_ray(config: BenchConfig, prompts: list[str]) -> dict[str, list[float]]
     return ray.get(ray.remote(max_retries=MAX_RETRIES, **_resources())(_score_task).remote(config, prompts))
 
 
-def shutdown() -> None:
-    _ray().shutdown()
+class RayExecutor:
+    """Joins the cluster at `address` (or starts a local one, shut down again by close)."""
+
+    def __init__(self, config: BenchConfig, address: str | None = None):
+        self.started = connect(address)
+
+    def run(self, config: BenchConfig, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:
+        run_ray(config, jobs, on_start, on_done)
+
+    def score(self, config: BenchConfig, prompts: list[str]) -> dict[str, list[float]]:
+        return score_ray(config, prompts)
+
+    def close(self) -> None:
+        if self.started:
+            _ray().shutdown()
