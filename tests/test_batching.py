@@ -10,7 +10,7 @@ import dpodiff
 from dpodiff.backends import GenerationSettings, Request
 from dpodiff.backends.memory import BATCH_TOLERANCE, GIB, MemoryBudget, default_batch_size
 from dpodiff.spaces import SearchSpace, Slot
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 PROMPT = "a red circle above a blue square"
 REQUESTS = [Request(PROMPT, negative, seed) for negative in ["", "blurry", "green", "two"] for seed in (0, 1)]

@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import json
+import math
 import shutil
 import socket
 import sqlite3
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 
 PROMPTS = ["a red circle above a blue square", "a green triangle next to a yellow circle"]
@@ -202,7 +203,7 @@ def test_bad_input_exits_2_with_a_message(case, inputs, tmp_path):
     elif case == "executor":
         extra, expected = ["--executor", "spark"], "--executor 'spark' is not known; choose one of local, ray."
     elif case == "old-backend-name":
-        extra, expected = ["--backend", "spark"], "--backend is deprecated: it is now --executor (--executor spark). --executor 'spark' is not known"
+        extra, expected = ["--backend", "spark"], "--backend is deprecated: it is now --executor (--executor spark). error: --executor 'spark' is not known"
     elif case == "llm":
         common = common[2:]  # no --space: each prompt's space would be built by the llm source
         extra, expected = ["--space-source", "llm"], "bench calls no LLM endpoint"
@@ -261,3 +262,38 @@ def test_eval_seeds_judge_the_choice_on_seeds_nobody_chose_with(tmp_path):
     again = json.loads((tmp_path / "check" / "result.json").read_text())["images"]
     assert [r["judge"]["pass"] for r in again] == chosen["judged"]
     assert [r["loss"] for r in again] == pytest.approx(chosen["losses"], abs=1e-4)
+
+
+def test_each_runs_images_say_how_they_were_made(bench_run):
+    """A bench image carries the same PNG settings as one of improve: A1111's text and dpodiff's record."""
+    from dpodiff.report.metadata import parse_parameters, read_metadata
+
+    out, _ = bench_run
+    run = rows(out / "results.sqlite", "SELECT * FROM runs WHERE algorithm = 'epo' ORDER BY id")[0]
+    result = json.loads((out / run["run_dir"] / "result.json").read_text())
+    text, data = read_metadata(out / run["run_dir"] / "best_seed1.png")
+    parameters = parse_parameters(text)
+    assert parameters["Steps"] == "2" and parameters["Seed"] == "1" and parameters["Role"] == "best" and parameters["Task"] == "improve"
+    assert data["prompt"] == result["best"]["prompt"] and data["negative_prompt"] == result["best"]["negative_prompt"]
+    assert data["seed"] == 1 and data["algorithm"] == "epo" and data["original_prompt"] == run["prompt"]
+    assert data["loss"] == pytest.approx(result["best"]["losses"][1])
+
+
+def test_equal_cost_charges_gpo_its_measured_cost(inputs, tmp_path):
+    """--equal-cost: gpo's search gets the budget less GPO's measured cost in candidates (at least 1), and the
+    setting is part of the database's fingerprint."""
+    root, common = inputs
+    (root / "one.txt").write_text(PROMPTS[0] + "\n")
+    common = [c if c != "random,epo" else "gpo" for c in common]
+    code, err = run_cli("bench", root / "one.txt", "--out", tmp_path / "plain", *common)
+    assert code == 0, err
+    code, err = run_cli("bench", root / "one.txt", "--out", tmp_path / "charged", *common, "--equal-cost")
+    assert code == 0, err
+    (plain,) = rows(tmp_path / "plain" / "results.sqlite", "SELECT * FROM runs")
+    (charged,) = rows(tmp_path / "charged" / "results.sqlite", "SELECT * FROM runs")
+    result = json.loads((tmp_path / "charged" / charged["run_dir"] / "result.json").read_text())
+    spent = math.ceil(result["gpo"]["equivalent_images_measured"] / 2)
+    assert plain["evaluations"] == 3 and spent >= 1
+    assert charged["evaluations"] == result["budget"] == max(1, 3 - spent)
+    code, err = run_cli("bench", root / "one.txt", "--out", tmp_path / "plain", *common, "--equal-cost")
+    assert code == 2 and "other settings" in err and "charge_gpo" in err

@@ -66,13 +66,13 @@ def test_a_task_whose_worker_dies_is_retried(tmp_path, tiny_model_dir, tiny_scor
     ray = pytest.importorskip("ray")
     from dpodiff.bench.config import BenchConfig
     from dpodiff.bench.jobs import Job
-    from dpodiff.config import RunConfig
+    from dpodiff.config import ModelSpec, RunConfig
     from dpodiff.bench.ray_executor import run_ray
     from dpodiff.bench.runner import run_one
 
     (tmp_path / "space.json").write_text(json.dumps(SPACE))
-    config = BenchConfig(RunConfig(task="improve", seeds=(0,), budget=2, steps=2), out=str(tmp_path), model=str(tiny_model_dir),
-                         scorer=str(tiny_scorer_dir), space=str(tmp_path / "space.json"))
+    config = BenchConfig(RunConfig(task="improve", seeds=(0,), budget=2, steps=2), out=str(tmp_path),
+                         models=ModelSpec(str(tiny_model_dir), str(tiny_scorer_dir)), space=str(tmp_path / "space.json"))
 
     def dies_once(config, prompt, algorithm):
         import os

@@ -19,7 +19,8 @@ from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.optimizers import GPOSettings
 from dpodiff.report.metadata import read_metadata
 from dpodiff.spaces import SearchSpace, Slot, Span
-from dpodiff.testing import check_shortcut_gradient, float64_arithmetic, one_hot, run_cli
+from cli_runner import run_cli
+from dpodiff.testing import check_shortcut_gradient, float64_arithmetic, one_hot
 
 PROMPT = "a red circle, above a blue square"  # "red" sits in the chunk "red," T5 reads as one unit
 FAMILIES = {"sd3": ("tiny_sd3_dir", StableDiffusion3Backend, 256), "flux": ("tiny_flux_dir", FluxBackend, 512)}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 PROMPT = "a red circle above a blue square"
 MISSING_MODEL = ["--model", "/nonexistent/model"]  # a check that comes first never reaches the model

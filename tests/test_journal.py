@@ -8,7 +8,7 @@ import dpodiff
 from dpodiff.backends.memory import BATCH_TOLERANCE
 from dpodiff.journal import JOURNAL, Journal
 from dpodiff.spaces import SearchSpace, Slot
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 PROMPT = "a red circle above a blue square"
 SPACE = SearchSpace(PROMPT, negative=[Slot("red", ["blue", "green", "yellow"]), Slot("quality", ["blurry", "low quality", "dark"])])

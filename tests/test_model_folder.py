@@ -14,7 +14,7 @@ from dpodiff.model_folder import Recommended, read_recommended
 from dpodiff.shapes import PIPELINE_DIR
 from dpodiff.spaces import SearchSpace, Slot
 from dpodiff.spaces.nplib import model_library
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 PROMPT = "a red circle above a blue square"
 RECOMMENDED = {"recommended": {"steps": 3, "guidance": 2.5, "scheduler": "euler"}}

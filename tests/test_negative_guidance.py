@@ -11,7 +11,8 @@ from dpodiff.backends.guidance import guide
 from dpodiff.config import RunConfig
 from dpodiff.report.metadata import read_metadata
 from dpodiff.spaces import SearchSpace, Slot, Span
-from dpodiff.testing import check_shortcut_gradient, run_cli
+from cli_runner import run_cli
+from dpodiff.testing import check_shortcut_gradient
 
 PROMPT = "a red circle above a blue square"
 

@@ -207,7 +207,7 @@ def test_run_search_tells_the_optimiser_the_scored_part_of_an_interrupted_batch(
 
 def test_the_cli_says_how_many_candidates_an_interrupt_kept(tiny_model_dir, tiny_scorer_dir, tmp_path, monkeypatch):
     from dpodiff.backends import Backend
-    from dpodiff.testing import run_cli
+    from cli_runner import run_cli
 
     generate, calls = Backend.generate, []
 

@@ -15,7 +15,7 @@ from dpodiff.report.metadata import (
     parse_parameters,
     read_metadata,
 )
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 PROMPT = "a red circle above a blue square"
 

@@ -13,13 +13,13 @@ from dpodiff.errors import UsageError
 from dpodiff.objectives.scorers import check_scorer
 from dpodiff.optimizers import make_optimizer
 from dpodiff.optimizers.base import Optimizer
-from dpodiff.registry import FAMILIES, OPTIMIZERS, SCHEDULERS, SCORERS, SPACE_SOURCES, Registry
+from dpodiff.registry import EXECUTORS, FAMILIES, OPTIMIZERS, SCHEDULERS, SCORERS, SPACE_SOURCES, Registry
 
 ALL = [table for table in vars(registry).values() if isinstance(table, Registry)]
 
 
 def test_every_table_is_checked_here():
-    assert {t.option for t in ALL} == {r.option for r in (FAMILIES, OPTIMIZERS, SCHEDULERS, SCORERS, SPACE_SOURCES)}
+    assert {t.option for t in ALL} == {r.option for r in (EXECUTORS, FAMILIES, OPTIMIZERS, SCHEDULERS, SCORERS, SPACE_SOURCES)}
 
 
 @pytest.mark.parametrize("table", ALL, ids=lambda t: t.option)
@@ -59,6 +59,13 @@ def test_each_family_serves_its_own_pipeline():
     assert len({c.pipeline_class for c in classes}) == len(classes)
 
 
+def test_each_executor_runs_scores_and_closes():
+    for entry in EXECUTORS.values():
+        cls = entry.load()
+        assert all(callable(getattr(cls, name, None)) for name in ("run", "score", "close"))
+        assert list(inspect.signature(cls).parameters) == ["config", "address"]
+
+
 def test_each_scheduler_is_a_diffusers_scheduler_with_an_a1111_name():
     for entry in SCHEDULERS.values():
         cls = entry.load()
@@ -86,7 +93,7 @@ def test_help_texts_list_every_name():
     from dpodiff.cli import app
 
     for command, table, described in (("improve", OPTIMIZERS, True), ("improve", SPACE_SOURCES, True), ("improve", FAMILIES, True),
-                                      ("improve", SCORERS, False), ("generate", SCHEDULERS, False), ("bench", OPTIMIZERS, False),
+                                      ("improve", SCORERS, False), ("generate", SCHEDULERS, False), ("bench", OPTIMIZERS, False), ("bench", EXECUTORS, True),
                                       ("space", SPACE_SOURCES, True)):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"})
         shown = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's frame, around wrapped lines

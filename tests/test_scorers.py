@@ -16,7 +16,8 @@ from dpodiff.objectives.pickscore import PickScorer
 from dpodiff.objectives.scorer import Scorer
 from dpodiff.objectives.scorers import KINDS, ScorerSpec, load_scorer, parse_scorer_spec
 from dpodiff.registry import SCORERS
-from dpodiff.testing import build_tiny_aesthetic, build_tiny_pickscore, run_cli
+from cli_runner import run_cli
+from dpodiff.testing import build_tiny_aesthetic, build_tiny_pickscore
 
 PROMPT = "a red circle above a blue square"
 

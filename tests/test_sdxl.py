@@ -8,11 +8,13 @@ import torch
 import dpodiff
 from dpodiff.backends import GenerationSettings, Request
 from dpodiff.backends.sdxl import StableDiffusionXLBackend
+from dpodiff.errors import UsageError
 from dpodiff.models import load_pipeline
 from dpodiff.objectives.clip_loss import ClipScorer
 from dpodiff.optimizers import GPOSettings
 from dpodiff.spaces import SearchSpace, Slot, Span
-from dpodiff.testing import check_shortcut_gradient, one_hot, run_cli
+from cli_runner import run_cli
+from dpodiff.testing import check_shortcut_gradient, one_hot
 
 PROMPT = "a red circle above a blue square"
 
@@ -39,6 +41,17 @@ def test_the_family_is_read_from_model_index(sdxl):
     assert isinstance(sdxl, StableDiffusionXLBackend) and sdxl.family == "sdxl"
     assert sdxl.token_window == 77 and sdxl.native_size == 16
     assert len(sdxl.text_encoders) == 2 and sdxl.tokenizers[1].pad_token == "!"
+
+
+def test_the_window_is_the_smaller_of_the_two_encoders(sdxl, monkeypatch):
+    """A prompt must fit both text encoders as it is: SDXL's tokenizers would cut a longer one silently."""
+    sdxl.check_window([" ".join(["red"] * 75)])  # 75 words, 77 tokens with start and end
+    with pytest.raises(UsageError, match="76 tokens long, but the text encoder reads at most 75"):
+        sdxl.check_window([" ".join(["red"] * 76)])
+    monkeypatch.setattr(sdxl.pipe.tokenizer_2, "model_max_length", 12)  # the second encoder's window alone is smaller
+    assert sdxl.token_window == 12
+    with pytest.raises(UsageError, match="11 tokens long, but the text encoder reads at most 10"):
+        sdxl.check_window([" ".join(["red"] * 11)])
 
 
 @pytest.mark.parametrize("picks", [(0, 0, 0), (2, 1, 2), (1, 2, 0)])

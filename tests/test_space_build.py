@@ -3,7 +3,7 @@
 import pytest
 
 from dpodiff.errors import UsageError
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 from dpodiff.spaces import build as build_module
 from dpodiff.spaces.build import build_space, build_task_space
 from dpodiff.spaces.reference import to_reference

@@ -10,7 +10,7 @@ import pytest
 from dpodiff.errors import UsageError
 from dpodiff.spaces.build import build_space
 from dpodiff.spaces.llm import LLMConfig, config_from, parse_answer
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 KEY = "sk-test-secret-0123456789"
 

@@ -5,7 +5,7 @@ import json
 import torch
 
 from dpodiff.models import load_pipeline
-from dpodiff.testing import run_cli
+from cli_runner import run_cli
 
 
 def save_vae(path, force_upcast: bool, seed: int = 5):

@@ -15,7 +15,6 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import sys  # noqa: E402
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -30,7 +29,7 @@ from dpodiff.cli_options import (
 )
 from dpodiff.display import terminal
 from dpodiff.errors import UsageError
-from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE
+from dpodiff.defaults import DEFAULT_MIN_SIMILARITY, DEFAULT_SENTENCE_MODEL, DEFAULT_VALIDATE, WHITE_BOX
 from dpodiff.spaces.command import space as space_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -70,7 +69,15 @@ def improve(
     resume: Resume = False,
 ):
     """Find a negative prompt (and, with --positive, synonyms) that makes the images match the prompt better."""
-    _optimize_command(task="improve", **locals())
+    from dpodiff.config import ModelSpec, RunConfig, generation_options
+    from dpodiff.inputs import pick_seeds
+
+    config = RunConfig(task="improve", positive=positive, algorithm=algo, budget=budget, seeds=pick_seeds(seeds, seed), search_seed=search_seed,
+                       sampling=sampling, validate=None if no_validate else validate, protocol=protocol, decompose=decompose,
+                       select_scorer=select_scorer, space_source=space_source, per_word=per_word, space_kind=space_kind,
+                       **generation_options(steps, guidance, true_cfg, height, width, batch_size, max_memory, scheduler, negative_mode))
+    llm = _llm(config, space, llm_url, llm_model, llm_key_file, llm_timeout, llm_retries)
+    _optimize_command(prompt, config, ModelSpec(model, scorer, vae, device, dtype, threads), space, llm, out, overwrite, resume)
 
 
 @app.command()
@@ -89,7 +96,15 @@ def attack(
     resume: Resume = False,
 ):
     """Find a rewording with the same meaning whose images match the prompt worse (red teaming)."""
-    _optimize_command(task="attack", **locals())
+    from dpodiff.config import ModelSpec, RunConfig, generation_options
+    from dpodiff.inputs import pick_seeds
+
+    config = RunConfig(task="attack", min_similarity=min_similarity, similarity_model=similarity_model, algorithm=algo, budget=budget,
+                       seeds=pick_seeds(seeds, seed), search_seed=search_seed, sampling=sampling, validate=None if no_validate else validate,
+                       protocol=protocol, decompose=decompose, select_scorer=select_scorer, space_source=space_source, per_word=per_word,
+                       **generation_options(steps, guidance, true_cfg, height, width, batch_size, max_memory, scheduler, negative_mode))
+    llm = _llm(config, space, llm_url, llm_model, llm_key_file, llm_timeout, llm_retries)
+    _optimize_command(prompt, config, ModelSpec(model, scorer, vae, device, dtype, threads), space, llm, out, overwrite, resume)
 
 
 @app.command()
@@ -103,11 +118,12 @@ def generate(
     scheduler: Scheduler = None, negative_mode: NegativeMode = "cfg", out: Out = Path("runs/generate"), overwrite: Overwrite = False,
 ):
     """Generate images for a prompt and negative prompt, and report their loss (and the judge's verdict)."""
-    from dpodiff.config import RunConfig
+    from dpodiff.config import ModelSpec, RunConfig, generation_options
     from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
 
-    seeds = pick_seeds(seeds, seed)
-    config = RunConfig.from_options(**locals())  # every option checked before anything heavy is imported
+    # every option checked before anything heavy is imported
+    config = RunConfig(seeds=pick_seeds(seeds, seed), **generation_options(steps, guidance, true_cfg, height, width, batch_size, max_memory,
+                                                                          scheduler, negative_mode))
     out = check_output_dir(out, overwrite)
     import torch
 
@@ -117,7 +133,7 @@ def generate(
     from dpodiff.optimization import generation_settings
     from dpodiff.report.grid import image_grid
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, threads, vae)
+    backend, clip, model_name = _load_models(ModelSpec(model, scorer, vae, device, dtype, threads))
     recommended_used = _note_recommended(config, backend)
     config = config.resolved(backend.recommended)
     prompt = check_prompt(prompt, backend.tokenizer)
@@ -198,6 +214,7 @@ def ui(
     vae: Vae = None, device: Device = "auto", dtype: Dtype = "auto", threads: Threads = None,
 ):
     """Serve a web page (Gradio) to run improve and attack searches on one model, loaded once."""
+    from dpodiff.config import ModelSpec
     from dpodiff.inputs import check_port
     from dpodiff.objectives.scorers import check_scorer, load_scorer
     from dpodiff.ui import Models, require_gradio, serve
@@ -209,7 +226,7 @@ def ui(
         check_scorer(spec)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/yellow] serving on {host}: every machine that can reach it may run searches on this model.")
-    backend, clip, model_name = _load_models(model, first, device, dtype, threads, vae)
+    backend, clip, model_name = _load_models(ModelSpec(model, first, vae, device, dtype, threads))
     others = [load_scorer(spec, backend.device, backend.dtype) for spec in more]
     serve(Models(backend, clip, model_name, shapes_world=model is None, others=others, max_budget=max_budget, max_seeds=max_seeds), host, port)
 
@@ -220,30 +237,24 @@ app.command("bench")(bench)
 
 def _generated_info(result: dict, record: dict, image):
     """What a PNG of `generate` says about how it was made (dpodiff.report.metadata)."""
-    from dpodiff import __version__
-    from dpodiff.report.metadata import ImageInfo, model_label
+    from dpodiff.report.metadata import dpodiff_image
 
-    generation = result["generation"]
-    return ImageInfo(result["prompt"], result["negative_prompt"], generation["steps"], generation["scheduler"], generation["guidance"],
-                     record["seed"], image.width, image.height, result["model"],
-                     parameters={"Scorer": model_label(result["scorer"]), "Loss": round(record["loss"], 4), "Role": "generated"},
-                     extra={"role": "generated", "loss": record["loss"], "loss_prompt": result["loss_prompt"], "model": result["model"],
-                            "scorer": result["scorer"], "config": result["config"], "generation": generation, "version": __version__},
-                     negative_mode=generation["negative_mode"], true_cfg=generation.get("true_cfg"))
+    return dpodiff_image(result["prompt"], result["negative_prompt"], record["seed"], image, model=result["model"], scorer=result["scorer"],
+                         loss=record["loss"], role="generated", generation=result["generation"], config=result["config"],
+                         loss_prompt=result["loss_prompt"])
 
 
 def _verdict(verdict: dict | None) -> str:
     return "-" if verdict is None else ("pass" if verdict["pass"] else "fail")
 
 
-def _load_models(model: str | None, scorer: str | None, device: str, dtype: str, threads: int | None = None, vae: str | None = None):
-    from dpodiff.models import load_models
+def _load_models(models):
     from dpodiff.threads import use_threads
 
-    use_threads(threads)
+    use_threads(models.threads)
     try:
-        with console.status(f"loading {model or 'the shapes world'}"):
-            return load_models(model, scorer, device, dtype, vae)
+        with console.status(f"loading {models.model or 'the shapes world'}"):
+            return models.load()
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted while loading the models; nothing was computed or written.")
         raise typer.Exit(130) from None
@@ -259,54 +270,63 @@ def _note_recommended(config, backend) -> dict:
     return used
 
 
-def _optimize_command(prompt: str, out: Path, model, scorer, vae, device, dtype, threads, seeds, seed, overwrite, resume, validate,
-                      no_validate, **options) -> None:
-    from dpodiff.config import RunConfig
-    from dpodiff.defaults import WHITE_BOX
-    from dpodiff.inputs import check_output_dir, check_prompt, pick_seeds
+def _llm(config, space: Path | None, url: str | None, model: str | None, key_file: Path | None, timeout: float | None,
+         retries: int | None):
+    """The LLM endpoint's settings where the space is built by the llm source, else None."""
+    if config.space_source != "llm" or space is not None:
+        return None
+    from dpodiff.spaces.llm import config_from
+
+    return config_from(url, model, key_file, timeout, retries)
+
+
+class SearchProgress:
+    """The terminal's progress bars of a search: GPO's iterations, the candidates scored, the validation."""
+
+    def __init__(self, config):
+        from dpodiff.optimizers import GPOSettings
+
+        self.bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+                             TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+        self.search = self.bars.add_task(config.task, total=config.search_budget, best="-")
+        self.gpo = self.bars.add_task("gpo", total=GPOSettings().iterations, best="-", visible=config.algorithm in WHITE_BOX)
+        up_to = "up to " if config.validate and len(config.validate) > 2 else ""
+        self.validation = self.bars.add_task(f"validate on {up_to}{config.validate[-1]} new seeds" if config.validate else "", total=1,
+                                             best="-", visible=False)
+
+    def on_gpo_iteration(self, iteration: int, loss: float) -> None:
+        self.bars.start()
+        self.bars.update(self.gpo, completed=iteration + 1, best=f"{loss:.4f}")
+
+    def on_evaluation(self, evaluation, result) -> None:
+        self.bars.start()  # only once the inputs passed their checks and the first candidate is scored
+        self.bars.update(self.search, completed=len(result.history), best=f"{result.best.loss:.4f}")
+
+    def on_validation(self, done: int, total: int) -> None:
+        self.bars.update(self.validation, completed=done, total=total, visible=True)
+
+
+def _optimize_command(prompt: str, config, models, space: Path | None, llm, out: Path, overwrite: bool, resume: bool) -> None:
+    from dpodiff.inputs import check_output_dir, check_prompt
     from dpodiff.models import family_of
 
     if not prompt.strip():
         check_prompt(prompt, tokenizer=None)  # refuse an empty prompt before any model is loaded
-    config = RunConfig.from_options(algorithm=options["algo"], seeds=pick_seeds(seeds, seed), validate=None if no_validate else validate, **options)
-    family = family_of(model)
+    family = family_of(models.model)
     config.check_guided(bool(family and family.distilled_guidance))  # before the model loads (optimize() checks the recommendation too)
-    llm = None
-    if config.space_source == "llm" and options["space"] is None:
-        from dpodiff.spaces.llm import config_from
-
-        llm = config_from(options["llm_url"], options["llm_model"], options["llm_key_file"], options["llm_timeout"], options["llm_retries"])
     out = check_output_dir(out, overwrite, resume)
     from dpodiff.journal import JOURNAL
     from dpodiff.optimization import optimize
-    from dpodiff.optimizers import GPOSettings
 
-    backend, clip, model_name = _load_models(model, scorer, device, dtype, threads, vae)
+    backend, clip, model_name = _load_models(models)
     _note_recommended(config, backend)  # optimize() resolves the config the same way and records it
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-    bar = progress.add_task(config.task, total=config.search_budget, best="-")
-    gpo_bar = progress.add_task("gpo", total=GPOSettings().iterations, best="-", visible=config.algorithm in WHITE_BOX)
-    up_to = "up to " if config.validate and len(config.validate) > 2 else ""
-    validate_bar = progress.add_task(f"validate on {up_to}{config.validate[-1]} new seeds" if config.validate else "", total=1, best="-", visible=False)
-
-    def on_gpo_iteration(iteration, loss):
-        progress.start()
-        progress.update(gpo_bar, completed=iteration + 1, best=f"{loss:.4f}")
-
-    def on_evaluation(evaluation, result):
-        progress.start()  # only once the inputs passed their checks and the first candidate is scored
-        progress.update(bar, completed=len(result.history), best=f"{result.best.loss:.4f}")
-
-    def on_validation(done, total):
-        progress.update(validate_bar, completed=done, total=total, visible=True)
-
+    progress = SearchProgress(config)
     try:
-        result = optimize(prompt, pipeline=backend, scorer=clip, config=config, space=options["space"], llm=llm, model_name=model_name,
-                          on_evaluation=on_evaluation, on_gpo_iteration=on_gpo_iteration, on_validation=on_validation,
-                          journal=out / JOURNAL, resume=resume)
+        result = optimize(prompt, pipeline=backend, scorer=clip, config=config, space=space, llm=llm, model_name=model_name,
+                          on_evaluation=progress.on_evaluation, on_gpo_iteration=progress.on_gpo_iteration,
+                          on_validation=progress.on_validation, journal=out / JOURNAL, resume=resume)
     finally:
-        progress.stop()
+        progress.bars.stop()
     try:
         result.save(out)
     except UsageError:

@@ -1,7 +1,9 @@
 """One description of a run: `RunConfig`, built once by the CLI, bench (and the UI), passed to `optimize()`,
 saved in result.json and in bench's settings fingerprint.
 
-`checked()` validates every field with a message that says how to fix it, before any model is loaded.
+Every RunConfig is checked where it is built (`__post_init__`): a bad field is a UsageError with a message that
+says how to fix it, before any model is loaded; seeds and --validate given as text are parsed there, once, so
+everything inward holds typed values and checks nothing again.
 Steps, guidance and scheduler may be None, "the model's recommendation": `resolved()` fills them in once the
 model is loaded (its dpodiff.json, see model_folder.py), and dpodiff's defaults where the model recommends nothing.
 """
@@ -53,12 +55,16 @@ class RunConfig:
 
     @classmethod
     def from_options(cls, **options) -> "RunConfig":
-        """A config from keyword options (CLI parameters, optimize() keywords); unknown keys are ignored."""
+        """A config from keyword options (optimize()'s keywords, a script's); unknown keys are ignored."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names}).checked()
+        return cls(**{k: v for k, v in options.items() if k in names})
 
-    def checked(self) -> "RunConfig":
-        """This config with seeds parsed, or a UsageError naming the bad setting."""
+    def __post_init__(self) -> None:
+        for name, value in self._checked().items():
+            object.__setattr__(self, name, value)
+
+    def _checked(self) -> dict:
+        """The parsed seeds, --validate and what --protocol and the task imply, or a UsageError naming the bad setting."""
         make_task(self.task)
         OPTIMIZERS.check(self.algorithm)
         check_budget(self.budget)
@@ -91,7 +97,7 @@ class RunConfig:
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"--protocol {self.protocol!r} is not known; use dpodiff (the default) or paper (the reference's choices).")
         paper = {"sampling": "uniform", "validate": None} if self.protocol == "paper" else {"validate": parse_validate(self.validate)}
-        return replace(self, seeds=tuple(parse_seeds(seeds)), positive=self.positive and self.task_spec.search_negative, **paper)
+        return {"seeds": tuple(parse_seeds(seeds)), "positive": self.positive and make_task(self.task, self.positive).search_negative, **paper}
 
     @property
     def search_budget(self) -> int:
@@ -164,6 +170,33 @@ class RunConfig:
         if self.true_cfg is None:
             del data["true_cfg"]
         return data
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The loading half of a run's settings: which pipeline and scorer (hub ids, folders, or None for the shapes world
+    and its scorer), an optional VAE, the device, the precision and the CPU threads."""
+
+    model: str | None = None
+    scorer: str | None = None
+    vae: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int | None = None
+
+    def load(self):
+        """(backend, scorer, model name). `threads` is the process's to set (dpodiff.threads.use_threads): a Ray
+        worker gives its own CPUs."""
+        from dpodiff.models import load_models
+
+        return load_models(self.model, self.scorer, self.device, self.dtype, self.vae)
+
+
+def generation_options(steps: int | None, guidance: float | None, true_cfg: float | None, height: int | None, width: int | None,
+                       batch_size: int | None, max_memory: float | None, scheduler: str | None, negative_mode: str) -> dict:
+    """The generation fields of a RunConfig, as every command takes them from its options."""
+    return {"steps": steps, "guidance": guidance, "true_cfg": true_cfg, "height": height, "width": width, "batch_size": batch_size,
+            "max_memory": max_memory, "scheduler": scheduler, "negative_mode": negative_mode}
 
 
 def parse_validate(value: str | tuple[int, ...] | list[int] | None) -> tuple[int, ...] | None:

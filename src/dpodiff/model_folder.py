@@ -32,7 +32,7 @@ class Recommended:
 
     steps: int | None = None
     guidance: float | None = None
-    scheduler: str | None = None  # a CLI name (defaults.SCHEDULERS)
+    scheduler: str | None = None  # a CLI name (registry.SCHEDULERS)
 
 
 def model_folder(model: str | Path | None) -> Path | None:

@@ -4,6 +4,24 @@ Steps: prepare (check the inputs, get the search space and fit it to the token w
 distribution), search (score the original prompt, then the optimiser's proposals within the budget),
 select (the shortlist on fresh seeds, selection.py), report (the images and verdicts of the original and
 the chosen candidate). Every image is made and scored by one Evaluator (evaluator.py).
+
+Settings. A `scheduler` replaces the pipeline's own (built from its config, for this run only). Steps,
+guidance and scheduler left None take the model folder's recommendation (its dpodiff.json), else 50, 7.5
+and the pipeline's own; result.generation["recommended_used"] says which came from the model. A space left
+None is built with `config.space_source` (negative slots from the model's own negative_prompts.json where it
+has one, else the generic library).
+
+Selection. `config.validate` (K, V) renders the original and the K best candidates on V fresh seeds and
+keeps the original unless one beats it beyond noise (result.selection; None: the plain arg-min; (K, V1, V2,
+...): adaptive, in looks). An original with a non-finite loss raises NonFiniteLoss in the search; in the
+validation, the search's result comes back with stop_reason "not validated: ..." and no selection.
+
+Stopping and resuming. Ctrl-C, or `should_stop()` turning true (asked after each candidate of the search; a
+UI's Stop button), stops the search and returns what was found so far, with stop_reason "interrupted" and
+no validation. `on_validation(done, total)` follows the validation's progress. `journal` (a file,
+OUT/evaluations.jsonl for the CLI) receives every scored prompt pair as it is scored; with `resume` the
+journal there answers what it holds (journal.py), and result.resumed_from counts the search's candidates it
+answered.
 """
 
 from __future__ import annotations
@@ -11,12 +29,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
-from dpodiff.backends import Backend, Request, as_backend
+from dpodiff.backends import Backend, GenerationSettings, as_backend
 from dpodiff.backends.memory import GIB, default_batch_size
 from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
@@ -65,25 +83,87 @@ def optimize(
     `pipeline` is a diffusers pipeline or a dpodiff backend; `scorer` a Scorer or a --scorer spec for
     objectives.scorers.load_scorer ("openai/clip-vit-base-patch32", "pickscore:yuvalkirstain/PickScore_v1");
     `config` a RunConfig, and any of its fields may also be given as keywords (e.g. `algorithm="hybrid",
-    budget=40, seeds=4`); a `scheduler` replaces the pipeline's own (built from its config). Steps, guidance
-    and scheduler left None take the model folder's recommendation (its dpodiff.json), else 50, 7.5 and the
-    pipeline's own; result.generation["recommended_used"] says which came from the model. `space` is a
-    SearchSpace, a space file, or None to build one with `config.space_source` (negative slots from the
-    model's own negative_prompts.json where it has one, else the generic library). `config.validate` (K, V)
-    renders the original and the K best candidates on V fresh seeds and keeps the original unless one beats
-    it beyond noise (result.selection; None: the plain arg-min; (K, V1, V2, ...): adaptive, in looks). An
-    original with a non-finite loss raises NonFiniteLoss in the search; in the validation, the search's
-    result comes back with stop_reason "not validated: ..." and no selection. Returns the result with every evaluation, the
-    chosen candidate (`result.best`) and the images of the original and the chosen candidate for each seed.
-    Ctrl-C, or `should_stop()` turning true (asked after each candidate of the search; a UI's Stop button),
-    stops the search and returns what was found so far, with stop_reason "interrupted" and no validation.
-    `on_validation(done, total)` follows the validation's progress. `journal` (a file, OUT/evaluations.jsonl for the
-    CLI) receives every scored prompt pair as it is scored; with `resume` the journal there answers what it holds
-    (journal.py), and result.resumed_from counts the search's candidates it answered.
+    budget=40, seeds=4`). `space` is a SearchSpace, a space file, or None to build one. Returns the result with
+    every evaluation, the chosen candidate (`result.best`) and the images of the original and the chosen
+    candidate for each seed. The settings, the selection, the callbacks, Ctrl-C and the journal: the module's
+    docstring.
     """
     started = time.perf_counter()
-    # 1. check inputs
-    config = RunConfig.from_options(**{**(config.to_dict() if config else {}), **settings})
+    setup = _setup(prompt, pipeline, scorer, config, settings, judge, model_name, journal, resume)
+    config, task, backend = setup.config, setup.config.task_spec, setup.backend
+    space, fit, check, prefiltered = _searched_space(setup, space, llm)
+    sizes = task.sizes(space)
+    logits, gpo_trace, budget = _learned_distribution(setup, space, gpo_settings, on_gpo_iteration)
+    # score the original, then search
+    optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits, sampling=config.sampling,
+                               argmax_first=config.protocol == "paper")
+    result = _new_result(setup, optimizer, budget, space, fit, prefiltered, check, gpo_trace)
+    evaluator = Evaluator(backend, setup.scorer, setup.generation, setup.prompt, setup.judge, setup.journal)
+    shortlist_size = config.validate[0] if config.validate else 1
+    scoring = CandidateScoring(evaluator, task, space, setup.seeds, result, shortlist_size, check, on_evaluation, should_stop)
+    outcome = run_search(optimizer, tuple([0] * len(sizes)), scoring, budget, scoring.admissible if check.active else None)
+    result.stop_reason = outcome.stop_reason
+    result.resumed_from = scoring.from_journal
+    if result.original is None:
+        raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save
+
+    validation = _validated(result, setup, evaluator, on_validation)
+    _report_images(result, scoring, evaluator, validation)
+    result.timings = {
+        "total_seconds": time.perf_counter() - started,
+        "gpo_seconds": sum(gpo_trace.seconds) if gpo_trace else 0.0,
+        "search_seconds": sum(e.seconds for e in result.history),
+        "validation_seconds": sum(s.seconds for s in validation),
+        "seconds_per_evaluation": sum(e.seconds for e in result.history) / len(result.history),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    return result
+
+
+def _learned_distribution(setup: "Setup", space: SearchSpace, gpo_settings: GPOSettings | None, on_gpo_iteration):
+    """(logits, GPO's trace, the search's budget): white-box optimisers first learn a distribution over the
+    candidates with the shortcut gradient; with --equal-cost its measured cost comes off the budget."""
+    config = setup.config
+    if config.algorithm not in WHITE_BOX:
+        return None, None, config.search_budget
+    logits, trace = run_gpo(setup.backend, setup.scorer, space, config.task_spec, setup.seeds, setup.generation,
+                            gpo_settings or GPOSettings(), config.search_seed, on_gpo_iteration)
+    budget = config.search_budget
+    if config.charge_gpo:  # GPO's measured cost, in candidates of len(seeds) images, is spent already
+        budget = max(1, budget - math.ceil(trace.equivalent_images_measured / len(setup.seeds)))
+    return logits, trace, budget
+
+
+@dataclass
+class Setup:
+    """What the checks of a run decide before any image is made: the settings resolved with the model's
+    recommendation, the models, and what the model's folder adds (judge, reader, wordings)."""
+
+    prompt: str
+    config: RunConfig
+    backend: Backend
+    scorer: Scorer
+    second: Scorer | None  # --select-scorer
+    generation: GenerationSettings
+    model_name: str
+    recommended_used: dict
+    journal: Journal | None
+    judge: Judge | None
+    reader: Reader | None
+    wordings: Callable | None
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config.seeds)
+
+
+def _setup(prompt: str, pipeline, scorer: Scorer | str, config: RunConfig | None, settings: dict, judge: Judge | None,
+           model_name: str | None, journal: str | Path | None, resume: bool) -> Setup:
+    """Step 1: check the inputs, resolve the settings, load scorers named by spec, open the journal."""
+    unknown = sorted(set(settings) - {f.name for f in fields(RunConfig)})
+    if unknown:
+        raise TypeError(f"optimize() got settings that are not RunConfig fields: {', '.join(unknown)}")
+    config = replace(config or RunConfig(), **settings)  # checked as it is built (RunConfig.__post_init__)
     task = config.task_spec
     backend = as_backend(pipeline)
     recommended_used = config.from_model(backend.recommended)  # what the model's dpodiff.json decides: the settings left to it
@@ -99,90 +179,83 @@ def optimize(
     if config.select_scorer and config.validate:
         second = load_scorer(config.select_scorer, backend.device)
         check_prompt(prompt, second.tokenizer, "--select-scorer's text encoder")
-    seeds = list(config.seeds)
     generation = generation_settings(backend, config)
     model_name = model_name or str(getattr(backend.pipe, "name_or_path", "") or "")
     if journal is not None:  # before GPO and the search: a resume with other settings is refused at once
         journal = Journal.open(journal, journal_settings(prompt, model_name, scorer, backend, config), resume)
-    if judge is None and model_name and Path(model_name).is_dir():
+    folder = bool(model_name) and Path(model_name).is_dir()
+    if judge is None and folder:
         judge = find_judge(model_name)
-    rewords = task.search_positive and model_name and Path(model_name).is_dir()
-    reader, wordings = (find_reader(model_name), find_wordings(model_name)) if rewords else (None, None)
+    rewords = task.search_positive and folder
+    return Setup(prompt, config, backend, scorer, second, generation, model_name, recommended_used, journal, judge,
+                 find_reader(model_name) if rewords else None, find_wordings(model_name) if rewords else None)
 
-    # 2. the search space (built with the model's own wordings where it has them), fitted to the token window
-    space = _resolve_space(space, prompt, config, backend, llm, wordings)
-    space, fit = fit_space(space, backend.tokenizer, backend.token_window,
-                           positive=task.search_positive, negative=task.search_negative)
-    sizes = task.sizes(space)
-    if not sizes or space.size(task.search_positive, task.search_negative) < 2:
+
+def _searched_space(setup: Setup, space, llm) -> tuple[SearchSpace, object, MeaningCheck, list[dict]]:
+    """Step 2: the search space (built with the model's own wordings where it has them), fitted to the token
+    window, with the meaning check and, where it is active, the one-word swaps that fail it taken out."""
+    prompt, config, task, backend = setup.prompt, setup.config, setup.config.task_spec, setup.backend
+    space = _resolve_space(space, prompt, config, backend, llm, setup.wordings)
+    space, fit = fit_space(space, backend.tokenizer, backend.token_window, positive=task.search_positive, negative=task.search_negative)
+    if not task.sizes(space) or space.size(task.search_positive, task.search_negative) < 2:
         raise UsageError(f"The search space for {prompt!r} has no {task.searched} with a choice to make, so there is nothing to search. Give a --space with some.")
     constraint = SimilarityConstraint(prompt, config.min_similarity, config.similarity_model) if task.constrained else None
-    check = MeaningCheck(prompt, constraint, reader)
+    check = MeaningCheck(prompt, constraint, setup.reader)
     prefiltered: list[dict] = []
     if task.search_positive and check.active:
         space, prefiltered = prefilter(space, lambda text: check(text)[0])
-        sizes = task.sizes(space)
         if space.size(task.search_positive, task.search_negative) < 2:
             raise UsageError(f"No synonym of {prompt!r} keeps its meaning on its own: all {len(prefiltered)} one-word swaps failed the "
                              f"meaning check (e.g. {prefiltered[0]['prompt']!r}). Give a --space with other words, or, where the model "
                              "has no reader that reads the prompt, a lower --min-similarity.")
+    return space, fit, check, prefiltered
 
-    # 3. white-box optimisers first learn a distribution over candidates with the shortcut gradient
-    logits, gpo_trace = None, None
-    if config.algorithm in WHITE_BOX:
-        logits, gpo_trace = run_gpo(backend, scorer, space, task, seeds, generation, gpo_settings or GPOSettings(),
-                                    config.search_seed, on_gpo_iteration)
 
-    budget = config.search_budget
-    if gpo_trace and config.charge_gpo:  # GPO's measured cost, in candidates of len(seeds) images, is spent already
-        budget = max(1, budget - math.ceil(gpo_trace.equivalent_images_measured / len(seeds)))
-
-    # 4. score the original, then search
-    optimizer = make_optimizer(config.algorithm, sizes, seed=config.search_seed, logits=logits, sampling=config.sampling,
-                               argmax_first=config.protocol == "paper")
-    result = OptimizationResult(
-        task=task.name,
-        prompt=prompt,
-        model=model_name,
-        scorer=scorer.name,
+def _new_result(setup: Setup, optimizer, budget: int, space: SearchSpace, fit, prefiltered: list[dict], check: MeaningCheck,
+                gpo_trace) -> OptimizationResult:
+    """The result a search fills in, with every setting that made it."""
+    config, backend, generation = setup.config, setup.backend, setup.generation
+    return OptimizationResult(
+        task=config.task_spec.name,
+        prompt=setup.prompt,
+        model=setup.model_name,
+        scorer=setup.scorer.name,
         algorithm=config.algorithm,
         algorithm_settings={"search_seed": config.search_seed, **optimizer.settings()},
         generation={**backend.describe(generation), "steps": config.steps, "guidance": config.guidance, "negative_mode": config.negative_mode,
                     "height": config.height or backend.native_size,
-                    "width": config.width or backend.native_size, "batch_size": generation.batch_size, "recommended_used": recommended_used},
-        seeds=seeds,
+                    "width": config.width or backend.native_size, "batch_size": generation.batch_size, "recommended_used": setup.recommended_used},
+        seeds=setup.seeds,
         budget=budget,
         original=None,  # type: ignore[arg-type]  # set by the first evaluation
         history=[],
         config=config.to_dict(),
-        constraint={"model": config.similarity_model, "min_similarity": config.min_similarity} if constraint else None,
+        constraint={"model": config.similarity_model, "min_similarity": config.min_similarity} if check.constraint else None,
         space=space.to_dict(),
         fit={**fit.to_dict(), "prefiltered": prefiltered},
         gpo=asdict(gpo_trace) if gpo_trace else None,
     )
-    evaluator = Evaluator(backend, scorer, generation, prompt, judge, journal)
-    shortlist_size = config.validate[0] if config.validate else 1
-    scoring = CandidateScoring(evaluator, task, space, seeds, result, shortlist_size, check, on_evaluation, should_stop)
-    original = tuple([0] * len(sizes))
-    outcome = run_search(optimizer, original, scoring, budget, scoring.admissible if check.active else None)
-    result.stop_reason = outcome.stop_reason
-    result.resumed_from = scoring.from_journal
-    if result.original is None:
-        raise KeyboardInterrupt  # interrupted before even the original prompt was scored: nothing to save
 
-    # 5. select: the shortlist on fresh seeds, the original kept unless beaten beyond noise
-    validation: list[Scored] = []
-    if config.validate and result.stop_reason != "interrupted":
-        k, *looks = config.validate
-        try:
-            result.selection, validation = select(result.history, task.sign, evaluator, k, fresh_seeds(seeds, looks[-1]), looks,
-                                                  on_finalist=on_validation, second=second)
-        except KeyboardInterrupt:
-            result.stop_reason = "interrupted"  # the search's results stand; the plain arg-min is reported
-        except NonFiniteLoss as error:  # the search's results are saved; the CLI then exits with the message
-            result.stop_reason = f"not validated: {error}"
 
-    # 6. report: the images and the judge's verdicts of the original and the chosen candidate, on every image seed
+def _validated(result: OptimizationResult, setup: Setup, evaluator: Evaluator, on_validation) -> list[Scored]:
+    """Step 3, selection: the shortlist on fresh seeds, the original kept unless beaten beyond noise."""
+    config = setup.config
+    if not config.validate or result.stop_reason == "interrupted":
+        return []
+    k, *looks = config.validate
+    try:
+        result.selection, validation = select(result.history, config.task_spec.sign, evaluator, k, fresh_seeds(setup.seeds, looks[-1]),
+                                              looks, on_finalist=on_validation, second=setup.second)
+        return validation
+    except KeyboardInterrupt:
+        result.stop_reason = "interrupted"  # the search's results stand; the plain arg-min is reported
+    except NonFiniteLoss as error:  # the search's results are saved; the CLI then exits with the message
+        result.stop_reason = f"not validated: {error}"
+    return []
+
+
+def _report_images(result: OptimizationResult, scoring: "CandidateScoring", evaluator: Evaluator, validation: list[Scored]) -> None:
+    """Step 4, report: the images and the judge's verdicts of the original and the chosen candidate, on every image seed."""
     for role, evaluation in (("original", result.original), ("best", result.best)):
         made = [scoring.kept[evaluation.index]]
         if result.selection:
@@ -191,16 +264,6 @@ def optimize(
         result.images[role] = [image for scored in made for image in scored.images]
         if all(scored.verdicts for scored in made):
             result.judge = {**(result.judge or {}), role: [v for scored in made for v in scored.verdicts]}
-    elapsed = time.perf_counter() - started
-    result.timings = {
-        "total_seconds": elapsed,
-        "gpo_seconds": sum(gpo_trace.seconds) if gpo_trace else 0.0,
-        "search_seconds": sum(e.seconds for e in result.history),
-        "validation_seconds": sum(s.seconds for s in validation),
-        "seconds_per_evaluation": sum(e.seconds for e in result.history) / len(result.history),
-        "cpu_threads": torch.get_num_threads(),
-    }
-    return result
 
 
 @dataclass

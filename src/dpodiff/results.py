@@ -10,10 +10,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from dpodiff import __version__
 from dpodiff.files import save_all, save_image, write_json
 from dpodiff.report.grid import image_grid
-from dpodiff.report.metadata import ImageInfo, model_label
+from dpodiff.report.metadata import ImageInfo, dpodiff_image
 from dpodiff.selection import Selection
 from dpodiff.tasks import make_task
 
@@ -141,19 +140,10 @@ class OptimizationResult:
         """What the PNG of seed `index` of the `role` ("original", "best") candidate says about how it was made."""
         evaluation = self.original if role == "original" else self.best if role == "best" else None
         loss = self.seed_losses(evaluation)[index] if evaluation is not None else None
-        generation = self.generation or {}
-        return ImageInfo(
-            prompt=evaluation.prompt if evaluation is not None else self.prompt,
-            negative_prompt=evaluation.negative_prompt if evaluation is not None else "",
-            steps=generation.get("steps"), scheduler=generation.get("scheduler"), guidance=generation.get("guidance"),
-            seed=self.image_seeds[index], width=image.width, height=image.height, model=self.model,
-            parameters={"Scorer": model_label(self.scorer), "Loss": None if loss is None else round(loss, 4),
-                        "Task": self.task, "Role": role},
-            extra={"role": role, "loss": loss, "task": self.task, "original_prompt": self.prompt, "model": self.model,
-                   "scorer": self.scorer, "algorithm": self.algorithm, "config": self.config, "generation": self.generation,
-                   "version": __version__},
-            negative_mode=generation.get("negative_mode", "cfg"), true_cfg=generation.get("true_cfg"),
-        )
+        return dpodiff_image(evaluation.prompt if evaluation is not None else self.prompt,
+                             evaluation.negative_prompt if evaluation is not None else "", self.image_seeds[index], image,
+                             model=self.model, scorer=self.scorer, loss=loss, role=role, generation=self.generation or {},
+                             config=self.config, task=self.task, algorithm=self.algorithm, original_prompt=self.prompt)
 
     def save(self, out_dir: str | Path) -> Path:
         """Write result.json first (the record that matters most), then the space searched (space.json),

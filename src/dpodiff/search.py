@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dpodiff.optimizers.base import Candidate, Optimizer
 
@@ -45,53 +45,67 @@ def run_search(
     `objective` scores a list of candidates at once (so a backend can batch their images); the
     proposals of one ask() are scored together, cut to the budget left.
     """
-    cache: dict[Candidate, float] = {}
-    outcome = SearchOutcome()
-    idle = 0
+    search = Search(optimizer, objective, budget, admissible)
+    try:
+        search.score([original])
+        search.outcome.stop_reason = search.loop(max_idle_rounds)
+    except KeyboardInterrupt:
+        search.outcome.stop_reason = "interrupted"
+    return search.outcome
 
-    def score(candidates: list[Candidate]) -> None:
+
+@dataclass
+class Search:
+    """One search's state. What was scored is recorded once, in the optimiser's `told` (a rejected candidate as
+    math.inf): that record is also the cache that answers a repeated proposal."""
+
+    optimizer: Optimizer
+    objective: Callable[[list[Candidate]], list[float]]
+    budget: int
+    admissible: Callable[[Candidate], bool] | None = None
+    outcome: SearchOutcome = field(default_factory=SearchOutcome)
+
+    def loop(self, max_idle_rounds: int) -> str:
+        """Ask and score until the budget is spent; the reason it stopped."""
+        idle = 0
+        while self.outcome.evaluated < self.budget:
+            if len(self.optimizer.told) >= self.optimizer.space_size():
+                return "exhausted"
+            rejected_before = self.outcome.rejected
+            fresh = self.fresh(self.optimizer.ask())
+            if fresh:
+                self.score(fresh)
+            idle = 0 if fresh or self.outcome.rejected > rejected_before else idle + 1
+            if idle >= max_idle_rounds:
+                return "stalled"
+        return "budget"
+
+    def fresh(self, proposed: list[Candidate]) -> list[Candidate]:
+        """The proposals to score, cut to the budget left; a repeat is answered from the record, a rejected one costs nothing."""
+        told, fresh = self.optimizer.told, []
+        for candidate in proposed:
+            if candidate in fresh:
+                continue
+            if candidate in told:
+                self.outcome.cache_hits += 1
+                self.optimizer.tell(candidate, told[candidate])
+            elif self.admissible is not None and not self.admissible(candidate):
+                self.outcome.rejected += 1
+                self.optimizer.tell(candidate, math.inf)
+            elif len(fresh) < self.budget - self.outcome.evaluated:
+                fresh.append(candidate)
+        return fresh
+
+    def score(self, candidates: list[Candidate]) -> None:
         try:
-            values = objective(candidates)
+            values = self.objective(candidates)
         except BatchInterrupted as e:
             values = e.values[: len(candidates)]
-            tell(candidates[: len(values)], values)  # what was scored before the interrupt counts
+            self.tell(candidates[: len(values)], values)  # what was scored before the interrupt counts
             raise
-        tell(candidates, values)
+        self.tell(candidates, values)
 
-    def tell(candidates: list[Candidate], values: list[float]) -> None:
+    def tell(self, candidates: list[Candidate], values: list[float]) -> None:
         for candidate, value in zip(candidates, values):
-            cache[candidate] = value
-            optimizer.tell(candidate, value)
-            outcome.evaluated += 1
-
-    try:
-        score([original])
-        while outcome.evaluated < budget:
-            if len(cache) >= optimizer.space_size():
-                outcome.stop_reason = "exhausted"
-                break
-            fresh: list[Candidate] = []
-            rejected_before = outcome.rejected
-            for candidate in optimizer.ask():
-                if candidate in fresh:
-                    continue
-                if candidate in cache:
-                    outcome.cache_hits += 1
-                    optimizer.tell(candidate, cache[candidate])
-                elif admissible is not None and not admissible(candidate):
-                    outcome.rejected += 1
-                    cache[candidate] = math.inf
-                    optimizer.tell(candidate, math.inf)
-                elif len(fresh) < budget - outcome.evaluated:
-                    fresh.append(candidate)
-            if fresh:
-                score(fresh)
-            idle = 0 if fresh or outcome.rejected > rejected_before else idle + 1
-            if idle >= max_idle_rounds:
-                outcome.stop_reason = "stalled"
-                break
-        else:
-            outcome.stop_reason = "budget"
-    except KeyboardInterrupt:
-        outcome.stop_reason = "interrupted"
-    return outcome
+            self.optimizer.tell(candidate, value)
+            self.outcome.evaluated += 1

@@ -308,22 +308,3 @@ def check_shortcut_gradient(backend, scorer, space, t_index: int, steps: int = 4
         return one_step_loss(backend, scorer, scheduler, position, fixed["x_t"], cond, target, settings)
 
     finite_difference_check(loss, space.sizes())
-
-
-def run_cli(*args) -> tuple[int, str]:
-    """Run `dpodiff ARGS` in this process, as a user would type it; (exit status, stderr)."""
-    import contextlib
-    import io
-    import sys
-
-    from dpodiff.cli import main
-
-    sys.argv = ["dpodiff", *map(str, args)]
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-    return code, err.getvalue()

@@ -27,20 +27,22 @@ from dpodiff.backends.memory import MemoryBudget
 from dpodiff.backends.relaxed import RelaxedEncoder, negative_layout, pad_rows, positive_layout, unet_mask
 from dpodiff.backends.schedulers import (clean_latent, fresh_scheduler, initial_scale, is_flow_matching, prediction_type,
                                          scale_model_input, scheduler_name, step)
-from dpodiff.defaults import check_negative_mode
+from dpodiff.defaults import DEFAULT_GUIDANCE, DEFAULT_STEPS, check_negative_mode
 from dpodiff.display import shown
 from dpodiff.errors import UsageError
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    steps: int = 50
-    guidance: float = 7.5
+    """What one sampling run is told: RunConfig.generation() makes them from a resolved config."""
+
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
     height: int | None = None  # None: the model's native size
     width: int | None = None
     batch_size: int | None = None  # images per pipeline call; None: all images of a request list at once
     negative_mode: str = "cfg"  # how the negative prompt steers: cfg or perp (Perp-Neg), see guidance.py
-    scheduler: str | None = None  # a CLI name (defaults.SCHEDULERS); None: the model's own
+    scheduler: str | None = None  # a CLI name (registry.SCHEDULERS); None: the model's own
     true_cfg: float | None = None  # guidance-distilled families (Flux): the scale of true CFG; None: the family's default
 
 

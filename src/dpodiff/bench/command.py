@@ -53,39 +53,25 @@ def bench(
     backend: Annotated[Optional[str], typer.Option(hidden=True, help="The old name of --executor.")] = None,
 ):
     """Benchmark algorithms on many prompts; resumable (SQLite), with summary tables and an HTML report."""
-    from dpodiff.bench import storage
     from dpodiff.bench.config import BenchConfig
-    from dpodiff.bench.lock import BenchLock
     from dpodiff.bench.prompts import read_prompts
-    from dpodiff.config import RunConfig
+    from dpodiff.config import ModelSpec, RunConfig, generation_options
     from dpodiff.inputs import check_output_dir, pick_seeds
-    from dpodiff.models import family_of
 
     # 1. check every input before loading anything
-    algorithms = [a.strip() for a in algos.split(",") if a.strip()]
-    unknown = [a for a in algorithms if a not in OPTIMIZERS]
-    if not algorithms or unknown:
-        raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(OPTIMIZERS)}; give a comma list, e.g. random,epo.")
-    algorithms = list(dict.fromkeys(algorithms))
-    seeds = pick_seeds(seeds, seed)
+    algorithms = _algorithms(algos)
+    run = RunConfig(task=task, algorithm=algorithms[0], seeds=pick_seeds(seeds, seed), budget=budget, search_seed=search_seed,
+                    sampling=sampling, validate=None if no_validate else validate, protocol=protocol, decompose=decompose,
+                    select_scorer=select_scorer, positive=positive, min_similarity=min_similarity, similarity_model=similarity_model,
+                    space_source=space_source, per_word=per_word, space_kind=space_kind, charge_gpo=equal_cost,
+                    **generation_options(steps, guidance, true_cfg, height, width, batch_size, max_memory, scheduler, negative_mode))
+    models = ModelSpec(model, scorer, vae, device, dtype, threads)
     if not 0 <= eval_seeds <= MAX_IMAGES:
         raise UsageError(f"--eval-seeds {eval_seeds}: give 0 (none) to {MAX_IMAGES}; 8 is enough to see a change of a few images in ten.")
-    run = RunConfig.from_options(**{**locals(), "validate": None if no_validate else validate}, algorithm=algorithms[0], charge_gpo=equal_cost)
-    if run.space_source == "llm" and space is None:
-        raise UsageError("--space-source llm: bench calls no LLM endpoint (its runs may go to Ray workers); build the spaces with "
-                         "`dpodiff space PROMPT --source llm --llm-url ... --out FILE` and give them with --space, or choose "
-                         "auto, wordnet, thesaurus or embedding.")
-    family = family_of(model)
-    run = _resolved(run, model, family)  # before the fingerprint: a resumed database compares the settings actually used
-    run.check_guided(bool(family and family.distilled_guidance))
+    run = _checked_run(run, models, space)
     if not math.isfinite(select_threshold):
         raise UsageError(f"--select-threshold {select_threshold} is not a finite number; the paper's is {PAPER_THRESHOLD}.")
-    if backend is not None:
-        console.print(f"[yellow]--backend is deprecated: it is now --executor (--executor {backend}).")
-        executor = backend
-    EXECUTORS.check(executor)
-    if ray_address and executor != "ray":
-        raise UsageError("--ray-address needs --executor ray.")
+    executor = _executor(executor, backend, ray_address)
     if space is not None and not space.is_file():
         raise UsageError(f"The search space file {str(space)!r} does not exist.")
     listed = read_prompts(prompts)
@@ -93,38 +79,73 @@ def bench(
         console.print(f"[yellow]{len(listed.duplicates)} prompt(s) appear more than once in {prompts}; each is run once: "
                       + "; ".join(terminal(p) for p in listed.duplicates[:5]) + (" ..." if len(listed.duplicates) > 5 else ""))
     out = check_output_dir(out)
-    db = db or out / "results.sqlite"
-    config = BenchConfig(run=run, out=str(out.resolve()), model=model, scorer=scorer, vae=vae, device=device, dtype=dtype,
-                         space=str(space) if space else None, threads=threads, eval_seeds=eval_seeds)
+    config = BenchConfig(run=run, out=str(out.resolve()), models=models, space=str(space) if space else None, eval_seeds=eval_seeds)
+    _bench(config, out, db or out / "results.sqlite", listed.prompts, algorithms, executor, ray_address, select_threshold if select else None)
+
+
+def _algorithms(algos: str) -> list[str]:
+    algorithms = [a.strip() for a in algos.split(",") if a.strip()]
+    unknown = [a for a in algorithms if a not in OPTIMIZERS]
+    if not algorithms or unknown:
+        raise UsageError(f"--algos {algos!r}: {', '.join(map(repr, unknown)) or 'no algorithm'} is not one of {', '.join(OPTIMIZERS)}; give a comma list, e.g. random,epo.")
+    return list(dict.fromkeys(algorithms))
+
+
+def _checked_run(run, models, space: Path | None):
+    """The run's settings resolved as the model recommends (read without loading it), refused where bench cannot run them."""
+    from dpodiff.models import family_of
+
+    if run.space_source == "llm" and space is None:
+        raise UsageError("--space-source llm: bench calls no LLM endpoint (its runs may go to Ray workers); build the spaces with "
+                         "`dpodiff space PROMPT --source llm --llm-url ... --out FILE` and give them with --space, or choose "
+                         "auto, wordnet, thesaurus or embedding.")
+    family = family_of(models.model)
+    run = _resolved(run, models.model, family)  # before the fingerprint: a resumed database compares the settings actually used
+    run.check_guided(bool(family and family.distilled_guidance))
+    return run
+
+
+def _executor(executor: str, backend: str | None, ray_address: str | None) -> str:
+    if backend is not None:
+        console.print(f"[yellow]--backend is deprecated: it is now --executor (--executor {backend}).")
+        executor = backend
+    EXECUTORS.check(executor)
+    if ray_address and executor != "ray":
+        raise UsageError("--ray-address needs --executor ray.")
+    return executor
+
+
+def _bench(config, out: Path, db: Path, prompts: list[str], algorithms: list[str], executor: str, ray_address: str | None,
+           select_threshold: float | None) -> None:
+    """Steps 2 to 4: start the executor, run what the database lacks, write the outputs from the database."""
+    from dpodiff.bench import storage
+    from dpodiff.bench.lock import BenchLock
+    from dpodiff.bench.report import write_outputs
+
     settings = config.settings()
     with BenchLock(db):  # one bench per database: a second exits at once (see bench/lock.py)
         conn = storage.open_db(db, settings)
         # 2. the executor: the models loaded here, or a Ray cluster
-        with console.status(f"starting the {executor} executor ({model or 'the shapes world'})"):
+        with console.status(f"starting the {executor} executor ({config.models.model or 'the shapes world'})"):
             runner = EXECUTORS.load(executor)(config, ray_address)
         try:
             # 3. --select: the hard prompts only (original scores are stored, so a rerun does not score them again)
-            chosen = listed.prompts
-            if select:
-                chosen = _select(conn, config, chosen, select_threshold, runner.score)
-            _run(conn, config, settings, chosen, algorithms, runner.run)
+            if select_threshold is not None:
+                prompts = _select(conn, config, prompts, select_threshold, runner.score)
+            _run(conn, config, settings, prompts, algorithms, runner.run)
         finally:
             runner.close()
-
         # 4. outputs, from the database
-        from dpodiff.bench.report import write_outputs
-
-        summary = write_outputs(conn, config, chosen, algorithms, db)
-        _print_summary(summary)
-        failed = conn.execute("SELECT prompt, algorithm, error FROM runs WHERE task = ? AND status = 'failed'", (task,)).fetchall()
-        failed = [f for f in failed if f[0] in chosen and f[1] in algorithms]
+        _print_summary(write_outputs(conn, config, prompts, algorithms, db))
+        failed = conn.execute("SELECT prompt, algorithm, error FROM runs WHERE task = ? AND status = 'failed'", (config.task,)).fetchall()
+        failed = [f for f in failed if f[0] in prompts and f[1] in algorithms]
         conn.close()
-        console.print(f"Results: {db}; {out / 'summary.csv'}, {out / 'summary.md'}, {out / 'report.html'}")
-        if failed:
-            for p, a, e in failed:
-                console.print(f"[red]failed[/red] {a} on {terminal(p)}: {terminal(e, 500)}")
-            console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
-            raise typer.Exit(1)
+    console.print(f"Results: {db}; {out / 'summary.csv'}, {out / 'summary.md'}, {out / 'report.html'}")
+    if failed:
+        for p, a, e in failed:
+            console.print(f"[red]failed[/red] {a} on {terminal(p)}: {terminal(e, 500)}")
+        console.print(f"[red]{len(failed)} run(s) failed; rerun the same command to retry them.")
+        raise typer.Exit(1)
 
 
 def _resolved(run, model: str | None, family):

@@ -6,20 +6,15 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpodiff.config import RunConfig
+from dpodiff.config import ModelSpec, RunConfig
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     run: RunConfig  # the settings of every run; each run replaces the algorithm
     out: str  # the benchmark's output folder; each run saves its images under out/runs/
-    model: str | None = None
-    scorer: str | None = None
-    vae: str | None = None  # a VAE instead of the model's own
-    device: str = "auto"
-    dtype: str = "auto"
+    models: ModelSpec = ModelSpec()  # threads None: see dpodiff.threads (Ray workers: their CPUs)
     space: str | None = None  # a space file (the reference format may hold every prompt), or None: built per prompt
-    threads: int | None = None  # torch CPU threads per process; None: see dpodiff.threads (Ray workers: their CPUs)
     eval_seeds: int = 0  # the original and the chosen prompt judged on this many seeds nobody chose with (bench/held_out.py)
 
     @property
@@ -39,7 +34,8 @@ class BenchConfig:
 
         Batch size, device, threads and output folder are left out: they change speed, not results (beyond float tolerance).
         """
-        return self.run.fingerprint() | {"model": self.model or "shapes-world", "scorer": self.scorer, "vae": self.vae, "dtype": self.dtype,
+        m = self.models
+        return self.run.fingerprint() | {"model": m.model or "shapes-world", "scorer": m.scorer, "vae": m.vae, "dtype": m.dtype,
                                          "space_file": _digest(self.space) if self.space else None,
                                          "eval_seeds": self.eval_seeds}
 

@@ -11,7 +11,7 @@ class LocalExecutor:
     def __init__(self, config: BenchConfig, address: str | None = None):
         from dpodiff.threads import use_threads
 
-        use_threads(config.threads)
+        use_threads(config.models.threads)
         bench_models(config)  # loaded once, here, for every run
 
     def run(self, config: BenchConfig, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:

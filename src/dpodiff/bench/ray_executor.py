@@ -70,7 +70,7 @@ def _use_worker_threads(config: BenchConfig) -> None:
     from dpodiff.threads import use_threads
 
     assigned = _ray().get_runtime_context().get_assigned_resources().get("CPU", 1)
-    use_threads(config.threads or max(1, int(assigned)))
+    use_threads(config.models.threads or max(1, int(assigned)))
 
 
 def _run_task(config: BenchConfig, prompt: str, algorithm: str):

@@ -59,7 +59,7 @@ def render_report(conn, config, prompts, algorithms, rows, summary, failed, db) 
         files("dpodiff").joinpath("assets/bench/report.html.j2").read_text(encoding="utf-8"))
     return template.render(
         task=config.task, n_prompts=len(entries), algorithms=algorithms, seeds=list(config.seeds), budget=config.budget,
-        model=config.model or "shapes world", db=str(db), columns=COLUMNS, summary=[[_cell(v) for v in astuple(s)] for s in summary],
+        model=config.models.model or "shapes world", db=str(db), columns=COLUMNS, summary=[[_cell(v) for v in astuple(s)] for s in summary],
         prompts=entries, failed=failed,
     )
 

@@ -15,19 +15,18 @@ from pathlib import Path
 import torch
 
 from dpodiff.bench.config import BenchConfig
+from dpodiff.config import ModelSpec
 from dpodiff.bench.records import RunRecord
 
 
 @lru_cache(maxsize=2)
-def models(model: str | None, scorer: str | None, device: str, dtype: str, vae: str | None = None):
+def loaded(models: ModelSpec):
     """(backend, scorer, model name), loaded once per process and reused by every run in it."""
-    from dpodiff.models import load_models
-
-    return load_models(model, scorer, device, dtype, vae)
+    return models.load()
 
 
 def bench_models(config: BenchConfig):
-    return models(config.model, config.scorer, config.device, config.dtype, config.vae)
+    return loaded(config.models)
 
 
 def run_dir_name(prompt: str, algorithm: str) -> str:

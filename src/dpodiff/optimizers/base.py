@@ -36,6 +36,8 @@ class Optimizer(ABC):
         """The next batch of candidates to score (may be empty when there is nothing new to try)."""
 
     def tell(self, candidate: Candidate, loss: float) -> None:
+        """Record a loss. `told` is the search's one record of what was scored (search.py reads it as its cache), so an
+        optimiser that overrides this calls it too."""
         self.told[candidate] = loss
 
     def settings(self) -> dict:

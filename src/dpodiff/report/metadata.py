@@ -49,7 +49,7 @@ class ImageInfo:
     prompt: str
     negative_prompt: str
     steps: int
-    scheduler: str  # our name (dpodiff.defaults.SCHEDULERS) or, for another scheduler, its class name
+    scheduler: str  # our name (dpodiff.registry.SCHEDULERS) or, for another scheduler, its class name
     guidance: float
     seed: int
     width: int
@@ -72,6 +72,24 @@ class ImageInfo:
         png.add_text(PARAMETERS_KEY, format_parameters(self))
         png.add_itxt(DPODIFF_KEY, json.dumps(finite(self.dpodiff_dict()), ensure_ascii=False, allow_nan=False, default=str))
         return png
+
+
+def dpodiff_image(prompt: str, negative_prompt: str, seed: int, image, *, model: str, scorer: str, loss: float | None, role: str,
+                  generation: dict, config: dict, task: str | None = None, algorithm: str | None = None, **about) -> ImageInfo:
+    """How an image dpodiff made was made, for its PNG: the generation settings a run recorded (`generation`, as in
+    result.json), the scorer and the loss; `about` (the original prompt of a run, the loss prompt of generate) joins
+    the dpodiff chunk."""
+    from dpodiff import __version__
+
+    return ImageInfo(
+        prompt, negative_prompt, generation.get("steps"), generation.get("scheduler"), generation.get("guidance"), seed,
+        image.width, image.height, model,
+        parameters={"Scorer": model_label(scorer), "Loss": None if loss is None else round(loss, 4), **({"Task": task} if task else {}),
+                    "Role": role},
+        extra={"role": role, "loss": loss, **({"task": task} if task else {}), **about, "model": model, "scorer": scorer,
+               **({"algorithm": algorithm} if algorithm else {}), "config": config, "generation": generation, "version": __version__},
+        negative_mode=generation.get("negative_mode", "cfg"), true_cfg=generation.get("true_cfg"),
+    )
 
 
 def sampler_label(scheduler: str) -> str:

@@ -163,6 +163,21 @@ def miss_retrieval(model, tok, images: np.ndarray, captions: list[str], wrong: l
     return float((sims.argmax(1) == 0).float().mean())
 
 
+def contrastive_loss(scale: torch.Tensor, img: torch.Tensor, txt: torch.Tensor, spec) -> torch.Tensor:
+    """CLIP's two-way loss over a batch of `spec.batch` images and captions, with hard negatives: each image also
+    against its own near-miss captions (the rows of `txt` after the batch's), and, with `spec.miss_images`, each
+    caption also against an image of one of its near misses (the rows of `img` after the batch's): what the loss
+    must rank when it scores the generator's images against a fixed prompt."""
+    img, miss_img = img[: spec.batch], img[spec.batch:]
+    logits = scale * img @ txt[: spec.batch].T
+    own = scale * (img[:, None, :] * txt[spec.batch:].view(spec.batch, spec.hard_negatives, -1)).sum(-1)
+    per_text = logits.T
+    if spec.miss_images:
+        per_text = torch.cat([per_text, scale * (txt[: spec.batch] * miss_img).sum(-1, keepdim=True)], 1)
+    target = torch.arange(spec.batch, device=img.device)
+    return (F.cross_entropy(torch.cat([logits, own], 1), target) + F.cross_entropy(per_text, target)) / 2
+
+
 def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: float | None = None, run=None) -> None:
     """Contrastive training from a released scorer; held-out near-miss retrieval logged every 250 steps."""
     from diffusers import AutoencoderKL
@@ -202,19 +217,8 @@ def train_critic(spec, out: Path, init_from: Path, vae_dir: Path, max_minutes: f
         if spec.miss_images:
             arr = np.concatenate([arr, wrong_arr])
         img = image_features(model, roughen(images_to_tensor(arr).to(run.device), state.generator, vae))
-        img, miss_img = img[: spec.batch], img[spec.batch:]
         txt = text_features(model, ids(captions + [w for ws in wrong for w in ws]))
-        scale = model.logit_scale.exp().clamp(max=100)
-        logits = scale * img @ txt[: spec.batch].T
-        # each image against the batch's captions and its own near misses
-        own = scale * (img[:, None, :] * txt[spec.batch:].view(spec.batch, spec.hard_negatives, -1)).sum(-1)
-        # each caption against the batch's images and, with miss_images, an image of one of its near misses:
-        # what the loss must rank when it scores the generator's images against a fixed prompt
-        per_text = logits.T
-        if spec.miss_images:
-            per_text = torch.cat([per_text, scale * (txt[: spec.batch] * miss_img).sum(-1, keepdim=True)], 1)
-        target = torch.arange(spec.batch, device=run.device)
-        loss = (F.cross_entropy(torch.cat([logits, own], 1), target) + F.cross_entropy(per_text, target)) / 2
+        loss = contrastive_loss(model.logit_scale.exp().clamp(max=100), img, txt, spec)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -268,7 +268,6 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
     assert isinstance(text, CLIPTextModel)
     empty = tokenize(tokenizer(), [""]).to(run.device)  # caption dropout, for classifier-free guidance
     sched = DDPMScheduler(**noise_scheduler_config())
-    alphas_cumprod = sched.alphas_cumprod.to(run.device)
     unet = make_unet()
     if init:
         unet.load_state_dict(UNet2DConditionModel.from_pretrained(init / "pipeline" / "unet", torch_dtype=torch.float32).state_dict())
@@ -285,18 +284,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
         images, ids, _ = run.on_device(data.sample(state.rng, UNET_BATCH))
         drop = torch.from_numpy(state.rng.random(UNET_BATCH) < CAPTION_MIXES[captions].dropout).to(run.device)
         ids = torch.where(drop[:, None], empty, ids)
-        with torch.no_grad():
-            posterior = vae.encode(images).latent_dist
-            latents = posterior.mean + posterior.std * run.noise(posterior.mean.shape, state.generator)
-            latents = latents * vae.config.scaling_factor
-            states = text(ids)[0]
-        noise = run.noise(latents.shape, state.generator)
-        t = torch.randint(0, sched.config.num_train_timesteps, (UNET_BATCH,), generator=state.generator).to(run.device)
-        noisy = sched.add_noise(latents, noise, t)
-        pred = unet(noisy, t, encoder_hidden_states=states).sample
-        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-        weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
-        loss = (F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3)) * weight).mean()
+        loss = _denoising_loss(unet, vae, text, sched, images, ids, run, state.generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -310,6 +298,24 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
     ema.to("cpu").save_pretrained(out)
     write_steps(out, "unet", state, total, batch=UNET_BATCH, init_from=str(init) if init else None, lr=lr,
                 captions=captions)
+
+
+def _denoising_loss(unet, vae, text, sched, images: torch.Tensor, ids: torch.Tensor, run: Training, generator: torch.Generator) -> torch.Tensor:
+    """The UNet's epsilon-prediction loss on a batch, min-SNR weighted: latents drawn from the VAE's posterior, a
+    noise level per image (every draw from `generator`, in the same order, so a resumed run repeats them)."""
+    with torch.no_grad():
+        posterior = vae.encode(images).latent_dist
+        latents = posterior.mean + posterior.std * run.noise(posterior.mean.shape, generator)
+        latents = latents * vae.config.scaling_factor
+        states = text(ids)[0]
+    noise = run.noise(latents.shape, generator)
+    t = torch.randint(0, sched.config.num_train_timesteps, (len(images),), generator=generator).to(run.device)
+    noisy = sched.add_noise(latents, noise, t)
+    pred = unet(noisy, t, encoder_hidden_states=states).sample
+    alphas_cumprod = sched.alphas_cumprod.to(run.device)
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+    weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
+    return (F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3)) * weight).mean()
 
 
 def text_encoder_dir(workdir: Path) -> Path:
