@@ -38,6 +38,7 @@ need = [
     "dpodiff/assets/wordnet/LICENSE",
     "dpodiff/assets/clip_tokenizer/vocab.json",
     "dpodiff/assets/bench/report.html.j2",
+    "dpodiff/shapes/card.md.j2",
     "dpodiff/shapes/weights/pipeline/model_index.json",
     "dpodiff/shapes/weights/pipeline/text_encoder/config.json",
     "dpodiff/shapes/weights/pipeline/text_encoder/model.safetensors",
