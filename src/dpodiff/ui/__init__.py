@@ -15,9 +15,9 @@ and the progress it reports), `views.py` (the tables, text and pictures the page
 import signal
 import sys
 
-from dpodiff.ui.layout import MODEL_OWN, build_app
+from dpodiff.ui.layout import build_app
 from dpodiff.ui.server import DEFAULT_MAX_BUDGET, DEFAULT_MAX_SEEDS, Models, require_gradio
-from dpodiff.ui.views import (SPACE_HEADERS, TOP_HEADERS, before_after, build_space, code, describe, judge_markdown, loss_curve,
+from dpodiff.ui.views import (MODEL_OWN, SPACE_HEADERS, TOP_HEADERS, before_after, build_space, code, describe, judge_markdown, loss_curve,
                               outcome_text, progress_html, save_zip, space_from_rows, space_rows, status_text, top_rows)
 from dpodiff.ui.worker import ABANDONED_AFTER, POLL_SECONDS, Progress
 

@@ -7,6 +7,7 @@ when it is imported; only build_app imports it, once require_gradio has found it
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from dpodiff.config import RunConfig
 from dpodiff.errors import UsageError
@@ -14,11 +15,13 @@ from dpodiff.optimizers import GPOSettings
 from dpodiff.registry import OPTIMIZERS
 from dpodiff.results import OptimizationResult
 from dpodiff.spaces import SearchSpace
-from dpodiff.ui.layout import MODEL_OWN, Page
 from dpodiff.ui.server import Models, require_gradio
-from dpodiff.ui.views import (before_after, build_space, describe, judge_markdown, loss_curve, outcome_text, progress_html, save_zip,
+from dpodiff.ui.views import (MODEL_OWN, before_after, build_space, describe, judge_markdown, loss_curve, outcome_text, progress_html, save_zip,
                               space_from_rows, space_rows, status_text, top_rows)
 from dpodiff.ui.worker import POLL_SECONDS, Progress, SearchThread
+
+if TYPE_CHECKING:
+    from dpodiff.ui.layout import Page
 
 gr = require_gradio()
 
@@ -32,7 +35,7 @@ class PageHandlers:
     """The events of one server's page. Every visitor shares the models, the folder of the runs' zips and the
     stop flags, one per browser session: set by Stop, read by that session's run."""
 
-    def __init__(self, models: Models, page: Page, results_root: str):
+    def __init__(self, models: Models, page: "Page", results_root: str):
         self.models, self.page, self.results_root = models, page, results_root
         self.stops: dict[str, threading.Event] = {}
         self.distilled = models.backend.distilled_guidance  # Flux: negatives steer through true CFG

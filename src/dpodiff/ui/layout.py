@@ -16,9 +16,8 @@ from dpodiff.registry import OPTIMIZERS, SCHEDULERS, SPACE_SOURCES
 from dpodiff.report.metadata import model_label as short_name
 from dpodiff.tasks import TASKS
 from dpodiff.ui.server import Models, require_gradio
-from dpodiff.ui.views import SPACE_HEADERS, TOP_HEADERS, progress_html
+from dpodiff.ui.views import MODEL_OWN, SPACE_HEADERS, TOP_HEADERS, progress_html
 
-MODEL_OWN = "model's own"  # the scheduler choice that keeps the model's own sampler
 Component = object  # a Gradio component
 
 

@@ -18,6 +18,7 @@ from dpodiff.spaces import SearchSpace, Slot, Span, find_word
 from dpodiff.ui.server import Models
 from dpodiff.ui.worker import Progress
 
+MODEL_OWN = "model's own"  # the scheduler choice that keeps the model's own sampler
 SPACE_HEADERS = ["part", "slot", "choices (comma-separated)"]
 TOP_HEADERS = ["rank", "loss", "prompt", "negative prompt", "similarity", "scored as #"]
 
