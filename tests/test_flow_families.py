@@ -157,7 +157,7 @@ def test_flux_negatives_need_true_cfg(tiny_flux_dir):
 def test_the_family_is_known_before_the_model_loads(tmp_path, tiny_flux_dir, tiny_sd3_dir, tiny_scorer_dir):
     """Flux's distilled --guidance and its pipeline's defaults apply before loading (the CLI's early checks, bench's
     fingerprint); a guidance of 1 is refused on a family that guides by it."""
-    from dpodiff.backends import StableDiffusionBackend
+    from dpodiff.backends.stable_diffusion import StableDiffusionBackend
     from dpodiff.model_folder import Recommended
     from dpodiff.models import family_of, recommended_before_loading
 
