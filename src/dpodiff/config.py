@@ -97,7 +97,7 @@ class RunConfig:
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"--protocol {self.protocol!r} is not known; use dpodiff (the default) or paper (the reference's choices).")
         paper = {"sampling": "uniform", "validate": None} if self.protocol == "paper" else {"validate": parse_validate(self.validate)}
-        return {"seeds": tuple(parse_seeds(seeds)), "positive": self.positive and make_task(self.task, self.positive).search_negative, **paper}
+        return {"seeds": tuple(parse_seeds(seeds)), "positive": self.positive and self.task_spec.search_negative, **paper}
 
     @property
     def search_budget(self) -> int:

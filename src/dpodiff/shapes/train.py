@@ -268,6 +268,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
     assert isinstance(text, CLIPTextModel)
     empty = tokenize(tokenizer(), [""]).to(run.device)  # caption dropout, for classifier-free guidance
     sched = DDPMScheduler(**noise_scheduler_config())
+    alphas_cumprod = sched.alphas_cumprod.to(run.device)  # once, not per step
     unet = make_unet()
     if init:
         unet.load_state_dict(UNet2DConditionModel.from_pretrained(init / "pipeline" / "unet", torch_dtype=torch.float32).state_dict())
@@ -284,7 +285,7 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
         images, ids, _ = run.on_device(data.sample(state.rng, UNET_BATCH))
         drop = torch.from_numpy(state.rng.random(UNET_BATCH) < CAPTION_MIXES[captions].dropout).to(run.device)
         ids = torch.where(drop[:, None], empty, ids)
-        loss = _denoising_loss(unet, vae, text, sched, images, ids, run, state.generator)
+        loss = _denoising_loss(unet, vae, text, sched, alphas_cumprod, images, ids, run, state.generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -300,7 +301,8 @@ def train_unet(data: Dataset, workdir: Path, max_minutes: float | None, steps: i
                 captions=captions)
 
 
-def _denoising_loss(unet, vae, text, sched, images: torch.Tensor, ids: torch.Tensor, run: Training, generator: torch.Generator) -> torch.Tensor:
+def _denoising_loss(unet, vae, text, sched, alphas_cumprod: torch.Tensor, images: torch.Tensor, ids: torch.Tensor, run: Training,
+                    generator: torch.Generator) -> torch.Tensor:
     """The UNet's epsilon-prediction loss on a batch, min-SNR weighted: latents drawn from the VAE's posterior, a
     noise level per image (every draw from `generator`, in the same order, so a resumed run repeats them)."""
     with torch.no_grad():
@@ -312,7 +314,6 @@ def _denoising_loss(unet, vae, text, sched, images: torch.Tensor, ids: torch.Ten
     t = torch.randint(0, sched.config.num_train_timesteps, (len(images),), generator=generator).to(run.device)
     noisy = sched.add_noise(latents, noise, t)
     pred = unet(noisy, t, encoder_hidden_states=states).sample
-    alphas_cumprod = sched.alphas_cumprod.to(run.device)
     snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
     weight = snr.clamp(max=MIN_SNR_GAMMA) / snr
     return (F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3)) * weight).mean()
